@@ -1,0 +1,68 @@
+# mlxdist: `make demo` runs the main job, `make test` runs the tests.
+# Both install what they need (a project venv with pinned pip MLX, the C ABI
+# library) and are idempotent.
+
+# The one place that pins MLX. The C ABI library is built against exactly
+# this wheel's headers and libmlx.
+MLX_VERSION  := 0.32.4
+MLX_LM_VERSION := 0.32.2
+SAFETENSORS_VERSION := 0.8.0
+
+UNAME_S := $(shell uname -s)
+ifeq ($(UNAME_S),Darwin)
+  MLX_BACKEND_PKG := mlx-metal==$(MLX_VERSION)
+  SOEXT := dylib
+else
+  MLX_BACKEND_PKG := mlx-cpu==$(MLX_VERSION)
+  SOEXT := so
+endif
+
+PYTHON_BOOT ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mlxdist-$(MLX_VERSION)-$(MLX_LM_VERSION)-$(SAFETENSORS_VERSION)
+CAPI   := build/lib/libmlxc.$(SOEXT)
+GO     ?= go
+
+export MLX_REQUIRED ?= 1
+
+.PHONY: setup venv capi test test-short demo bench bench-load fuzz clean help
+
+help:
+	@echo "make setup   project venv (pip MLX $(MLX_VERSION)) and the C ABI library"
+	@echo "make test    setup, then every test, the race tests and the cross builds"
+	@echo "make demo    setup, then the distributed load demo on local ranks"
+	@echo "make bench   setup, then the benchmarks, side by side with Python MLX"
+
+setup: $(STAMP) $(CAPI)
+
+venv: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q \
+		"mlx==$(MLX_VERSION)" "$(MLX_BACKEND_PKG)" \
+		"mlx-lm==$(MLX_LM_VERSION)" "safetensors==$(SAFETENSORS_VERSION)" numpy
+	@touch $@
+
+capi: $(CAPI)
+
+$(CAPI): $(STAMP) $(wildcard mlx/capi/*.cpp mlx/capi/*.h mlx/capi/CMakeLists.txt)
+	PYTHON=$(PY) sh mlx/capi/build.sh build/capi build/lib
+
+test: setup
+	CGO_ENABLED=0 $(GO) test -count=1 ./...
+	CGO_ENABLED=1 $(GO) test -count=1 -race ./...
+	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 $(GO) build ./...
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build ./...
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build ./...
+	$(GO) vet ./...
+
+demo: setup
+	CGO_ENABLED=0 $(GO) run ./examples/mlxinfo
+
+bench: setup
+	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x ./safetensors/ ./memguard/
+
+clean:
+	rm -rf build
