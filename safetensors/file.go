@@ -1,0 +1,214 @@
+package safetensors
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// File is one open safetensors file: its parsed header and, on darwin and
+// linux, a read-only memory mapping of the whole file. Its methods are safe
+// for concurrent use, except Close.
+type File struct {
+	path   string
+	h      *header
+	r      io.ReaderAt // pread path: the *os.File, or the NewReader argument
+	osFile *os.File    // nil for NewReader
+	data   []byte      // the mapping; nil when the file is not mapped
+	sorted []int32     // indices into h.tensors, by name
+
+	bytesRead atomic.Int64
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the safetensors file at path, reads and validates its header
+// and maps the file read-only. No tensor data is read: pages come in only
+// when Data, ReadPart or ReadRanges touch them.
+func Open(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	h, err := readHeader(f, st.Size())
+	if err != nil {
+		f.Close()
+		var fe *FormatError
+		if errors.As(err, &fe) {
+			fe.Path = path
+		}
+		return nil, err
+	}
+	sf := newFile(path, h, f)
+	sf.osFile = f
+	if haveMmap {
+		data, err := mmapFile(f, st.Size())
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("safetensors: map %s: %w", path, err)
+		}
+		sf.data = data
+	}
+	return sf, nil
+}
+
+// NewReader reads a safetensors file of the given size from r, as
+// archive/zip.NewReader does. The header is read and validated at once;
+// tensor data is read from r on demand. Close does not close r.
+func NewReader(r io.ReaderAt, size int64) (*File, error) {
+	h, err := readHeader(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return newFile("", h, r), nil
+}
+
+func newFile(path string, h *header, r io.ReaderAt) *File {
+	f := &File{path: path, h: h, r: r}
+	if path != "" {
+		for i := range h.tensors {
+			h.tensors[i].File = path
+		}
+	}
+	f.sorted = make([]int32, len(h.tensors))
+	for i := range f.sorted {
+		f.sorted[i] = int32(i)
+	}
+	slices.SortFunc(f.sorted, func(a, b int32) int { return strings.Compare(h.tensors[a].Name, h.tensors[b].Name) })
+	return f
+}
+
+// Path returns the name the file was opened with ("" for NewReader).
+func (f *File) Path() string { return f.path }
+
+// Mapped reports whether the file is memory-mapped. When it is not (a File
+// from NewReader, or an OS without mmap support here), Data allocates and
+// reads.
+func (f *File) Mapped() bool { return f.data != nil }
+
+// Tensors returns the tensors in header order. The slice is shared: do not
+// modify it.
+func (f *File) Tensors() []TensorInfo { return f.h.tensors }
+
+// SortedTensors returns the tensors sorted by name, in a new slice.
+func (f *File) SortedTensors() []TensorInfo {
+	out := make([]TensorInfo, len(f.sorted))
+	for i, j := range f.sorted {
+		out[i] = f.h.tensors[j]
+	}
+	return out
+}
+
+// Names returns the tensor names sorted.
+func (f *File) Names() []string {
+	out := make([]string, len(f.sorted))
+	for i, j := range f.sorted {
+		out[i] = f.h.tensors[j].Name
+	}
+	return out
+}
+
+// Tensor returns the tensor called name.
+func (f *File) Tensor(name string) (TensorInfo, bool) {
+	i, ok := f.h.byName[name]
+	if !ok {
+		return TensorInfo{}, false
+	}
+	return f.h.tensors[i], true
+}
+
+// Metadata returns the header's __metadata__ (nil when there is none). The
+// map is shared: do not modify it.
+func (f *File) Metadata() map[string]string { return f.h.metadata }
+
+// DataOffset returns the file offset where the data section begins (8 plus
+// the header length).
+func (f *File) DataOffset() int64 { return f.h.dataOff }
+
+// TotalBytes returns the size of the data section: the sum of the tensors'
+// sizes.
+func (f *File) TotalBytes() int64 { return f.h.dataLen }
+
+// BytesRead returns how many tensor bytes Data, ReadPart, ReadPartAt,
+// ReadRanges and ReadRangesAt have delivered so far.
+func (f *File) BytesRead() int64 { return f.bytesRead.Load() }
+
+func (f *File) lookup(name string) (*TensorInfo, error) {
+	i, ok := f.h.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("safetensors: %sno tensor %q", f.pathPrefix(), name)
+	}
+	return &f.h.tensors[i], nil
+}
+
+func (f *File) pathPrefix() string {
+	if f.path == "" {
+		return ""
+	}
+	return f.path + ": "
+}
+
+var errClosed = errors.New("safetensors: file already closed")
+
+// Data returns the bytes of the tensor called name. For a mapped file the
+// slice is the mapping itself: no copy is made, it is read-only (writing to
+// it faults), and it is valid only until Close; copy what must outlive the
+// File. For an unmapped file Data reads into a new slice.
+func (f *File) Data(name string) ([]byte, error) {
+	t, err := f.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if f.data != nil {
+		f.bytesRead.Add(t.Size())
+		return f.data[t.Offset : t.Offset+t.Size() : t.Offset+t.Size()], nil
+	}
+	if f.r == nil {
+		return nil, errClosed
+	}
+	buf := make([]byte, t.Size())
+	if err := f.readAt(buf, t.Offset); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (f *File) readAt(p []byte, off int64) error {
+	n, err := f.r.ReadAt(p, off)
+	f.bytesRead.Add(int64(n))
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("safetensors: %sread %d bytes at %d: %w", f.pathPrefix(), len(p), off, err)
+}
+
+// Close unmaps and closes the file. Slices returned by Data are invalid
+// afterwards. Close is idempotent: later calls return the first result.
+func (f *File) Close() error {
+	f.closeOnce.Do(func() {
+		if f.data != nil {
+			f.closeErr = munmap(f.data)
+			f.data = nil
+		}
+		if f.osFile != nil {
+			if err := f.osFile.Close(); f.closeErr == nil {
+				f.closeErr = err
+			}
+		}
+		f.r = nil
+	})
+	return f.closeErr
+}
