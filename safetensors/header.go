@@ -282,12 +282,12 @@ func (h *header) validate() error {
 	for _, i := range order {
 		t := &h.tensors[i]
 		switch {
+		case t.End < t.Begin:
+			return formatErr(ReasonOffsetOrder, t.Name, t.Offset, "ends at %d before it begins at %d", t.End, t.Begin)
 		case t.Begin > at:
 			return formatErr(ReasonGap, t.Name, h.dataOff+at, "begins at %d, leaving bytes [%d, %d) of the data unused", t.Begin, at, t.Begin)
 		case t.Begin < at:
 			return formatErr(ReasonOverlap, t.Name, t.Offset, "begins at %d, inside data already used up to %d", t.Begin, at)
-		case t.End < t.Begin:
-			return formatErr(ReasonOffsetOrder, t.Name, t.Offset, "ends at %d before it begins at %d", t.End, t.Begin)
 		}
 		want, reason, ok := byteSize(t.DType, t.Shape)
 		switch {
