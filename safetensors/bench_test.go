@@ -1,0 +1,108 @@
+package safetensors
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkOpenDir opens a checkpoint shaped like a large model's: 182
+// shard files holding 100,000 tensors in all (tiny ones: opening reads
+// headers only, so their size does not matter).
+func BenchmarkOpenDir(b *testing.B) {
+	const files, tensors = 182, 100_000
+	dir := b.TempDir()
+	shards := make([][]TensorData, files)
+	data := make([]byte, 8)
+	for i := range tensors {
+		name := fmt.Sprintf("model.layers.%d.mlp.experts.%d.down_proj.weight", i/1000, i%1000)
+		shards[i%files] = append(shards[i%files], TensorData{name, BF16, []int64{2, 2}, data})
+	}
+	if err := WriteDir(dir, shards, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		d, err := OpenDir(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d.Len() != tensors {
+			b.Fatalf("%d tensors", d.Len())
+		}
+		d.Close()
+	}
+}
+
+// BenchmarkCopy compares copying a warm 64 MB tensor out of the mapping,
+// whole and as a rank's half split on the last axis (8192 strided runs of
+// 4 KB), with a plain copy() between two heap buffers of the same size.
+func BenchmarkCopy(b *testing.B) {
+	const rows, cols = 8192, 4096 // BF16: 64 MiB
+	path := filepath.Join(b.TempDir(), "big.safetensors")
+	src := make([]byte, rows*cols*2)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
+	if err := WriteFile(path, []TensorData{{"w", BF16, []int64{rows, cols}, src}}, nil); err != nil {
+		b.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	whole := make([]byte, len(src))
+	half := make([]byte, len(src)/2)
+	warm := func(b *testing.B) {
+		if _, err := f.ReadPart("w", 0, 1, 0, whole); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("memcpy-whole", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		for b.Loop() {
+			copy(whole, src)
+		}
+	})
+	b.Run("mmap-whole", func(b *testing.B) {
+		warm(b)
+		b.SetBytes(int64(len(src)))
+		for b.Loop() {
+			if _, err := f.ReadPart("w", 0, 1, 0, whole); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pread-whole", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		for b.Loop() {
+			if _, err := f.ReadPartAt("w", 0, 1, 0, whole); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("memcpy-half", func(b *testing.B) {
+		b.SetBytes(int64(len(half)))
+		for b.Loop() {
+			copy(half, src[:len(half)])
+		}
+	})
+	b.Run("mmap-lastaxis-half", func(b *testing.B) {
+		warm(b)
+		b.SetBytes(int64(len(half)))
+		for b.Loop() {
+			if _, err := f.ReadPart("w", 1, 2, 1, half); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pread-lastaxis-half", func(b *testing.B) {
+		b.SetBytes(int64(len(half)))
+		for b.Loop() {
+			if _, err := f.ReadPartAt("w", 1, 2, 1, half); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
