@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mlxdist/mlxdist/safetensors"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestInspectListsTensorsSortedWithHashes(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, safetensors.WriteDir(dir, [][]safetensors.TensorData{
+		{{Name: "z", DType: safetensors.U8, Shape: []int64{1, 2}, Data: []byte("ab")}},
+		{{Name: "a", DType: safetensors.F32, Shape: []int64{1}, Data: []byte("wxyz")}},
+	}, nil))
+	var out bytes.Buffer
+	require.NoError(t, run(&out, dir, false))
+	assert.Equal(t, "a F32 [1] 4 17f488f768db8fbe7a408a9469203c61e03b5fe43214b95a00e7c0c52d2fd933\n"+
+		"z U8 [1,2] 2 fb8e20fc2e4c3f248c60c39bd652f3c1347298bb977b8b4d5903b85055620603\n"+
+		"total: 2 tensors, 6 bytes (0.00 GB), 2 files\n", out.String())
+
+	out.Reset()
+	require.NoError(t, run(&out, dir, true))
+	var r report
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r))
+	assert.Equal(t, 2, r.Totals.Files)
+	assert.Equal(t, "z", r.Tensors[1].Name)
+	assert.Equal(t, []int64{1, 2}, r.Tensors[1].Shape)
+}
+
+func TestInspectFailsCleanlyOnCorruptInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := filepath.Join(t.TempDir(), "inspect")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	corrupt, err := filepath.Glob("../../safetensors/testdata/corrupt-*.safetensors")
+	require.NoError(t, err)
+	require.NotEmpty(t, corrupt)
+	for _, p := range append(corrupt, filepath.Join(t.TempDir(), "absent")) {
+		cmd := exec.Command(bin, p)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, p)
+		assert.Equal(t, 1, ee.ExitCode(), p)
+		msg := strings.TrimRight(stderr.String(), "\n")
+		assert.NotContains(t, msg, "\n", "one line for %s", p)
+		assert.True(t, strings.HasPrefix(msg, "inspect: "), msg)
+		assert.NotContains(t, msg, "goroutine", p)
+	}
+	help, err := exec.Command(bin, "--help").CombinedOutput()
+	require.NoError(t, err)
+	assert.Contains(t, string(help), "example:")
+}
