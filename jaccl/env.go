@@ -1,0 +1,277 @@
+package jaccl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Backend names a distributed back-end of MLX, or jaccl-ring, which is a
+// launcher name for jaccl with MLX_JACCL_RING=1.
+type Backend string
+
+// The back-ends MLX knows. Any lets MLX pick (nccl, ring, mpi, jaccl in that
+// order); the seed insists on JACCL and never a silent fall-back to Ring.
+const (
+	Any       Backend = "any"
+	Ring      Backend = "ring"
+	MPI       Backend = "mpi"
+	NCCL      Backend = "nccl"
+	JACCL     Backend = "jaccl"
+	JACCLRing Backend = "jaccl-ring"
+)
+
+// ErrUnknownBackend is returned by ParseBackend for a name it does not know.
+var ErrUnknownBackend = errors.New("unknown back-end")
+
+// ParseBackend parses a back-end name as mlx.launch and mx.distributed.init
+// spell it.
+func ParseBackend(s string) (Backend, error) {
+	switch b := Backend(strings.ToLower(strings.TrimSpace(s))); b {
+	case Any, Ring, MPI, NCCL, JACCL, JACCLRing:
+		return b, nil
+	}
+	return "", fmt.Errorf("%w %q (want any, ring, mpi, nccl, jaccl or jaccl-ring)", ErrUnknownBackend, s)
+}
+
+func (b Backend) String() string { return string(b) }
+
+// MLXName returns the name MLX's distributed init receives: jaccl-ring is
+// jaccl as far as MLX is concerned (the ring shape comes from the
+// environment).
+func (b Backend) MLXName() string {
+	if b == JACCLRing {
+		return string(JACCL)
+	}
+	return string(b)
+}
+
+// Default ports, as mlx.launch uses them: the ring back-end listens on
+// RingPort and the ports after it (one per rank and address), the jaccl
+// coordinator on rank 0 listens on RingPort too, and nccl uses NCCLPort.
+const (
+	RingPort = 32323
+	NCCLPort = 12345
+)
+
+// EnvOptions tune RankEnv.
+type EnvOptions struct {
+	// Backend overrides the hostfile's back-end; with neither set, ring.
+	Backend Backend
+	// Port is the first ring port and the jaccl coordinator port; 0 means
+	// RingPort.
+	Port int
+	// Ports, when set, gives the ring port of every address in rank order
+	// (one per entry of every host's IPs) and replaces Port for them; the
+	// launcher fills it with free ports for ranks on one machine.
+	Ports []int
+	// NCCLPort is nccl's rendezvous port; 0 means NCCLPort.
+	NCCLPort int
+	// Env holds extra "NAME=value" pairs exported after the hostfile's envs.
+	Env []string
+	// Verbose asks the back-end to log: MLX_RING_VERBOSE=1, NCCL_DEBUG=INFO.
+	Verbose bool
+}
+
+// EnvFile is a variable whose value is the path of a temporary file holding
+// Content (MLX_HOSTFILE, MLX_IBV_DEVICES).
+type EnvFile struct {
+	Name    string
+	Content []byte
+}
+
+// RankEnv is exactly what one rank reads from its environment.
+type RankEnv struct {
+	Rank    int
+	Size    int
+	Backend Backend
+	// Vars are "NAME=value" pairs in export order: the hostfile's envs, the
+	// extra ones, then the back-end's; a later pair wins over an earlier one
+	// of the same name.
+	Vars []string
+	// Files are written to temporary files whose paths are exported after
+	// Vars.
+	Files []EnvFile
+}
+
+// mlxVars are the variables a launcher owns: inherited values of these from
+// the launching process are dropped so a stale MLX_IBV_DEVICES cannot leak
+// into a ring job.
+var mlxVars = []string{
+	"MLX_RANK", "MLX_WORLD_SIZE", "MLX_HOSTFILE", "MLX_RING_VERBOSE",
+	"MLX_IBV_DEVICES", "MLX_JACCL_COORDINATOR", "MLX_JACCL_RING",
+	"JACCL_IBV_DEVICES", "JACCL_COORDINATOR", "JACCL_RING",
+	"NCCL_HOST_IP", "NCCL_PORT",
+}
+
+// NewRankEnv works out rank's environment for a job on hf.
+//
+// Every back-end gets MLX_RANK and MLX_WORLD_SIZE (MLX reads the latter only
+// for nccl, but a Go group uses it to notice a launcher that set up N ranks
+// while init returned a group of one). Then:
+//
+//   - ring: MLX_HOSTFILE names a file holding a JSON list with one entry per
+//     rank, each a list of "ip:port" strings, ports counting up from Port
+//     across every address of every host as mlx.launch counts them. A single
+//     rank gets no MLX_HOSTFILE: MLX's ring blocks on a one-entry list, and
+//     without the variable init gives the size-1 group.
+//   - jaccl, jaccl-ring: MLX_IBV_DEVICES names a file holding the N×N device
+//     matrix, MLX_JACCL_COORDINATOR is Hosts[0].IPs[0]:Port, and jaccl-ring
+//     adds MLX_JACCL_RING=1.
+//   - nccl: NCCL_HOST_IP (Hosts[0].IPs[0]) and NCCL_PORT.
+//   - mpi: mpirun sets up the ranks itself, so there is nothing to compute;
+//     RankEnv returns an error.
+func NewRankEnv(hf *Hostfile, rank int, opt EnvOptions) (*RankEnv, error) {
+	b := opt.Backend
+	if b == "" || b == Any {
+		b = hf.Backend
+	}
+	if b == "" || b == Any {
+		b = Ring
+	}
+	if b == MPI {
+		return nil, fmt.Errorf("jaccl: the mpi back-end is launched by mpirun, not by this launcher")
+	}
+	if err := hf.Validate(b); err != nil {
+		return nil, err
+	}
+	n := len(hf.Hosts)
+	if rank < 0 || rank >= n {
+		return nil, fmt.Errorf("jaccl: rank %d out of range for %d hosts", rank, n)
+	}
+	port := opt.Port
+	if port == 0 {
+		port = RingPort
+	}
+	for _, e := range opt.Env {
+		name, _, ok := strings.Cut(e, "=")
+		if !ok || !envNameRe.MatchString(name) {
+			return nil, fmt.Errorf("jaccl: environment entry %q is not NAME=value", e)
+		}
+	}
+
+	re := &RankEnv{Rank: rank, Size: n, Backend: b}
+	re.Vars = append(re.Vars, hf.Envs...)
+	re.Vars = append(re.Vars, opt.Env...)
+	switch b {
+	case Ring:
+		if opt.Verbose {
+			re.Vars = append(re.Vars, "MLX_RING_VERBOSE=1")
+		}
+		if n > 1 {
+			content, err := ringHostfile(hf, port, opt.Ports)
+			if err != nil {
+				return nil, err
+			}
+			re.Files = append(re.Files, EnvFile{Name: "MLX_HOSTFILE", Content: content})
+		}
+	case JACCL, JACCLRing:
+		re.Vars = append(re.Vars, "MLX_JACCL_COORDINATOR="+hf.Hosts[0].IPs[0]+":"+strconv.Itoa(port))
+		if b == JACCLRing {
+			re.Vars = append(re.Vars, "MLX_JACCL_RING=1")
+		}
+		content, err := json.Marshal(hf.DeviceMatrix())
+		if err != nil {
+			return nil, fmt.Errorf("jaccl: %w", err)
+		}
+		re.Files = append(re.Files, EnvFile{Name: "MLX_IBV_DEVICES", Content: append(content, '\n')})
+	case NCCL:
+		np := opt.NCCLPort
+		if np == 0 {
+			np = NCCLPort
+		}
+		if opt.Verbose {
+			re.Vars = append(re.Vars, "NCCL_DEBUG=INFO")
+		}
+		re.Vars = append(re.Vars, "NCCL_HOST_IP="+hf.Hosts[0].IPs[0], "NCCL_PORT="+strconv.Itoa(np))
+	}
+	re.Vars = append(re.Vars, "MLX_WORLD_SIZE="+strconv.Itoa(n), "MLX_RANK="+strconv.Itoa(rank))
+	return re, nil
+}
+
+// ringHostfile builds the JSON list MLX_HOSTFILE names.
+func ringHostfile(hf *Hostfile, port int, ports []int) ([]byte, error) {
+	total := 0
+	for _, h := range hf.Hosts {
+		total += len(h.IPs)
+	}
+	if ports != nil && len(ports) != total {
+		return nil, fmt.Errorf("jaccl: %d ring ports given for %d addresses", len(ports), total)
+	}
+	k := 0
+	list := make([][]string, len(hf.Hosts))
+	for i, h := range hf.Hosts {
+		list[i] = []string{}
+		for _, ip := range h.IPs {
+			p := port + k
+			if ports != nil {
+				p = ports[k]
+			}
+			list[i] = append(list[i], ip+":"+strconv.Itoa(p))
+			k++
+		}
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		return nil, fmt.Errorf("jaccl: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Write creates the rank's temporary files in dir and returns the complete
+// list of "NAME=value" pairs to add to the rank's environment, file paths
+// included.
+func (re *RankEnv) Write(dir string) ([]string, error) {
+	env := append([]string(nil), re.Vars...)
+	for _, f := range re.Files {
+		tf, err := os.CreateTemp(dir, fmt.Sprintf("rank%d-%s-*.json", re.Rank, strings.ToLower(f.Name)))
+		if err != nil {
+			return nil, fmt.Errorf("jaccl: %w", err)
+		}
+		_, werr := tf.Write(f.Content)
+		cerr := tf.Close()
+		if err := errors.Join(werr, cerr); err != nil {
+			return nil, fmt.Errorf("jaccl: writing %s for rank %d: %w", f.Name, re.Rank, err)
+		}
+		path, err := filepath.Abs(tf.Name())
+		if err != nil {
+			return nil, fmt.Errorf("jaccl: %w", err)
+		}
+		env = append(env, f.Name+"="+path)
+	}
+	return env, nil
+}
+
+// Environ returns base (typically os.Environ()) without the variables a
+// launcher owns, followed by env.
+func Environ(base, env []string) []string {
+	out := make([]string, 0, len(base)+len(env))
+	for _, kv := range base {
+		name, _, _ := strings.Cut(kv, "=")
+		owned := false
+		for _, v := range mlxVars {
+			if name == v {
+				owned = true
+				break
+			}
+		}
+		if !owned {
+			out = append(out, kv)
+		}
+	}
+	return append(out, env...)
+}
+
+// LocalHostfile describes n ranks on this machine, all on 127.0.0.1, as
+// `mlx.launch -n N` does.
+func LocalHostfile(n int) *Hostfile {
+	hf := &Hostfile{Hosts: make([]Host, n)}
+	for i := range hf.Hosts {
+		hf.Hosts[i] = Host{SSH: "127.0.0.1", IPs: []string{"127.0.0.1"}}
+	}
+	return hf
+}
