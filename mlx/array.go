@@ -1,0 +1,562 @@
+package mlx
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// Array is an MLX array: a handle to MLX memory and, until it is evaluated,
+// to the lazy graph that computes it.
+//
+// The caller owns every Array this package returns and should Free it when
+// done: memory comes back to MLX at once. Free is safe to call twice. An
+// Array that becomes unreachable without Free is freed by a cleanup after
+// garbage collection, exactly once — a safety net, not a substitute, since
+// the collector does not see MLX's memory.
+//
+// An Array may be used from any goroutine; freeing it while another
+// goroutine still uses it is a caller bug that surfaces as ErrFreed.
+type Array struct {
+	r *arrayRef
+}
+
+type arrayRef struct {
+	h     uintptr // mlx_array.ctx; read and freed only on the MLX thread
+	freed atomic.Bool
+}
+
+func newArray(h uintptr) *Array {
+	r := &arrayRef{h: h}
+	a := &Array{r: r}
+	runtime.AddCleanup(a, func(r *arrayRef) {
+		if r.freed.CompareAndSwap(false, true) {
+			enqueueFree(r.h)
+		}
+	}, r)
+	return a
+}
+
+// handle returns the C handle; call it on the MLX thread only.
+func (a *Array) handle() (uintptr, error) {
+	if a == nil || a.r == nil {
+		return 0, fmt.Errorf("%w: nil Array", ErrFreed)
+	}
+	if a.r.freed.Load() {
+		return 0, ErrFreed
+	}
+	return a.r.h, nil
+}
+
+// Free releases the array's MLX memory (once no other array or pending
+// computation refers to it). Calling Free twice, or on nil, does nothing.
+func (a *Array) Free() {
+	if a == nil || a.r == nil || !a.r.freed.CompareAndSwap(false, true) {
+		return
+	}
+	h := a.r.h
+	do(func() { _, _, _ = purego.SyscallN(lib.sym.arrayFree, h) })
+}
+
+// FreeAll frees every array given; nil entries are skipped.
+func FreeAll(arrays ...*Array) {
+	for _, a := range arrays {
+		a.Free()
+	}
+}
+
+// checkShape validates a Go shape and returns its element count.
+func checkShape(shape []int) (int, error) {
+	n := 1
+	for i, d := range shape {
+		if d < 0 || d > math.MaxInt32 {
+			return 0, shapeErr("dimension %d is %d in shape %v", i, d, shape)
+		}
+		if d != 0 && n > math.MaxInt/d {
+			return 0, shapeErr("shape %v has too many elements", shape)
+		}
+		n *= d
+	}
+	return n, nil
+}
+
+func cShape(shape []int) []int32 {
+	out := make([]int32, len(shape))
+	for i, d := range shape {
+		out[i] = int32(d)
+	}
+	return out
+}
+
+func int32Ptr(v []int32) uintptr {
+	if len(v) == 0 {
+		return 0
+	}
+	return uintptr(unsafe.Pointer(&v[0]))
+}
+
+// FromSlice returns a new array holding a copy of data with the given shape
+// (a 1-D array of len(data) when shape is empty).
+func FromSlice[T Element](data []T, shape ...int) (*Array, error) {
+	if len(shape) == 0 {
+		shape = []int{len(data)}
+	}
+	var b []byte
+	if len(data) > 0 {
+		b = unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), len(data)*int(unsafe.Sizeof(data[0])))
+	}
+	a, err := NewArrayBytes(b, shape, dtypeOf[T]())
+	runtime.KeepAlive(data)
+	return a, err
+}
+
+// Scalar returns a 0-dimensional array holding v.
+func Scalar[T Element](v T) (*Array, error) {
+	return FromSlice([]T{v}, []int{}...)
+}
+
+// NewArrayBytes returns a new array holding a copy of data, the row-major
+// little-endian bytes of an array of the given shape and dtype. This is the
+// way to make float16 and bfloat16 arrays from raw 16-bit words.
+func NewArrayBytes(data []byte, shape []int, dt Dtype) (*Array, error) {
+	if !dt.Valid() {
+		return nil, fmt.Errorf("mlx: invalid dtype %d", int32(dt))
+	}
+	n, err := checkShape(shape)
+	if err != nil {
+		return nil, err
+	}
+	if want := n * dt.Size(); len(data) != want {
+		return nil, shapeErr("%d bytes given for shape %v of %s (%d bytes)", len(data), shape, dt, want)
+	}
+	cs := cShape(shape)
+	var out *Array
+	err = doErr(func() error {
+		var p uintptr
+		if len(data) > 0 {
+			p = uintptr(unsafe.Pointer(&data[0]))
+		}
+		h, _, _ := purego.SyscallN(lib.sym.arrayNewData, p, int32Ptr(cs), uintptr(len(cs)), uintptr(dt))
+		if err := checkHandle("mlx_array_new_data", h); err != nil {
+			return err
+		}
+		out = newArray(h)
+		return nil
+	})
+	runtime.KeepAlive(data)
+	runtime.KeepAlive(cs)
+	return out, err
+}
+
+// external memory handed to MLX: payload id -> release function.
+var (
+	externalMu      sync.Mutex
+	externalRelease = map[uintptr]func(){}
+	externalNext    uintptr
+	deleterOnce     sync.Once
+	deleterPtr      uintptr
+)
+
+func deleterCallback() uintptr {
+	deleterOnce.Do(func() {
+		deleterPtr = purego.NewCallback(func(payload uintptr) {
+			externalMu.Lock()
+			release := externalRelease[payload]
+			delete(externalRelease, payload)
+			externalMu.Unlock()
+			if release != nil {
+				release()
+			}
+		})
+	})
+	return deleterPtr
+}
+
+// NewArrayExternal returns an array over nbytes of external memory at data,
+// which must stay valid and unchanged until release is called. MLX calls
+// release once it no longer needs the memory: right away when it copied the
+// data (CPU and CUDA builds always copy; Metal copies unless data is
+// page-aligned), else when the array and every view of it are freed.
+//
+// release may run on a thread Go did not create and on the MLX thread
+// itself: it must not call this package. Never pass memory MLX could write
+// into while someone else reads it (a read-only file mapping is never safe:
+// MLX may donate the buffer to an op's output).
+//
+// It needs mlx-c ≥ 0.5 (mlx_array_new_data_managed_payload).
+func NewArrayExternal(data unsafe.Pointer, nbytes int, shape []int, dt Dtype, release func()) (*Array, error) {
+	if !dt.Valid() {
+		return nil, fmt.Errorf("mlx: invalid dtype %d", int32(dt))
+	}
+	n, err := checkShape(shape)
+	if err != nil {
+		return nil, err
+	}
+	if want := n * dt.Size(); nbytes != want {
+		return nil, shapeErr("%d bytes given for shape %v of %s (%d bytes)", nbytes, shape, dt, want)
+	}
+	if data == nil {
+		return nil, shapeErr("nil data pointer")
+	}
+	if err := Load(); err != nil {
+		return nil, err
+	}
+	if lib.sym.arrayNewManaged == 0 {
+		return nil, fmt.Errorf("mlx: %s has no mlx_array_new_data_managed_payload (needs mlx-c >= 0.5)", lib.path)
+	}
+	cb := deleterCallback()
+	externalMu.Lock()
+	externalNext++
+	id := externalNext
+	if release == nil {
+		release = func() {}
+	}
+	externalRelease[id] = release
+	externalMu.Unlock()
+	cs := cShape(shape)
+	var out *Array
+	err = doErr(func() error {
+		h, _, _ := purego.SyscallN(lib.sym.arrayNewManaged, uintptr(data), int32Ptr(cs), uintptr(len(cs)), uintptr(dt), id, cb)
+		if err := checkHandle("mlx_array_new_data_managed_payload", h); err != nil {
+			return err
+		}
+		out = newArray(h)
+		return nil
+	})
+	runtime.KeepAlive(cs)
+	if err != nil {
+		// MLX never took the memory: release it here, once.
+		externalMu.Lock()
+		r := externalRelease[id]
+		delete(externalRelease, id)
+		externalMu.Unlock()
+		if r != nil {
+			r()
+		}
+	}
+	return out, err
+}
+
+// NewArrayFill allocates an evaluated, row-contiguous array of the given
+// shape and dtype in MLX's own memory and lets fill write its bytes in
+// place, on the caller's goroutine (so that several arrays can be filled at
+// once, from files for instance). The slice given to fill is valid only
+// during the call. This is how a loader reads a tensor straight into the
+// memory that becomes the MLX array: one copy, no staging buffer.
+//
+// If fill returns an error the array is freed and the error returned.
+func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, error) {
+	if !dt.Valid() {
+		return nil, fmt.Errorf("mlx: invalid dtype %d", int32(dt))
+	}
+	n, err := checkShape(shape)
+	if err != nil {
+		return nil, err
+	}
+	nbytes := n * dt.Size()
+	cs := cShape(shape)
+	var out *Array
+	var ptr uintptr
+	err = doErr(func() error {
+		s, err := defaultStreamLocked()
+		if err != nil {
+			return err
+		}
+		var z, c uintptr
+		defer func() {
+			if z != 0 {
+				purego.SyscallN(lib.sym.arrayFree, z)
+			}
+		}()
+		rc, _, _ := purego.SyscallN(lib.sym.zeros, uintptr(unsafe.Pointer(&z)), int32Ptr(cs), uintptr(len(cs)), uintptr(dt), s)
+		if err := check("mlx_zeros", rc); err != nil {
+			return err
+		}
+		// zeros is a broadcast of one element; contiguous gives the array a
+		// buffer of its own, which nothing else references.
+		rc, _, _ = purego.SyscallN(lib.sym.contiguous, uintptr(unsafe.Pointer(&c)), z, 0, s)
+		if err := check("mlx_contiguous", rc); err != nil {
+			return err
+		}
+		out = newArray(c)
+		rc, _, _ = purego.SyscallN(lib.sym.arrayEval, c)
+		if err := check("mlx_array_eval", rc); err != nil {
+			return err
+		}
+		if nbytes > 0 {
+			ptr, _, _ = purego.SyscallN(lib.sym.arrayDataUint8, c)
+			if ptr == 0 {
+				return &Error{Op: "mlx_array_data_uint8", Msg: takeError()}
+			}
+		}
+		return nil
+	})
+	runtime.KeepAlive(cs)
+	if err != nil {
+		out.freeIfSet()
+		return nil, err
+	}
+	if nbytes > 0 {
+		if err := fill(unsafe.Slice((*byte)(cPtr(ptr)), nbytes)); err != nil {
+			out.Free()
+			return nil, err
+		}
+	} else if err := fill(nil); err != nil {
+		out.Free()
+		return nil, err
+	}
+	return out, nil
+}
+
+func (a *Array) freeIfSet() {
+	if a != nil {
+		a.Free()
+	}
+}
+
+// Shape returns the array's dimensions.
+func (a *Array) Shape() []int {
+	var out []int
+	_ = doErr(func() error {
+		h, err := a.handle()
+		if err != nil {
+			return err
+		}
+		out = shapeLocked(h)
+		return nil
+	})
+	return out
+}
+
+func shapeLocked(h uintptr) []int {
+	nd, _, _ := purego.SyscallN(lib.sym.arrayNdim, h)
+	if nd == 0 {
+		return []int{}
+	}
+	p, _, _ := purego.SyscallN(lib.sym.arrayShape, h)
+	dims := unsafe.Slice((*int32)(cPtr(p)), int(nd))
+	out := make([]int, nd)
+	for i, d := range dims {
+		out[i] = int(d)
+	}
+	return out
+}
+
+// Info is what an array's handle tells without evaluating it.
+type Info struct {
+	Shape  []int
+	Dtype  Dtype
+	Size   int // elements
+	Nbytes int
+}
+
+// Info returns shape, dtype, size and byte size in one call.
+func (a *Array) Info() (Info, error) {
+	var in Info
+	err := doErr(func() error {
+		h, err := a.handle()
+		if err != nil {
+			return err
+		}
+		in.Shape = shapeLocked(h)
+		dt, _, _ := purego.SyscallN(lib.sym.arrayDtype, h)
+		in.Dtype = Dtype(int32(dt))
+		sz, _, _ := purego.SyscallN(lib.sym.arraySize, h)
+		in.Size = int(sz)
+		nb, _, _ := purego.SyscallN(lib.sym.arrayNbytes, h)
+		in.Nbytes = int(nb)
+		return nil
+	})
+	return in, err
+}
+
+// Dtype returns the element type (0, Bool, for a freed array).
+func (a *Array) Dtype() Dtype { in, _ := a.Info(); return in.Dtype }
+
+// Size returns the number of elements.
+func (a *Array) Size() int { in, _ := a.Info(); return in.Size }
+
+// Nbytes returns the size of the array's data in bytes.
+func (a *Array) Nbytes() int { in, _ := a.Info(); return in.Nbytes }
+
+// Ndim returns the number of dimensions.
+func (a *Array) Ndim() int { return len(a.Shape()) }
+
+// String is MLX's own printout of the array (which evaluates it).
+func (a *Array) String() string {
+	var s string
+	err := doErr(func() error {
+		h, err := a.handle()
+		if err != nil {
+			return err
+		}
+		str, _, _ := purego.SyscallN(lib.sym.stringNew)
+		defer purego.SyscallN(lib.sym.stringFree, str)
+		rc, _, _ := purego.SyscallN(lib.sym.arrayToString, uintptr(unsafe.Pointer(&str)), h)
+		if err := check("mlx_array_tostring", rc); err != nil {
+			return err
+		}
+		p, _, _ := purego.SyscallN(lib.sym.stringData, str)
+		s = goString((*byte)(cPtr(p)))
+		return nil
+	})
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return s
+}
+
+// Bytes evaluates the array and returns a copy of its data as row-major
+// little-endian bytes (float16 and bfloat16 as raw 16-bit words).
+func (a *Array) Bytes() ([]byte, error) {
+	var out []byte
+	err := doErr(func() error {
+		return withDataLocked(a, func(b []byte) { out = append([]byte(nil), b...) })
+	})
+	return out, err
+}
+
+// withDataLocked evaluates a, makes it row-contiguous if it is a strided
+// view, and passes its bytes to f, valid only during f.
+func withDataLocked(a *Array, f func([]byte)) error {
+	h, err := a.handle()
+	if err != nil {
+		return err
+	}
+	rc, _, _ := purego.SyscallN(lib.sym.arrayEval, h)
+	if err := check("mlx_array_eval", rc); err != nil {
+		return err
+	}
+	contig := false
+	if lib.sym.arrayIsRowContig != 0 {
+		rc, _, _ = purego.SyscallN(lib.sym.arrayIsRowContig, uintptr(unsafe.Pointer(&contig)), h)
+		if err := check("_mlx_array_is_row_contiguous", rc); err != nil {
+			return err
+		}
+	}
+	if !contig {
+		s, err := defaultStreamLocked()
+		if err != nil {
+			return err
+		}
+		var c uintptr
+		rc, _, _ = purego.SyscallN(lib.sym.contiguous, uintptr(unsafe.Pointer(&c)), h, 0, s)
+		if err := check("mlx_contiguous", rc); err != nil {
+			return err
+		}
+		defer purego.SyscallN(lib.sym.arrayFree, c)
+		rc, _, _ = purego.SyscallN(lib.sym.arrayEval, c)
+		if err := check("mlx_array_eval", rc); err != nil {
+			return err
+		}
+		h = c
+	}
+	nb, _, _ := purego.SyscallN(lib.sym.arrayNbytes, h)
+	if nb == 0 {
+		f(nil)
+		return nil
+	}
+	p, _, _ := purego.SyscallN(lib.sym.arrayDataUint8, h)
+	if p == 0 {
+		return &Error{Op: "mlx_array_data_uint8", Msg: takeError()}
+	}
+	f(unsafe.Slice((*byte)(cPtr(p)), int(nb)))
+	return nil
+}
+
+// ToSlice evaluates a and returns a copy of its elements. T must match the
+// array's dtype; uint16 also reads float16 and bfloat16 as raw words.
+func ToSlice[T Element](a *Array) ([]T, error) {
+	want := dtypeOf[T]()
+	var out []T
+	err := doErr(func() error {
+		h, err := a.handle()
+		if err != nil {
+			return err
+		}
+		d, _, _ := purego.SyscallN(lib.sym.arrayDtype, h)
+		got := Dtype(int32(d))
+		if got != want && !(want == Uint16 && (got == Float16 || got == Bfloat16)) {
+			return fmt.Errorf("mlx: array of %s read as %s", got, want)
+		}
+		return withDataLocked(a, func(b []byte) {
+			var z T
+			out = make([]T, len(b)/int(unsafe.Sizeof(z)))
+			if len(out) > 0 {
+				copy(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), len(b)), b)
+			}
+		})
+	})
+	return out, err
+}
+
+// Eval evaluates the arrays' graphs; afterwards their data is in memory and
+// the graphs that produced them are released.
+func Eval(arrays ...*Array) error { return evalWith(false, arrays) }
+
+// AsyncEval starts evaluating the arrays and returns without waiting; a
+// later Eval, Bytes or ToSlice waits for the result.
+func AsyncEval(arrays ...*Array) error { return evalWith(true, arrays) }
+
+func evalWith(async bool, arrays []*Array) error {
+	return doErr(func() error {
+		fn, op := lib.sym.eval, "mlx_eval"
+		if async {
+			fn, op = lib.sym.asyncEval, "mlx_async_eval"
+		}
+		v, err := vectorLocked(arrays)
+		if err != nil {
+			return err
+		}
+		defer purego.SyscallN(lib.sym.vectorArrayFree, v)
+		rc, _, _ := purego.SyscallN(fn, v)
+		return check(op, rc)
+	})
+}
+
+// vectorLocked builds an mlx_vector_array of the arrays' handles; the caller
+// frees it.
+func vectorLocked(arrays []*Array) (uintptr, error) {
+	hs := make([]uintptr, len(arrays))
+	for i, a := range arrays {
+		h, err := a.handle()
+		if err != nil {
+			return 0, fmt.Errorf("array %d: %w", i, err)
+		}
+		hs[i] = h
+	}
+	var p uintptr
+	if len(hs) > 0 {
+		p = uintptr(unsafe.Pointer(&hs[0]))
+	}
+	v, _, _ := purego.SyscallN(lib.sym.vectorArrayNewData, p, uintptr(len(hs)))
+	runtime.KeepAlive(hs)
+	if err := checkHandle("mlx_vector_array_new_data", v); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// unpackVectorLocked turns an mlx_vector_array into owned Arrays.
+func unpackVectorLocked(v uintptr) ([]*Array, error) {
+	n, _, _ := purego.SyscallN(lib.sym.vectorArraySize, v)
+	out := make([]*Array, 0, n)
+	for i := uintptr(0); i < n; i++ {
+		var h uintptr
+		rc, _, _ := purego.SyscallN(lib.sym.vectorArrayGet, uintptr(unsafe.Pointer(&h)), v, i)
+		if err := check("mlx_vector_array_get", rc); err != nil {
+			for _, a := range out {
+				purego.SyscallN(lib.sym.arrayFree, a.r.h)
+				a.r.freed.Store(true)
+			}
+			return nil, err
+		}
+		out = append(out, newArray(h))
+	}
+	return out, nil
+}

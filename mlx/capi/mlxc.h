@@ -1,0 +1,395 @@
+/*
+ * mlxc.h: the part of MLX's C API (mlx-c, main branch conventions) that
+ * package mlx binds.
+ *
+ * Every declaration here has the name, signature and behaviour of the
+ * function of the same name in mlx-c, so that the official libmlxc can stand
+ * in for this library with no change on the Go side:
+ *
+ *   - handles are structs holding one pointer, passed and returned by value;
+ *   - functions return 0 on success and 1 on error, with results written
+ *     through their first pointer argument;
+ *   - on error the process-wide handler installed with mlx_set_error_handler
+ *     receives the message (the default handler prints it and exits);
+ *   - every `_new` has a matching `_free`.
+ *
+ * Only the subset package mlx needs is here; see the mlx-c headers for the
+ * documentation of each function.
+ */
+#ifndef MLXDIST_MLXC_H
+#define MLXDIST_MLXC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is compiled with hidden visibility; only this API is exported. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+#define MLXC_HANDLE(name) \
+  typedef struct name##_ { \
+    void* ctx; \
+  } name
+
+MLXC_HANDLE(mlx_array);
+MLXC_HANDLE(mlx_string);
+MLXC_HANDLE(mlx_stream);
+MLXC_HANDLE(mlx_device);
+MLXC_HANDLE(mlx_vector_array);
+MLXC_HANDLE(mlx_map_string_to_array);
+MLXC_HANDLE(mlx_map_string_to_string);
+MLXC_HANDLE(mlx_map_string_to_array_iterator);
+MLXC_HANDLE(mlx_map_string_to_string_iterator);
+MLXC_HANDLE(mlx_distributed_group);
+
+typedef enum mlx_dtype_ {
+  MLX_BOOL,
+  MLX_UINT8,
+  MLX_UINT16,
+  MLX_UINT32,
+  MLX_UINT64,
+  MLX_INT8,
+  MLX_INT16,
+  MLX_INT32,
+  MLX_INT64,
+  MLX_FLOAT16,
+  MLX_FLOAT32,
+  MLX_FLOAT64,
+  MLX_BFLOAT16,
+  MLX_COMPLEX64,
+} mlx_dtype;
+
+typedef enum mlx_device_type_ { MLX_CPU, MLX_GPU } mlx_device_type;
+
+typedef struct mlx_optional_int_ {
+  int value;
+  bool has_value;
+} mlx_optional_int;
+
+typedef struct mlx_optional_dtype_ {
+  mlx_dtype value;
+  bool has_value;
+} mlx_optional_dtype;
+
+/* error.h */
+typedef void (*mlx_error_handler_func)(const char* msg, void* data);
+void mlx_set_error_handler(
+    mlx_error_handler_func handler,
+    void* data,
+    void (*dtor)(void*));
+
+/* string.h, version.h */
+mlx_string mlx_string_new(void);
+const char* mlx_string_data(mlx_string str);
+int mlx_string_free(mlx_string str);
+int mlx_version(mlx_string* str);
+
+/* array.h */
+size_t mlx_dtype_size(mlx_dtype dtype);
+mlx_array mlx_array_new(void);
+int mlx_array_free(mlx_array arr);
+int mlx_array_tostring(mlx_string* str, const mlx_array arr);
+mlx_array mlx_array_new_data(
+    const void* data,
+    const int* shape,
+    int dim,
+    mlx_dtype dtype);
+mlx_array mlx_array_new_data_managed(
+    void* data,
+    const int* shape,
+    int dim,
+    mlx_dtype dtype,
+    void (*dtor)(void*));
+mlx_array mlx_array_new_data_managed_payload(
+    void* data,
+    const int* shape,
+    int dim,
+    mlx_dtype dtype,
+    void* payload,
+    void (*dtor)(void*));
+int mlx_array_set(mlx_array* arr, const mlx_array src);
+size_t mlx_array_itemsize(const mlx_array arr);
+size_t mlx_array_size(const mlx_array arr);
+size_t mlx_array_nbytes(const mlx_array arr);
+size_t mlx_array_ndim(const mlx_array arr);
+const int* mlx_array_shape(const mlx_array arr);
+mlx_dtype mlx_array_dtype(const mlx_array arr);
+int mlx_array_eval(mlx_array arr);
+const uint8_t* mlx_array_data_uint8(const mlx_array arr);
+int _mlx_array_is_row_contiguous(bool* res, const mlx_array arr);
+
+/* vector.h */
+mlx_vector_array mlx_vector_array_new(void);
+int mlx_vector_array_free(mlx_vector_array vec);
+mlx_vector_array mlx_vector_array_new_data(const mlx_array* data, size_t size);
+int mlx_vector_array_append_value(mlx_vector_array vec, const mlx_array val);
+size_t mlx_vector_array_size(mlx_vector_array vec);
+int mlx_vector_array_get(
+    mlx_array* res,
+    const mlx_vector_array vec,
+    size_t idx);
+
+/* map.h */
+mlx_map_string_to_array mlx_map_string_to_array_new(void);
+int mlx_map_string_to_array_free(mlx_map_string_to_array map);
+int mlx_map_string_to_array_insert(
+    mlx_map_string_to_array map,
+    const char* key,
+    const mlx_array value);
+mlx_map_string_to_array_iterator mlx_map_string_to_array_iterator_new(
+    mlx_map_string_to_array map);
+int mlx_map_string_to_array_iterator_free(mlx_map_string_to_array_iterator it);
+int mlx_map_string_to_array_iterator_next(
+    const char** key,
+    mlx_array* value,
+    mlx_map_string_to_array_iterator it);
+mlx_map_string_to_string mlx_map_string_to_string_new(void);
+int mlx_map_string_to_string_free(mlx_map_string_to_string map);
+int mlx_map_string_to_string_insert(
+    mlx_map_string_to_string map,
+    const char* key,
+    const char* value);
+mlx_map_string_to_string_iterator mlx_map_string_to_string_iterator_new(
+    mlx_map_string_to_string map);
+int mlx_map_string_to_string_iterator_free(
+    mlx_map_string_to_string_iterator it);
+int mlx_map_string_to_string_iterator_next(
+    const char** key,
+    const char** value,
+    mlx_map_string_to_string_iterator it);
+
+/* device.h, stream.h, metal.h, cuda.h */
+mlx_device mlx_device_new_type(mlx_device_type type, int index);
+int mlx_device_free(mlx_device dev);
+int mlx_get_default_device(mlx_device* dev);
+int mlx_set_default_device(mlx_device dev);
+int mlx_device_get_type(mlx_device_type* type, mlx_device dev);
+int mlx_device_get_index(int* index, mlx_device dev);
+int mlx_device_is_available(bool* avail, mlx_device dev);
+int mlx_device_count(int* count, mlx_device_type type);
+mlx_stream mlx_stream_new_device(mlx_device dev);
+int mlx_stream_free(mlx_stream stream);
+int mlx_stream_get_device(mlx_device* dev, mlx_stream stream);
+int mlx_synchronize(mlx_stream stream);
+mlx_stream mlx_default_cpu_stream_new(void);
+mlx_stream mlx_default_gpu_stream_new(void);
+int mlx_metal_is_available(bool* res);
+int mlx_cuda_is_available(bool* res);
+
+/* transforms.h */
+int mlx_eval(const mlx_vector_array outputs);
+int mlx_async_eval(const mlx_vector_array outputs);
+
+/* memory.h */
+int mlx_clear_cache(void);
+int mlx_get_active_memory(size_t* res);
+int mlx_get_cache_memory(size_t* res);
+int mlx_get_memory_limit(size_t* res);
+int mlx_get_peak_memory(size_t* res);
+int mlx_reset_peak_memory(void);
+int mlx_set_cache_limit(size_t* res, size_t limit);
+int mlx_set_memory_limit(size_t* res, size_t limit);
+int mlx_set_wired_limit(size_t* res, size_t limit);
+
+/* ops.h */
+int mlx_slice(
+    mlx_array* res,
+    const mlx_array a,
+    const int* start,
+    size_t start_num,
+    const int* stop,
+    size_t stop_num,
+    const int* strides,
+    size_t strides_num,
+    const mlx_stream s);
+int mlx_split(
+    mlx_vector_array* res,
+    const mlx_array a,
+    int num_splits,
+    int axis,
+    const mlx_stream s);
+int mlx_split_sections(
+    mlx_vector_array* res,
+    const mlx_array a,
+    const int* indices,
+    size_t indices_num,
+    int axis,
+    const mlx_stream s);
+int mlx_concatenate_axis(
+    mlx_array* res,
+    const mlx_vector_array arrays,
+    int axis,
+    const mlx_stream s);
+int mlx_contiguous(
+    mlx_array* res,
+    const mlx_array a,
+    bool allow_col_major,
+    const mlx_stream s);
+int mlx_reshape(
+    mlx_array* res,
+    const mlx_array a,
+    const int* shape,
+    size_t shape_num,
+    const mlx_stream s);
+int mlx_transpose_axes(
+    mlx_array* res,
+    const mlx_array a,
+    const int* axes,
+    size_t axes_num,
+    const mlx_stream s);
+int mlx_astype(
+    mlx_array* res,
+    const mlx_array a,
+    mlx_dtype dtype,
+    const mlx_stream s);
+int mlx_view(
+    mlx_array* res,
+    const mlx_array a,
+    mlx_dtype dtype,
+    const mlx_stream s);
+int mlx_matmul(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array b,
+    const mlx_stream s);
+int mlx_add(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array b,
+    const mlx_stream s);
+int mlx_multiply(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array b,
+    const mlx_stream s);
+int mlx_sum_axes(
+    mlx_array* res,
+    const mlx_array a,
+    const int* axes,
+    size_t axes_num,
+    bool keepdims,
+    const mlx_stream s);
+int mlx_quantize(
+    mlx_vector_array* res,
+    const mlx_array w,
+    mlx_optional_int group_size,
+    mlx_optional_int bits,
+    const char* mode,
+    const mlx_array global_scale,
+    const mlx_stream s);
+int mlx_dequantize(
+    mlx_array* res,
+    const mlx_array w,
+    const mlx_array scales,
+    const mlx_array biases,
+    mlx_optional_int group_size,
+    mlx_optional_int bits,
+    const char* mode,
+    const mlx_array global_scale,
+    mlx_optional_dtype dtype,
+    const mlx_stream s);
+int mlx_quantized_matmul(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_array w,
+    const mlx_array scales,
+    const mlx_array biases,
+    bool transpose,
+    mlx_optional_int group_size,
+    mlx_optional_int bits,
+    const char* mode,
+    const mlx_stream s);
+int mlx_zeros(
+    mlx_array* res,
+    const int* shape,
+    size_t shape_num,
+    mlx_dtype dtype,
+    const mlx_stream s);
+int mlx_take_axis(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array indices,
+    int axis,
+    const mlx_stream s);
+
+/* io.h */
+int mlx_load_safetensors(
+    mlx_map_string_to_array* res_0,
+    mlx_map_string_to_string* res_1,
+    const char* file,
+    const mlx_stream s);
+int mlx_save_safetensors(
+    const char* file,
+    const mlx_map_string_to_array param,
+    const mlx_map_string_to_string metadata);
+
+/* distributed_group.h, distributed.h */
+mlx_distributed_group mlx_distributed_group_new(void);
+int mlx_distributed_group_free(mlx_distributed_group group);
+int mlx_distributed_init(
+    mlx_distributed_group* res,
+    bool strict,
+    const char* bk);
+int mlx_distributed_group_rank(mlx_distributed_group group);
+int mlx_distributed_group_size(mlx_distributed_group group);
+int mlx_distributed_group_split(
+    mlx_distributed_group* res,
+    mlx_distributed_group group,
+    int color,
+    int key);
+bool mlx_distributed_is_available(const char* bk);
+int mlx_distributed_all_sum(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_distributed_group group,
+    const mlx_stream s);
+int mlx_distributed_all_gather(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_distributed_group group,
+    const mlx_stream s);
+int mlx_distributed_all_max(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_distributed_group group,
+    const mlx_stream s);
+int mlx_distributed_all_min(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_distributed_group group,
+    const mlx_stream s);
+int mlx_distributed_sum_scatter(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_distributed_group group,
+    const mlx_stream s);
+int mlx_distributed_send(
+    mlx_array* res,
+    const mlx_array x,
+    int dst,
+    const mlx_distributed_group group,
+    const mlx_stream s);
+int mlx_distributed_recv(
+    mlx_array* res,
+    const int* shape,
+    size_t shape_num,
+    mlx_dtype dtype,
+    int src,
+    const mlx_distributed_group group,
+    const mlx_stream s);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,194 @@
+package mlx
+
+import (
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// DeviceType is where MLX runs an operation.
+type DeviceType int
+
+const (
+	CPU DeviceType = iota // mlx-c's MLX_CPU
+	GPU                   // mlx-c's MLX_GPU: Metal on Apple silicon, CUDA on Linux
+)
+
+func (t DeviceType) String() string {
+	if t == GPU {
+		return "gpu"
+	}
+	return "cpu"
+}
+
+// Stream is one of MLX's default streams. Ops run on the package's default
+// stream (see SetDefaultDevice); the distributed functions take a Stream
+// because collectives over ring, jaccl and mpi must run on the CPU stream
+// while nccl needs the GPU's.
+type Stream struct {
+	dev DeviceType
+}
+
+// CPUStream is the default stream of the CPU.
+var CPUStream = &Stream{dev: CPU}
+
+// GPUStream is the default stream of the GPU (an error where there is none).
+var GPUStream = &Stream{dev: GPU}
+
+// Device is the device type of the stream.
+func (s *Stream) Device() DeviceType { return s.dev }
+
+// The default streams' handles, made once on the MLX thread (MLX keeps
+// default streams per thread, and every call runs on that one thread).
+var (
+	cpuStreamH, gpuStreamH uintptr
+	defaultDev             = DeviceType(-1) // unset: GPU if available, else CPU
+)
+
+func streamLocked(t DeviceType) (uintptr, error) {
+	if t == GPU {
+		if gpuStreamH == 0 {
+			h, _, _ := purego.SyscallN(lib.sym.defaultGPUStreamNew)
+			if err := checkHandle("mlx_default_gpu_stream_new", h); err != nil {
+				return 0, err
+			}
+			gpuStreamH = h
+		}
+		return gpuStreamH, nil
+	}
+	if cpuStreamH == 0 {
+		h, _, _ := purego.SyscallN(lib.sym.defaultCPUStreamNew)
+		if err := checkHandle("mlx_default_cpu_stream_new", h); err != nil {
+			return 0, err
+		}
+		cpuStreamH = h
+	}
+	return cpuStreamH, nil
+}
+
+func gpuAvailableLocked() bool {
+	if lib.sym.deviceCount != 0 {
+		var n int32
+		rc, _, _ := purego.SyscallN(lib.sym.deviceCount, uintptr(unsafe.Pointer(&n)), uintptr(GPU))
+		if check("mlx_device_count", rc) == nil {
+			return n > 0
+		}
+		return false
+	}
+	var ok bool
+	rc, _, _ := purego.SyscallN(lib.sym.metalIsAvailable, uintptr(unsafe.Pointer(&ok)))
+	return check("mlx_metal_is_available", rc) == nil && ok
+}
+
+func defaultStreamLocked() (uintptr, error) {
+	if defaultDev < 0 {
+		defaultDev = CPU
+		if gpuAvailableLocked() {
+			defaultDev = GPU
+		}
+	}
+	return streamLocked(defaultDev)
+}
+
+// SetDefaultDevice chooses the device whose default stream this package's
+// ops use. Without it, ops use the GPU where MLX has one, else the CPU.
+func SetDefaultDevice(t DeviceType) error {
+	return doErr(func() error {
+		if _, err := streamLocked(t); err != nil {
+			return err
+		}
+		defaultDev = t
+		return nil
+	})
+}
+
+// DefaultDevice returns the device this package's ops run on.
+func DefaultDevice() (DeviceType, error) {
+	var t DeviceType
+	err := doErr(func() error {
+		_, err := defaultStreamLocked()
+		t = defaultDev
+		return err
+	})
+	return t, err
+}
+
+// Synchronize waits for everything queued on the stream to finish.
+func Synchronize(s *Stream) error {
+	return doErr(func() error {
+		h, err := streamLocked(s.dev)
+		if err != nil {
+			return err
+		}
+		rc, _, _ := purego.SyscallN(lib.sym.synchronize, h)
+		return check("mlx_synchronize", rc)
+	})
+}
+
+// Devices describes what MLX can run on in this process.
+type Devices struct {
+	CPU   bool // always true once MLX loads
+	GPUs  int  // number of GPU devices
+	Metal bool // the GPU back-end is Metal
+	CUDA  bool // the GPU back-end is CUDA
+}
+
+// Backend names the GPU back-end: "metal", "cuda" or "cpu" when there is no
+// GPU.
+func (d Devices) Backend() string {
+	switch {
+	case d.Metal:
+		return "metal"
+	case d.CUDA:
+		return "cuda"
+	}
+	return "cpu"
+}
+
+// AvailableDevices reports the devices MLX can use.
+func AvailableDevices() (Devices, error) {
+	var d Devices
+	err := doErr(func() error {
+		d.CPU = true
+		if lib.sym.deviceCount != 0 {
+			var n int32
+			rc, _, _ := purego.SyscallN(lib.sym.deviceCount, uintptr(unsafe.Pointer(&n)), uintptr(GPU))
+			if err := check("mlx_device_count", rc); err != nil {
+				return err
+			}
+			d.GPUs = int(n)
+		}
+		rc, _, _ := purego.SyscallN(lib.sym.metalIsAvailable, uintptr(unsafe.Pointer(&d.Metal)))
+		if err := check("mlx_metal_is_available", rc); err != nil {
+			return err
+		}
+		if lib.sym.cudaIsAvailable != 0 {
+			rc, _, _ = purego.SyscallN(lib.sym.cudaIsAvailable, uintptr(unsafe.Pointer(&d.CUDA)))
+			if err := check("mlx_cuda_is_available", rc); err != nil {
+				return err
+			}
+		}
+		if d.GPUs == 0 && (d.Metal || d.CUDA) {
+			d.GPUs = 1
+		}
+		return nil
+	})
+	return d, err
+}
+
+// Version returns MLX's version string ("0.32.4").
+func Version() (string, error) {
+	var v string
+	err := doErr(func() error {
+		str, _, _ := purego.SyscallN(lib.sym.stringNew)
+		defer purego.SyscallN(lib.sym.stringFree, str)
+		rc, _, _ := purego.SyscallN(lib.sym.version, uintptr(unsafe.Pointer(&str)))
+		if err := check("mlx_version", rc); err != nil {
+			return err
+		}
+		p, _, _ := purego.SyscallN(lib.sym.stringData, str)
+		v = goString((*byte)(cPtr(p)))
+		return nil
+	})
+	return v, err
+}

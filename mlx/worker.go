@@ -1,0 +1,147 @@
+package mlx
+
+import (
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// All C calls run on one goroutine locked to one OS thread: MLX keeps its
+// default streams per thread (and Metal its command encoders), and Go moves
+// goroutines between threads freely. Callers on any goroutine hand the
+// worker a closure and wait for it; the worker runs closures one at a time,
+// which also serialises access to MLX's process-wide state.
+
+type call struct {
+	fn   func()
+	done chan struct{}
+}
+
+var (
+	calls    chan *call
+	callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+	// lastError is the message the error handler received during the call
+	// now running on the worker; only the worker thread touches it.
+	lastError string
+
+	// pendingFrees holds handles of arrays collected by the garbage
+	// collector without an explicit Free; the worker frees them before its
+	// next call.
+	pendingMu    sync.Mutex
+	pendingFrees []uintptr
+)
+
+func startWorker() error {
+	calls = make(chan *call)
+	ready := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		// The handler must be in place before any other call: mlx-c's
+		// default handler exits the process.
+		_, _, _ = purego.SyscallN(lib.sym.setErrorHandler, errorHandlerCallback(), 0, 0)
+		close(ready)
+		for c := range calls {
+			drainFrees()
+			c.fn()
+			c.done <- struct{}{}
+		}
+	}()
+	<-ready
+	return nil
+}
+
+// do runs fn on the MLX thread and returns when it has finished.
+func do(fn func()) {
+	c := callPool.Get().(*call)
+	c.fn = fn
+	calls <- c
+	<-c.done
+	c.fn = nil
+	callPool.Put(c)
+}
+
+// doErr runs fn on the MLX thread and returns its error; it loads MLX first.
+func doErr(fn func() error) error {
+	if err := Load(); err != nil {
+		return err
+	}
+	var err error
+	do(func() { err = fn() })
+	return err
+}
+
+func enqueueFree(h uintptr) {
+	pendingMu.Lock()
+	first := len(pendingFrees) == 0
+	pendingFrees = append(pendingFrees, h)
+	pendingMu.Unlock()
+	if first {
+		// Wake the worker so that memory of collected arrays comes back even
+		// when no other call follows soon.
+		go do(func() {})
+	}
+}
+
+func drainFrees() {
+	pendingMu.Lock()
+	hs := pendingFrees
+	pendingFrees = nil
+	pendingMu.Unlock()
+	for _, h := range hs {
+		_, _, _ = purego.SyscallN(lib.sym.arrayFree, h)
+	}
+}
+
+var (
+	errorCallbackOnce sync.Once
+	errorCallbackPtr  uintptr
+)
+
+// errorHandlerCallback returns the C function pointer of the handler that
+// records MLX's error message for the call in progress. purego callbacks are
+// never freed, so there is exactly one.
+func errorHandlerCallback() uintptr {
+	errorCallbackOnce.Do(func() {
+		errorCallbackPtr = purego.NewCallback(func(msg *byte, _ unsafe.Pointer) {
+			lastError = goString(msg)
+		})
+	})
+	return errorCallbackPtr
+}
+
+// takeError returns and clears the message of the last MLX error.
+func takeError() string {
+	m := lastError
+	lastError = ""
+	if m == "" {
+		m = "MLX reported an error without a message"
+	}
+	return m
+}
+
+// goString copies a NUL-terminated C string.
+func goString(p *byte) string {
+	if p == nil {
+		return ""
+	}
+	n := 0
+	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice(p, n))
+}
+
+// cString returns a NUL-terminated copy of s; keep it alive across the call.
+func cString(s string) []byte {
+	b := make([]byte, len(s)+1)
+	copy(b, s)
+	return b
+}
+
+// cPtr turns an address returned by C into a pointer. The memory is C's, so
+// the garbage collector neither moves nor frees it; reading the bits through
+// a *uintptr keeps vet's unsafeptr check (meant for Go memory) quiet.
+func cPtr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
