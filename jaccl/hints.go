@@ -54,14 +54,15 @@ type hint struct {
 // The fixes come from the seed's troubleshooting notes. errno values are
 // macOS ones (jaccl is macOS-only): 22 EINVAL, 60 ETIMEDOUT, 16 EBUSY; the
 // ring ones also match Linux's numbers since ring runs there too. Order
-// matters: the first match wins, specific before general.
+// matters: the first match wins, so errno 16 and 60 are looked for before
+// the queue-pair transition that reported them.
 var hints = []hint{
-	{JACCL, ErrQueuePairRTR, regexp.MustCompile(`Changing queue pair to RT[RS] failed`),
-		"on every node: sudo ifconfig bridge0 down; sudo ifconfig bridge0 deletem enX (each Thunderbolt interface); give each enX its own /30 (sudo ifconfig en3 10.10.0.1/30 up), outside the Wi-Fi subnet and without route commands; or run tbnet plan, then tbnet apply"},
 	{JACCL, ErrQueuePairBusy, regexp.MustCompile(`\[jaccl\].*(errno[ =]16\b|error: 16\b|Couldn't create queue pair)`),
 		"stop the other jaccl process on this machine (ps aux | grep -i mlx) and keep at most 10 queue pairs per device"},
 	{JACCL, ErrRDMATimeout, regexp.MustCompile(`(\[jaccl\].*(errno[ =]60\b|error: 60\b))|Operation timed out|ETIMEDOUT`),
 		"remove the Thunderbolt interfaces from bridge0 (sudo ifconfig bridge0 deletem enX; bridge0 down alone is not enough); check that MLX_JACCL_COORDINATOR is rank 0's LAN IP (hosts[0].ips[0], not a Thunderbolt address) and that rank 0 starts first"},
+	{JACCL, ErrQueuePairRTR, regexp.MustCompile(`Changing queue pair to RT[RS] failed`),
+		"on every node: sudo ifconfig bridge0 down; sudo ifconfig bridge0 deletem enX (each Thunderbolt interface); give each enX its own /30 (sudo ifconfig en3 10.10.0.1/30 up), outside the Wi-Fi subnet and without route commands; or run tbnet plan, then tbnet apply"},
 	{JACCL, ErrNoDevice, regexp.MustCompile(`Could not (find|open) device (rdma_\S+)`),
 		"run ibv_devices on each node and put the names it lists in the hostfile's rdma matrix; check that the Thunderbolt cable is plugged in"},
 	{JACCL, ErrRDMADisabled, regexp.MustCompile(`Couldn't allocate protection domain`),
