@@ -124,7 +124,7 @@ var mlxVars = []string{
 //     adds MLX_JACCL_RING=1.
 //   - nccl: NCCL_HOST_IP (Hosts[0].IPs[0]) and NCCL_PORT.
 //   - mpi: mpirun sets up the ranks itself, so there is nothing to compute;
-//     RankEnv returns an error.
+//     NewRankEnv returns an error.
 func NewRankEnv(hf *Hostfile, rank int, opt EnvOptions) (*RankEnv, error) {
 	b := opt.Backend
 	if b == "" || b == Any {
