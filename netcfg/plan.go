@@ -247,10 +247,11 @@ func MakePlan(c *Cluster, opts Options) (*Plan, error) {
 	rs := reservations(c, cabled)
 
 	p := &Plan{Backend: opts.Backend, Pool: pool, Thunderbolt: map[string][]string{}, Protected: map[string][]string{}}
-	// Cable i takes the first /30 of the i-th /24 of the pool (the seed's
-	// 10.10.0.0/30, 10.10.1.0/30), or consecutive /30s in a pool under /24.
+	// In a /16 or larger pool cable i takes the first /30 of the i-th /24
+	// (the seed's 10.10.0.0/30, 10.10.1.0/30: easy to read, one cable per
+	// third octet); a smaller pool is packed with consecutive /30s.
 	stride := 24
-	if pool.Bits() > 24 {
+	if pool.Bits() > 16 {
 		stride = 30
 	}
 	total := uint64(1) << (stride - pool.Bits())
