@@ -1,0 +1,482 @@
+package jaccl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/mlxdist/mlxdist/mlx"
+)
+
+// More failures a Group reports as the Kind of a *BackendError, next to the
+// ones Explain recognises.
+var (
+	ErrBackendMismatch    = errors.New("the launcher set up a different back-end than the one requested")
+	ErrBackendUnavailable = errors.New("this MLX build does not have the requested back-end")
+	ErrWorldSize          = errors.New("the group's size differs from the number of ranks the launcher set up")
+	ErrSplitUnsupported   = errors.New("the back-end cannot split a group (only mpi and nccl can)")
+	ErrCollectiveTimeout  = errors.New("a collective did not finish in time: a peer is hung or its host unreachable")
+)
+
+// ErrClosed is returned by every method of a Group after Close.
+var ErrClosed = errors.New("jaccl: use of a closed group")
+
+// DefaultTimeout bounds the evaluating helpers of a Group (Eval, Barrier,
+// AllSumSlice, ...) when Options.Timeout is zero. MLX notices a peer that
+// exits within milliseconds; the deadline is for a peer that stops answering
+// without closing its sockets (a frozen or powered-off host), which TCP
+// alone would wait on forever.
+const DefaultTimeout = 60 * time.Second
+
+// Options tune Init.
+type Options struct {
+	// Backend is the back-end to join; "" and Any take the one the launcher
+	// set up (see EnvBackend), or let MLX pick when there is none.
+	Backend Backend
+	// Strict makes init fail instead of returning a group of one when the
+	// back-end cannot start. The seed initialises jaccl strictly. A launcher
+	// that set up exactly one rank (MLX_WORLD_SIZE=1) relaxes it, since a
+	// group of one is then the right answer.
+	Strict bool
+	// Timeout bounds each evaluating helper; 0 means DefaultTimeout and a
+	// negative value waits forever.
+	Timeout time.Duration
+	// Logger receives a line when the group is up; nil is silent.
+	Logger *slog.Logger
+}
+
+// Group is this process's membership in a distributed MLX job: its rank, the
+// number of ranks, and the collectives between them.
+//
+// The collectives (AllSum, AllGather, ...) are lazy like every MLX op: they
+// return an unevaluated array, so a caller can fuse them into a larger graph.
+// They always run on the stream the back-end needs (the CPU for ring, jaccl
+// and mpi, the GPU for nccl). Eval and the slice helpers evaluate with a
+// deadline, so a hung peer surfaces as an error instead of a hang.
+//
+// A Group may be used from several goroutines; MLX runs one call at a time.
+type Group struct {
+	g       *mlx.Group
+	backend Backend
+	stream  *mlx.Stream
+	timeout time.Duration
+
+	closed atomic.Bool
+	// broken holds the error that made the group unusable: after a timed
+	// out collective MLX's thread is still inside it, and every later call
+	// would queue behind it.
+	broken atomic.Pointer[error]
+}
+
+// Init joins the distributed job this process was launched into.
+//
+// It fails with a *BackendError when the back-end asked for is not the one
+// the launcher set up (ErrBackendMismatch), when this MLX build lacks it
+// (ErrBackendUnavailable, ErrJACCLUnavailable), when MLX cannot start it
+// (every message Explain knows comes back with its fix), and when the group
+// is smaller than the number of ranks the launcher set up (ErrSizeOne,
+// ErrWorldSize): a group of one would make every collective return its input
+// and the job would silently compute the wrong thing.
+//
+// Back-ends block in init until every peer has joined; cancelling ctx makes
+// Init return, but MLX's thread stays in init, so the process should exit.
+func Init(ctx context.Context, opt Options) (*Group, error) {
+	requested := opt.Backend
+	if requested == "" {
+		requested = Any
+	}
+	if _, err := ParseBackend(string(requested)); err != nil {
+		return nil, fmt.Errorf("jaccl: %w", err)
+	}
+	b, err := resolveInitBackend(requested, EnvBackend())
+	if err != nil {
+		return nil, err
+	}
+	if b == JACCLRing && os.Getenv("MLX_JACCL_RING") == "" && os.Getenv("JACCL_RING") == "" {
+		// MLX reads the ring shape of jaccl from the environment only.
+		if err := os.Setenv("MLX_JACCL_RING", "1"); err != nil {
+			return nil, fmt.Errorf("jaccl: %w", err)
+		}
+	}
+	if b != Any {
+		ok, err := mlx.DistributedAvailable(b.MLXName())
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			kind, fix := ErrBackendUnavailable, fmt.Sprintf("install an MLX build with %s, or launch with a back-end it has (mlx.distributed.is_available)", b.MLXName())
+			if b.MLXName() == string(JACCL) {
+				kind, fix = ErrJACCLUnavailable, "run on macOS 26.2 or later with a current MLX wheel; elsewhere ask for the ring back-end explicitly"
+			}
+			return nil, &BackendError{Backend: b, Kind: kind, Cause: fmt.Errorf("mlx.distributed.is_available(%q) is false", b.MLXName()), Fix: fix}
+		}
+	}
+
+	want, source := LaunchedSize()
+	strict := opt.Strict && want != 1
+
+	type result struct {
+		g   *mlx.Group
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		g, err := mlx.DistributedInit(strict, b.MLXName())
+		done <- result{g, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.g != nil {
+				r.g.Free()
+			}
+		}()
+		return nil, fmt.Errorf("jaccl: initialising %s: %w", b, context.Cause(ctx))
+	}
+	if res.err != nil {
+		return nil, Explain(fmt.Errorf("jaccl: initialising %s: %w", b, res.err))
+	}
+	size := res.g.Size()
+	if want > 1 && size != want {
+		res.g.Free()
+		cause := fmt.Errorf("%s says %d ranks but init returned a group of %d", source, want, size)
+		if size == 1 {
+			return nil, &BackendError{Backend: b, Kind: ErrSizeOne, Cause: cause,
+				Fix: fmt.Sprintf("initialise strictly so the real failure shows (backend %q, strict), and check that every rank was started by the same launcher", b.MLXName())}
+		}
+		return nil, &BackendError{Backend: b, Kind: ErrWorldSize, Cause: cause,
+			Fix: "start every rank with one launcher and one hostfile; a stale MLX_* variable in the shell can also cause this"}
+	}
+
+	g := &Group{g: res.g, backend: b, stream: mlx.CPUStream, timeout: opt.Timeout}
+	if b == NCCL {
+		g.stream = mlx.GPUStream
+	}
+	if g.timeout == 0 {
+		g.timeout = DefaultTimeout
+	}
+	if opt.Logger != nil {
+		opt.Logger.Info("distributed group ready", "backend", string(b), "rank", g.Rank(), "size", size, "strict", strict)
+	}
+	return g, nil
+}
+
+// resolveInitBackend picks the back-end to initialise: the one asked for, or
+// with Any the one the launcher set up. Asking for one back-end in a job the
+// launcher set up for another is an error rather than a silent switch.
+func resolveInitBackend(requested, launched Backend) (Backend, error) {
+	if requested == Any {
+		if launched != "" {
+			return launched, nil
+		}
+		return Any, nil
+	}
+	if launched == "" || launched.MLXName() == requested.MLXName() {
+		if requested == JACCL && launched == JACCLRing {
+			return JACCLRing, nil
+		}
+		return requested, nil
+	}
+	return "", &BackendError{
+		Backend: requested,
+		Kind:    ErrBackendMismatch,
+		Cause:   fmt.Errorf("asked for %s but the environment is set up for %s", requested, launched),
+		Fix:     fmt.Sprintf("launch with --backend %s (or the hostfile's \"backend\"), or ask for %s", requested, launched),
+	}
+}
+
+// EnvBackend reports which back-end a launcher set up in this process's
+// environment: jaccl when MLX_IBV_DEVICES (or JACCL_IBV_DEVICES) is set,
+// jaccl-ring when MLX_JACCL_RING is also set, ring for MLX_HOSTFILE, nccl
+// for NCCL_HOST_IP, mpi when mpirun's rank variables are present; "" when
+// none is. When several are set, MLX's own order for "any" decides (nccl,
+// ring, mpi, jaccl).
+func EnvBackend() Backend {
+	switch {
+	case os.Getenv("NCCL_HOST_IP") != "":
+		return NCCL
+	case os.Getenv("MLX_HOSTFILE") != "":
+		return Ring
+	case os.Getenv("OMPI_COMM_WORLD_SIZE") != "" || os.Getenv("PMI_SIZE") != "":
+		return MPI
+	case os.Getenv("MLX_IBV_DEVICES") != "" || os.Getenv("JACCL_IBV_DEVICES") != "":
+		if v := firstEnv("JACCL_RING", "MLX_JACCL_RING"); v != "" && v != "0" {
+			return JACCLRing
+		}
+		return JACCL
+	}
+	return ""
+}
+
+// LaunchedSize reports how many ranks the launcher set up and where that
+// figure comes from: MLX_WORLD_SIZE, else the number of entries in the ring
+// hostfile (MLX_HOSTFILE) or rows of the RDMA matrix (MLX_IBV_DEVICES), else
+// mpirun's size variables. It returns 0 when nothing says.
+func LaunchedSize() (n int, source string) {
+	for _, name := range []string{"MLX_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"} {
+		if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+			return v, name
+		}
+	}
+	for _, name := range []string{"MLX_HOSTFILE", "JACCL_IBV_DEVICES", "MLX_IBV_DEVICES"} {
+		path := os.Getenv(name)
+		if path == "" {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var list []json.RawMessage
+		if json.Unmarshal(data, &list) == nil && len(list) > 0 {
+			return len(list), name
+		}
+	}
+	return 0, ""
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Rank is this process's rank, from 0 to Size()-1.
+func (g *Group) Rank() int { return g.g.Rank() }
+
+// Size is the number of ranks in the group.
+func (g *Group) Size() int { return g.g.Size() }
+
+// Backend is the back-end the group runs on; Any only for a group of one
+// that no launcher set up.
+func (g *Group) Backend() Backend { return g.backend }
+
+// Stream is the stream the group's collectives run on.
+func (g *Group) Stream() *mlx.Stream { return g.stream }
+
+// MLX returns the underlying group for calls this package does not wrap. It
+// stays owned by g.
+func (g *Group) MLX() *mlx.Group { return g.g }
+
+// Close releases the group. Arrays the collectives returned stay valid.
+func (g *Group) Close() error {
+	if g.closed.Swap(true) {
+		return nil
+	}
+	g.g.Free()
+	return nil
+}
+
+func (g *Group) usable() error {
+	if g.closed.Load() {
+		return ErrClosed
+	}
+	if p := g.broken.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Split divides the group into groups of the ranks that pass the same color;
+// key orders the ranks of the new group (-1 keeps their order). Only mpi and
+// nccl can split: on other back-ends Split fails before asking MLX.
+func (g *Group) Split(color, key int) (*Group, error) {
+	if err := g.usable(); err != nil {
+		return nil, err
+	}
+	if g.backend != MPI && g.backend != NCCL {
+		return nil, &BackendError{Backend: g.backend, Kind: ErrSplitUnsupported,
+			Cause: fmt.Errorf("cannot split a %s group of %d ranks", g.backend, g.Size()),
+			Fix:   "launch one job per sub-group, or use the mpi or nccl back-end"}
+	}
+	sub, err := g.g.Split(color, key)
+	if err != nil {
+		return nil, Explain(fmt.Errorf("jaccl: splitting the %s group: %w", g.backend, err))
+	}
+	return &Group{g: sub, backend: g.backend, stream: g.stream, timeout: g.timeout}, nil
+}
+
+// AllSum sums x over every rank. The result is lazy; see Eval.
+func (g *Group) AllSum(x *mlx.Array) (*mlx.Array, error) {
+	return g.collective("all_sum", mlx.AllSum, x)
+}
+
+// AllGather concatenates x from every rank, in rank order, along the first
+// axis. The result is lazy.
+func (g *Group) AllGather(x *mlx.Array) (*mlx.Array, error) {
+	return g.collective("all_gather", mlx.AllGather, x)
+}
+
+// AllMax is the element-wise maximum of x over every rank. The result is
+// lazy.
+func (g *Group) AllMax(x *mlx.Array) (*mlx.Array, error) {
+	return g.collective("all_max", mlx.AllMax, x)
+}
+
+// AllMin is the element-wise minimum of x over every rank. The result is
+// lazy.
+func (g *Group) AllMin(x *mlx.Array) (*mlx.Array, error) {
+	return g.collective("all_min", mlx.AllMin, x)
+}
+
+// SumScatter sums x over every rank and returns this rank's slice of the
+// first axis, which must divide by Size(). The result is lazy.
+func (g *Group) SumScatter(x *mlx.Array) (*mlx.Array, error) {
+	return g.collective("sum_scatter", mlx.SumScatter, x)
+}
+
+// Send sends x to rank dst when the returned array is evaluated. The ring
+// back-end sends to its neighbours only (rank±1 modulo Size()).
+func (g *Group) Send(x *mlx.Array, dst int) (*mlx.Array, error) {
+	if err := g.checkPeer("send to", dst); err != nil {
+		return nil, err
+	}
+	return g.collective("send", func(x *mlx.Array, mg *mlx.Group, s *mlx.Stream) (*mlx.Array, error) {
+		return mlx.Send(x, dst, mg, s)
+	}, x)
+}
+
+// Recv receives an array of the given shape and dtype from rank src when
+// the returned array is evaluated.
+func (g *Group) Recv(shape []int, dt mlx.Dtype, src int) (*mlx.Array, error) {
+	if err := g.checkPeer("receive from", src); err != nil {
+		return nil, err
+	}
+	out, err := mlx.Recv(shape, dt, src, g.g, g.stream)
+	if err != nil {
+		return nil, Explain(fmt.Errorf("jaccl: recv: %w", err))
+	}
+	return out, nil
+}
+
+func (g *Group) checkPeer(verb string, r int) error {
+	if err := g.usable(); err != nil {
+		return err
+	}
+	if r < 0 || r >= g.Size() || r == g.Rank() {
+		return fmt.Errorf("jaccl: rank %d cannot %s rank %d in a group of %d", g.Rank(), verb, r, g.Size())
+	}
+	return nil
+}
+
+func (g *Group) collective(name string, op func(*mlx.Array, *mlx.Group, *mlx.Stream) (*mlx.Array, error), x *mlx.Array) (*mlx.Array, error) {
+	if err := g.usable(); err != nil {
+		return nil, err
+	}
+	out, err := op(x, g.g, g.stream)
+	if err != nil {
+		return nil, Explain(fmt.Errorf("jaccl: %s: %w", name, err))
+	}
+	return out, nil
+}
+
+// Eval evaluates arrays, typically results of the group's collectives, and
+// waits at most until ctx is done or the group's timeout has passed. A
+// failure of the back-end comes back explained (a lost peer is
+// ErrPeerLost). After a timeout (ErrCollectiveTimeout) MLX's thread is
+// still waiting inside the collective, so the group, and MLX with it, is
+// unusable: the process should report the error and exit, which lets the
+// launcher stop the other ranks.
+func (g *Group) Eval(ctx context.Context, arrays ...*mlx.Array) error {
+	if err := g.usable(); err != nil {
+		return err
+	}
+	parent := ctx
+	if g.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, g.timeout, fmt.Errorf("no answer within %v", g.timeout))
+		defer cancel()
+	}
+	if ctx.Done() == nil {
+		return g.explainEval(mlx.Eval(arrays...))
+	}
+	done := make(chan error, 1)
+	go func() { done <- mlx.Eval(arrays...) }()
+	select {
+	case err := <-done:
+		return g.explainEval(err)
+	case <-ctx.Done():
+		// Either way MLX's thread is still inside the collective.
+		var err error
+		if parent.Err() != nil {
+			err = fmt.Errorf("jaccl: rank %d of %d: collective abandoned: %w", g.Rank(), g.Size(), context.Cause(parent))
+		} else {
+			err = &BackendError{Backend: g.backend, Kind: ErrCollectiveTimeout,
+				Cause: fmt.Errorf("rank %d of %d: %w", g.Rank(), g.Size(), context.Cause(ctx)),
+				Fix:   "exit this process (MLX is still waiting inside the collective) and look at the other ranks' output and hosts for the one that stopped"}
+		}
+		g.broken.CompareAndSwap(nil, &err)
+		return err
+	}
+}
+
+func (g *Group) explainEval(err error) error {
+	if err == nil {
+		return nil
+	}
+	return Explain(fmt.Errorf("jaccl: rank %d of %d: %w", g.Rank(), g.Size(), err))
+}
+
+// Barrier returns once every rank has reached it: it all-sums a one-element
+// array and evaluates it.
+func (g *Group) Barrier(ctx context.Context) error {
+	one, err := mlx.FromSlice([]float32{1})
+	if err != nil {
+		return err
+	}
+	defer one.Free()
+	sum, err := g.AllSum(one)
+	if err != nil {
+		return err
+	}
+	defer sum.Free()
+	return g.Eval(ctx, sum)
+}
+
+// AllSumSlice all-sums xs, which must have the same length on every rank,
+// and returns the evaluated sums. It is the eager form of AllSum for data
+// that lives in Go.
+func AllSumSlice[T mlx.Element](ctx context.Context, g *Group, xs []T) ([]T, error) {
+	return sliceCollective(ctx, g, xs, g.AllSum)
+}
+
+// AllGatherSlice concatenates xs from every rank in rank order.
+func AllGatherSlice[T mlx.Element](ctx context.Context, g *Group, xs []T) ([]T, error) {
+	return sliceCollective(ctx, g, xs, g.AllGather)
+}
+
+func sliceCollective[T mlx.Element](ctx context.Context, g *Group, xs []T, op func(*mlx.Array) (*mlx.Array, error)) ([]T, error) {
+	if len(xs) == 0 {
+		return nil, errors.New("jaccl: a collective needs at least one element")
+	}
+	x, err := mlx.FromSlice(xs)
+	if err != nil {
+		return nil, err
+	}
+	defer x.Free()
+	y, err := op(x)
+	if err != nil {
+		return nil, err
+	}
+	defer y.Free()
+	if err := g.Eval(ctx, y); err != nil {
+		return nil, err
+	}
+	return mlx.ToSlice[T](y)
+}
+
+// String describes the group as "rank r of n (backend)".
+func (g *Group) String() string {
+	return fmt.Sprintf("rank %d of %d (%s)", g.Rank(), g.Size(), g.backend)
+}
