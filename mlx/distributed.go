@@ -58,12 +58,11 @@ func DistributedInit(strict bool, backend string) (*Group, error) {
 				return err
 			}
 		} else {
-			res := new(uintptr)
-			rc, _, _ := purego.SyscallN(lib.sym.distInit, uintptr(unsafe.Pointer(res)), boolArg(strict), p)
+			rc, _, _ := purego.SyscallN(lib.sym.distInit, slotAddr(0), boolArg(strict), p)
 			if err := check("mlx_distributed_init", rc); err != nil {
 				return err
 			}
-			h = *res
+			h = slots[0]
 		}
 		runtime.KeepAlive(b)
 		g = newGroupLocked(h)
@@ -99,12 +98,11 @@ func (g *Group) Split(color, key int) (*Group, error) {
 				return err
 			}
 		} else {
-			res := new(uintptr)
-			rc, _, _ := purego.SyscallN(lib.sym.distGroupSplit, uintptr(unsafe.Pointer(res)), g.h, uintptr(int32(color)), uintptr(int32(key)))
+			rc, _, _ := purego.SyscallN(lib.sym.distGroupSplit, slotAddr(0), g.h, uintptr(int32(color)), uintptr(int32(key)))
 			if err := check("mlx_distributed_group_split", rc); err != nil {
 				return err
 			}
-			h = *res
+			h = slots[0]
 		}
 		out = newGroupLocked(h)
 		return nil
@@ -149,15 +147,13 @@ func collective(name string, fn func() uintptr, x *Array, g *Group, s *Stream, e
 		if err != nil {
 			return err
 		}
-		res := new(uintptr)
-		args := append([]uintptr{uintptr(unsafe.Pointer(res)), xh}, extra...)
+		args := append([]uintptr{slotAddr(0), xh}, extra...)
 		args = append(args, gh, sh)
 		rc, _, _ := purego.SyscallN(fn(), args...)
-		runtime.KeepAlive(res)
 		if err := check(name, rc); err != nil {
 			return err
 		}
-		out = newArray(*res)
+		out = newArray(slots[0])
 		return nil
 	})
 	return out, err
@@ -211,14 +207,12 @@ func Recv(shape []int, dt Dtype, src int, g *Group, s *Stream) (*Array, error) {
 		if err != nil {
 			return err
 		}
-		res := new(uintptr)
-		rc, _, _ := purego.SyscallN(lib.sym.distRecv, uintptr(unsafe.Pointer(res)), int32Ptr(sh), uintptr(len(sh)),
+		rc, _, _ := purego.SyscallN(lib.sym.distRecv, slotAddr(0), int32Ptr(sh), uintptr(len(sh)),
 			uintptr(dt), uintptr(int32(src)), gh, st)
-		runtime.KeepAlive(res)
 		if err := check("mlx_distributed_recv", rc); err != nil {
 			return err
 		}
-		out = newArray(*res)
+		out = newArray(slots[0])
 		return nil
 	})
 	runtime.KeepAlive(sh)

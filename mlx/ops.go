@@ -27,17 +27,15 @@ func opLocked(op string, inputs []*Array, f func(res uintptr, in []uintptr, s ui
 	if err != nil {
 		return nil, err
 	}
-	// The result slot lives on the heap: its address crosses into C.
-	res := new(uintptr)
-	rc := f(uintptr(unsafe.Pointer(res)), hs, s)
-	runtime.KeepAlive(res)
+	rc := f(slotAddr(0), hs, s)
+	h := slots[0]
 	if err := check(op, rc); err != nil {
-		if *res != 0 {
-			purego.SyscallN(lib.sym.arrayFree, *res)
+		if h != 0 {
+			purego.SyscallN(lib.sym.arrayFree, h)
 		}
 		return nil, err
 	}
-	return newArray(*res), nil
+	return newArray(h), nil
 }
 
 func op(name string, inputs []*Array, f func(res uintptr, in []uintptr, s uintptr) uintptr) (*Array, error) {
@@ -66,15 +64,15 @@ func vectorOp(name string, inputs []*Array, f func(res uintptr, in []uintptr, s 
 		if err != nil {
 			return err
 		}
-		v := new(uintptr)
-		*v, _, _ = purego.SyscallN(lib.sym.vectorArrayNew)
-		defer purego.SyscallN(lib.sym.vectorArrayFree, *v)
-		rc := f(uintptr(unsafe.Pointer(v)), hs, s)
-		runtime.KeepAlive(v)
+		addr := slotAddr(1)
+		slots[1], _, _ = purego.SyscallN(lib.sym.vectorArrayNew)
+		v := slots[1]
+		defer purego.SyscallN(lib.sym.vectorArrayFree, v)
+		rc := f(addr, hs, s)
 		if err := check(name, rc); err != nil {
 			return err
 		}
-		out, err = unpackVectorLocked(*v)
+		out, err = unpackVectorLocked(v)
 		return err
 	})
 	return out, err

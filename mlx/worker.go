@@ -27,6 +27,12 @@ var (
 	// now running on the worker; only the worker thread touches it.
 	lastError string
 
+	// slots receive the handles C writes through result pointers. They are
+	// globals because globals never move: a result slot on a goroutine stack
+	// could be moved by stack growth between taking its address and the C
+	// call writing to it. Only the MLX thread touches them.
+	slots [2]uintptr
+
 	// pendingFrees holds handles of arrays collected by the garbage
 	// collector without an explicit Free; the worker frees them before its
 	// next call.
@@ -145,3 +151,9 @@ func cString(s string) []byte {
 // the garbage collector neither moves nor frees it; reading the bits through
 // a *uintptr keeps vet's unsafeptr check (meant for Go memory) quiet.
 func cPtr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
+
+// slotAddr zeroes result slot i and returns its address for C to write to.
+func slotAddr(i int) uintptr {
+	slots[i] = 0
+	return uintptr(unsafe.Pointer(&slots[i]))
+}
