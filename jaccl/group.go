@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mlxdist/mlxdist/mlx"
@@ -117,6 +119,12 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 			return nil, &BackendError{Backend: b, Kind: kind, Cause: fmt.Errorf("mlx.distributed.is_available(%q) is false", b.MLXName()), Fix: fix}
 		}
 	}
+
+	// MLX's ring back-end writes to its sockets from threads Go did not
+	// create; a peer that has gone turns the next write into SIGPIPE, which
+	// would kill this process before MLX can report the lost peer as an
+	// error. Python ignores SIGPIPE for the same reason.
+	signal.Ignore(syscall.SIGPIPE)
 
 	want, source := LaunchedSize()
 	strict := opt.Strict && want != 1
