@@ -60,7 +60,9 @@ func (a *Array) Free() {
 		return
 	}
 	h := a.r.h
-	do(func() { _, _, _ = purego.SyscallN(lib.sym.arrayFree, h) })
+	// Free does not wait: calls run in order, so every later call sees the
+	// memory already returned.
+	post(func() { _, _, _ = purego.SyscallN(lib.sym.arrayFree, h) })
 }
 
 // FreeAll frees every array given; nil entries are skipped.

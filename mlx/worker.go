@@ -16,8 +16,17 @@ import (
 
 type call struct {
 	fn   func()
-	done chan struct{}
+	done chan struct{} // nil for a posted (fire-and-forget) call
 }
+
+// Handing a call to a thread that is parked costs a futex wake-up of that
+// very thread (the worker's goroutine is locked to it), tens of
+// microseconds on a busy machine. So both sides spin for a short while
+// before they park: the worker after each call, waiting for the next, and a
+// caller waiting for its result. Under a steady stream of calls (a load, a
+// benchmark) nobody parks; an idle process stops spinning after spinPolls
+// empty polls (tens of microseconds).
+const spinPolls = 4096
 
 var (
 	calls    chan *call
@@ -41,7 +50,7 @@ var (
 )
 
 func startWorker() error {
-	calls = make(chan *call)
+	calls = make(chan *call, 1024)
 	ready := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
@@ -49,14 +58,29 @@ func startWorker() error {
 		// default handler exits the process.
 		_, _, _ = purego.SyscallN(lib.sym.setErrorHandler, errorHandlerCallback(), 0, 0)
 		close(ready)
-		for c := range calls {
+		for {
+			c := nextCall()
 			drainFrees()
 			c.fn()
-			c.done <- struct{}{}
+			if c.done != nil {
+				c.done <- struct{}{}
+			}
 		}
 	}()
 	<-ready
 	return nil
+}
+
+// nextCall polls for a call for a while, then parks until one comes.
+func nextCall() *call {
+	for i := 0; i < spinPolls; i++ {
+		select {
+		case c := <-calls:
+			return c
+		default:
+		}
+	}
+	return <-calls
 }
 
 // do runs fn on the MLX thread and returns when it has finished.
@@ -64,9 +88,27 @@ func do(fn func()) {
 	c := callPool.Get().(*call)
 	c.fn = fn
 	calls <- c
-	<-c.done
+	waitDone(c.done)
 	c.fn = nil
 	callPool.Put(c)
+}
+
+func waitDone(done chan struct{}) {
+	for i := 0; i < spinPolls; i++ {
+		select {
+		case <-done:
+			return
+		default:
+		}
+	}
+	<-done
+}
+
+// post queues fn to run on the MLX thread without waiting. Calls run in
+// the order they were queued, so anything a later call observes (active
+// memory after a Free, say) already reflects fn.
+func post(fn func()) {
+	calls <- &call{fn: fn}
 }
 
 // doErr runs fn on the MLX thread and returns its error; it loads MLX first.
@@ -87,7 +129,7 @@ func enqueueFree(h uintptr) {
 	if first {
 		// Wake the worker so that memory of collected arrays comes back even
 		// when no other call follows soon.
-		go do(func() {})
+		post(func() {})
 	}
 }
 

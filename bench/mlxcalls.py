@@ -1,0 +1,74 @@
+"""Per-call cost of package mlx next to Python mlx.core, same MLX, one run.
+
+Runs the Go benchmarks (BenchmarkTinyOpEval, BenchmarkCreateFree) and the
+same work in Python, alternating rounds so that both see the same machine
+load, and prints the median of each with the Go/Python ratio.
+
+usage: python bench/mlxcalls.py [--rounds N] [--n N]
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import mlx.core as mx
+
+
+def py_tiny_op_eval(n):
+    a = mx.array([1.0])
+    b = mx.array([2.0])
+    mx.eval(a, b)
+    t = time.perf_counter()
+    for _ in range(n):
+        c = a + b
+        mx.eval(c)
+        del c
+    return (time.perf_counter() - t) / n * 1e9
+
+
+def py_create_free(n):
+    t = time.perf_counter()
+    for _ in range(n):
+        x = mx.array([1.0])
+        del x
+    return (time.perf_counter() - t) / n * 1e9
+
+
+def go_bench(root, n):
+    out = subprocess.run(
+        ["go", "test", "-run", "^$", "-bench", "^(BenchmarkTinyOpEval|BenchmarkCreateFree)$",
+         "-benchtime", f"{n}x", "./mlx/"],
+        cwd=root, env=dict(os.environ, CGO_ENABLED="0"), capture_output=True, text=True, check=True).stdout
+    res = {}
+    for name, ns in re.findall(r"^Benchmark(\w+)-\d+\s+\d+\s+([\d.]+) ns/op", out, re.M):
+        res[name] = float(ns)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--n", type=int, default=20000)
+    args = ap.parse_args()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    py_tiny_op_eval(1000)  # warm up
+    rows = {"TinyOpEval": ([], []), "CreateFree": ([], [])}
+    for _ in range(args.rounds):
+        g = go_bench(root, args.n)
+        rows["TinyOpEval"][0].append(g["TinyOpEval"])
+        rows["CreateFree"][0].append(g["CreateFree"])
+        rows["TinyOpEval"][1].append(py_tiny_op_eval(args.n))
+        rows["CreateFree"][1].append(py_create_free(args.n))
+    print(f"MLX {mx.__version__}, {args.rounds} rounds of {args.n} calls, median ns per call")
+    print(f"{'work':<28}{'Go mlx':>12}{'Python mlx.core':>18}{'Go/Python':>12}")
+    labels = {"TinyOpEval": "tiny op + eval (+ free)", "CreateFree": "create + free 1-elem array"}
+    for k, (g, p) in rows.items():
+        gm, pm = statistics.median(g), statistics.median(p)
+        print(f"{labels[k]:<28}{gm:>12.0f}{pm:>18.0f}{gm / pm:>12.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+package mlx_test
+
+import (
+	"testing"
+
+	"github.com/mlxdist/mlxdist/mlx"
+)
+
+// The per-call cost of package mlx: a tiny op plus eval, and creating and
+// freeing an array. `make bench` prints these next to Python mlx.core's.
+
+func BenchmarkTinyOpEval(b *testing.B) {
+	requireMLX(b)
+	x := ok(mlx.FromSlice([]float32{1}))(b)
+	y := ok(mlx.FromSlice([]float32{2}))(b)
+	defer mlx.FreeAll(x, y)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		z, err := mlx.Add(x, y)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := mlx.Eval(z); err != nil {
+			b.Fatal(err)
+		}
+		z.Free()
+	}
+}
+
+func BenchmarkCreateFree(b *testing.B) {
+	requireMLX(b)
+	data := []float32{1}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a, err := mlx.FromSlice(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a.Free()
+	}
+}
+
+// BenchmarkDispatch is the bare cost of one round trip to the MLX thread.
+func BenchmarkDispatch(b *testing.B) {
+	requireMLX(b)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := mlx.ActiveMemory(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
