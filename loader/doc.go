@@ -1,0 +1,61 @@
+// Package loader loads a rank's shard of a safetensors checkpoint into MLX,
+// one section (a transformer layer, the embeddings, the head, a tower) at a
+// time, so that a model far larger than one machine's memory can be loaded
+// with tensor parallelism without ever holding more than the rank's shard
+// and one section's worth of extra memory.
+//
+// # Why sections
+//
+// Evaluating a whole model at once (mlx-lm's mx.eval(model.parameters())
+// after model.shard()) holds every full tensor: a 612 GB checkpoint on a
+// 512 GB machine panics the kernel. Evaluating layer by layer after
+// model.shard() is not enough either, because shard() builds lazy slice
+// graphs for all layers up front and each holds its full original. What
+// works is to finish one section before starting the next: materialize,
+// shard, evaluate, free the originals, clear the cache, check memory.
+//
+// # Strategies
+//
+// Three strategies sit behind one iterator, ShardLoader.Layers:
+//
+//   - Direct (the default) never materializes a full tensor the rank needs
+//     only part of: each array of the shard is allocated by MLX at its final
+//     size (mlx.NewArrayFill) and filled from exactly the file byte ranges
+//     that hold the rank's part, by a small pool of goroutines. Peak ≈ the
+//     shard; bytes read ≈ the shard plus the replicated tensors.
+//   - EvalShardEval is the seed's and exo's path, with MLX's own loader:
+//     per section the full tensors are evaluated, the rank's slices made
+//     contiguous and evaluated, the originals freed. Peak ≈ shard so far +
+//     one full section + its shard.
+//   - ChunkedEval evaluates the whole model section by section, unsharded.
+//
+// # Rules
+//
+// Which tensor is split along which axis is data: a RuleSet of regular
+// expressions mapped to mlx's shardings (all-to-sharded, sharded-to-all, a
+// split along an axis, with fused segments and head counts). DeepSeekV3Rules
+// (Kimi K2.x) and LlamaRules reproduce mlx-lm's shard() methods. Every split
+// of the whole checkpoint is validated — axis, fused segments, head counts,
+// quantization groups — before a byte of weight is read.
+//
+// # Plans
+//
+// NewPlan predicts, from tensor descriptions alone (a checkpoint's headers,
+// or a model described without files), what a rank reads, keeps and peaks
+// at, section by section, for a strategy; Open refuses a load whose peak
+// would not fit under the memory guard (a *PlanError). MLX's CPU allocator
+// accounts exactly the bytes asked for (measured), so on the CPU the plan's
+// peak is the measured MLX peak to within a few hundred bytes; AllocMetal
+// models Metal's page rounding.
+//
+// # Failure
+//
+// A guard trip, a cancelled context, a missing, resized or unreadable shard
+// file end the iteration with a typed error (*memguard.ExceededError, the
+// context's error, *LoadError) after freeing everything the section had
+// created: once the caller frees what it received, MLX's active memory is
+// back where it started.
+//
+// Mapped files are read with page faults turned into errors, so a file
+// truncated under the loader is an error, not a crash.
+package loader

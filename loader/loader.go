@@ -1,0 +1,334 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/mlxdist/mlxdist/internal/units"
+	"github.com/mlxdist/mlxdist/memguard"
+	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/safetensors"
+)
+
+// ReadMode is how the Direct strategy reads a file's bytes.
+type ReadMode int
+
+const (
+	// ReadMmap copies from the file's read-only mapping (the default:
+	// measured fastest on warm and cold files here, see the package doc) and
+	// then drops the copied pages from the process's mapping.
+	ReadMmap ReadMode = iota
+	// ReadPread reads with pread(2): no page faults and no mapped pages;
+	// small strided runs are read in windows of a few MiB and picked out.
+	ReadPread
+)
+
+func (m ReadMode) String() string {
+	if m == ReadPread {
+		return "pread"
+	}
+	return "mmap"
+}
+
+// Options configure a ShardLoader. The zero value loads everything on one
+// rank with the Direct strategy, the rules detected from the names, and the
+// default memory guard.
+type Options struct {
+	PlanOptions
+	// Guard checks MLX's active memory after every section and, before
+	// anything is read, that the plan's peak fits. nil means
+	// memguard.FromEnv measuring mlx.ActiveMemory (headroom max(10%, 5 GB),
+	// MLX_MEMORY_GUARD_GB overrides).
+	Guard *memguard.Guard
+	// IgnorePlan loads even when the predicted peak does not fit.
+	IgnorePlan bool
+	// Workers is how many tensors the Direct strategy fills at once;
+	// 0 means 4.
+	Workers int
+	// Read chooses mmap (default) or pread for the Direct strategy.
+	Read ReadMode
+	// Logger receives one Info line per section; nil is silent.
+	Logger *slog.Logger
+	// Progress, when set, is called with every section loaded, before it
+	// is yielded.
+	Progress func(*Layer)
+}
+
+// A Layer is one loaded section: this rank's arrays, by tensor name, and
+// the figures of its load. The caller owns the arrays (Free releases them
+// all).
+type Layer struct {
+	Section
+	// Index counts sections from 0 in load order, of Count.
+	Index, Count int
+	Arrays       map[string]*mlx.Array
+	// BytesRead is what was read from the files for this section.
+	BytesRead int64
+	Elapsed   time.Duration
+	// Active and Peak are MLX's active and peak memory after the section.
+	Active, Peak uint64
+	// Plan is the section's prediction.
+	Plan *SectionPlan
+}
+
+// Free frees every array of the layer.
+func (l *Layer) Free() {
+	for _, a := range l.Arrays {
+		a.Free()
+	}
+}
+
+// String reads "layer 18/63 layers.16: 12 tensors, read 1.23 GB in 512ms, active 20.10 GB, peak 21.30 GB".
+func (l *Layer) String() string {
+	return fmt.Sprintf("layer %d/%d %s: %d tensors, read %s in %s, active %s, peak %s",
+		l.Index+1, l.Count, l.Name, len(l.Arrays), units.FormatGB(uint64(l.BytesRead)), l.Elapsed.Round(time.Millisecond),
+		units.FormatGB(l.Active), units.FormatGB(l.Peak))
+}
+
+// ErrChanged is matched by a *LoadError for a shard file that disappeared
+// or changed size after the plan was made.
+var ErrChanged = errors.New("loader: shard file changed since it was planned")
+
+// LoadError reports a failure while loading a section: a file missing,
+// changed, truncated or unreadable, or an MLX error. Everything created for
+// the section has been freed when it is returned.
+type LoadError struct {
+	Section string
+	Tensor  string // "" when not about one tensor
+	File    string
+	Err     error
+}
+
+func (e *LoadError) Error() string {
+	msg := "loader: section " + e.Section
+	if e.Tensor != "" {
+		msg += fmt.Sprintf(": tensor %q", e.Tensor)
+	}
+	if e.File != "" {
+		msg += " in " + e.File
+	}
+	return msg + ": " + e.Err.Error()
+}
+
+// Unwrap gives the cause.
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// ShardLoader loads this rank's shard of a checkpoint section by section.
+// Open plans the load from the headers and refuses one that cannot fit;
+// Layers runs it.
+type ShardLoader struct {
+	dir     *safetensors.Dir
+	ownDir  bool
+	opts    Options
+	plan    *Plan
+	guard   *memguard.Guard
+	log     *slog.Logger
+	sizes   map[string]int64 // shard file sizes when planned
+	read    atomic.Int64
+	elapsed time.Duration
+}
+
+// Open opens the checkpoint at path (see safetensors.OpenDir) and returns a
+// loader for it; Close closes the files.
+func Open(path string, o Options) (*ShardLoader, error) {
+	d, err := safetensors.OpenDir(path)
+	if err != nil {
+		return nil, err
+	}
+	l, err := New(d, o)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	l.ownDir = true
+	return l, nil
+}
+
+// New returns a loader over an open checkpoint, which it does not close.
+// It plans the load, validating every split (a *ShardError names each
+// tensor that cannot be split), and returns a *PlanError when the
+// predicted peak does not fit under the guard, unless IgnorePlan.
+func New(d *safetensors.Dir, o Options) (*ShardLoader, error) {
+	plan, err := NewPlan(d.Tensors(), o.PlanOptions)
+	if err != nil {
+		return nil, err
+	}
+	l := &ShardLoader{dir: d, opts: o, plan: plan, guard: o.Guard, log: o.Logger, sizes: map[string]int64{}}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.opts.Workers <= 0 {
+		l.opts.Workers = 4
+	}
+	if l.guard == nil {
+		if l.guard, err = memguard.FromEnv(memguard.WithUsed("active", mlx.ActiveMemory)); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range d.Files() {
+		st, err := os.Stat(f.Path())
+		if err != nil {
+			return nil, err
+		}
+		l.sizes[f.Path()] = st.Size()
+	}
+	if err := l.guard.Fits(uint64(plan.Peak)); err != nil {
+		if !errors.Is(err, memguard.ErrExceeded) {
+			return nil, err
+		}
+		if !o.IgnorePlan {
+			return nil, &PlanError{Plan: plan, Err: err}
+		}
+		l.log.Warn("loading although the plan does not fit", "err", err)
+	}
+	return l, nil
+}
+
+// Plan returns the load's plan.
+func (l *ShardLoader) Plan() *Plan { return l.plan }
+
+// BytesRead returns the bytes read from the files by every load so far.
+func (l *ShardLoader) BytesRead() int64 { return l.read.Load() }
+
+// Close closes the checkpoint if Open opened it. Arrays already yielded
+// stay valid.
+func (l *ShardLoader) Close() error {
+	if l.ownDir {
+		return l.dir.Close()
+	}
+	return nil
+}
+
+// Layers loads the sections in order and yields each one; the caller owns
+// its arrays. After each section the guard checks MLX's active memory: a
+// trip frees the section and ends the iteration with the guard's
+// *memguard.ExceededError. Cancelling ctx ends it within one section (it
+// is checked between tensors) with ctx's error. Any other failure ends it
+// with a *LoadError. In every case what the section had created is freed
+// before the error is yielded; what earlier sections yielded is the
+// caller's to free.
+func (l *ShardLoader) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
+	return func(yield func(*Layer, error) bool) {
+		r := &run{l: l, lazy: map[string]map[string]*mlx.Array{}}
+		defer r.close()
+		count := len(l.plan.Sections)
+		for i := range l.plan.Sections {
+			sp := &l.plan.Sections[i]
+			if err := ctx.Err(); err != nil {
+				yield(nil, err)
+				return
+			}
+			start := time.Now()
+			layer, err := r.section(ctx, sp)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			layer.Index, layer.Count, layer.Plan = i, count, sp
+			layer.Elapsed = time.Since(start)
+			l.elapsed += layer.Elapsed
+			l.read.Add(layer.BytesRead)
+			if m, err := mlx.Memory(); err == nil {
+				layer.Active, layer.Peak = m.Active, m.Peak
+			}
+			if err := l.guard.Check(fmt.Sprintf("after section %s (%d/%d)", sp.Name, i+1, count)); err != nil {
+				layer.Free()
+				yield(nil, err)
+				return
+			}
+			l.log.Info(layer.String(), "section", sp.Name, "read", units.FormatGB(uint64(layer.BytesRead)),
+				"active", units.FormatGB(layer.Active), "peak", units.FormatGB(layer.Peak))
+			if l.opts.Progress != nil {
+				l.opts.Progress(layer)
+			}
+			if !yield(layer, nil) {
+				return
+			}
+		}
+	}
+}
+
+// LoadAll runs Layers to the end and returns every array by name. On an
+// error, everything loaded so far is freed.
+func (l *ShardLoader) LoadAll(ctx context.Context) (map[string]*mlx.Array, error) {
+	out := map[string]*mlx.Array{}
+	for layer, err := range l.Layers(ctx) {
+		if err != nil {
+			for _, a := range out {
+				a.Free()
+			}
+			return nil, err
+		}
+		for k, a := range layer.Arrays {
+			out[k] = a
+		}
+	}
+	return out, nil
+}
+
+// run is the state of one iteration: MLX's lazy arrays per file for the
+// MLX-loader strategies.
+type run struct {
+	l    *ShardLoader
+	lazy map[string]map[string]*mlx.Array
+}
+
+func (r *run) close() {
+	for _, m := range r.lazy {
+		for _, a := range m {
+			a.Free()
+		}
+	}
+	r.lazy = nil
+	_ = mlx.ClearCache()
+}
+
+// checkFiles makes sure the files a section reads are still the ones that
+// were planned: a file removed or resized would otherwise be read through a
+// stale mapping or fault mid-copy.
+func (r *run) checkFiles(sp *SectionPlan) error {
+	seen := map[string]bool{}
+	for _, tp := range sp.Tensors {
+		if seen[tp.File] {
+			continue
+		}
+		seen[tp.File] = true
+		st, err := os.Stat(tp.File)
+		if err != nil {
+			return &LoadError{Section: sp.Name, File: tp.File, Err: errors.Join(ErrChanged, err)}
+		}
+		if want := r.l.sizes[tp.File]; st.Size() != want {
+			return &LoadError{Section: sp.Name, File: tp.File,
+				Err: fmt.Errorf("%w: size %d, planned with %d", ErrChanged, st.Size(), want)}
+		}
+	}
+	return nil
+}
+
+func (r *run) section(ctx context.Context, sp *SectionPlan) (*Layer, error) {
+	if err := r.checkFiles(sp); err != nil {
+		return nil, err
+	}
+	layer := &Layer{Section: sp.Section, Arrays: make(map[string]*mlx.Array, len(sp.Tensors))}
+	var err error
+	switch r.l.plan.Strategy {
+	case Direct:
+		err = r.direct(ctx, sp, layer)
+	default:
+		err = r.viaMLX(ctx, sp, layer)
+	}
+	if err != nil {
+		layer.Free()
+		_ = mlx.ClearCache()
+		return nil, err
+	}
+	return layer, nil
+}
+
+var errNotInFile = errors.New("MLX's loader does not find the tensor in the file")

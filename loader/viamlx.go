@@ -1,0 +1,111 @@
+package loader
+
+import (
+	"context"
+
+	"github.com/mlxdist/mlxdist/mlx"
+)
+
+// viaMLX loads a section with MLX's own safetensors loader: the lazy
+// arrays of each file (kept across sections, only this section's
+// evaluated), evaluated whole; for EvalShardEval each split tensor is then
+// sliced, made contiguous and evaluated, and the original freed, so that no
+// slice pins a full tensor.
+func (r *run) viaMLX(ctx context.Context, sp *SectionPlan, layer *Layer) error {
+	full := make([]*mlx.Array, 0, len(sp.Tensors))
+	names := make([]string, 0, len(sp.Tensors))
+	defer func() {
+		// On success every original has been handed over or freed; on an
+		// error this frees what is left.
+		mlx.FreeAll(full...)
+	}()
+	for _, tp := range sp.Tensors {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := r.lazyFile(tp.File)
+		if err != nil {
+			return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
+		}
+		a, ok := m[tp.Name]
+		if !ok {
+			return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: errNotInFile}
+		}
+		delete(m, tp.Name) // ours now
+		full = append(full, a)
+		names = append(names, tp.Name)
+		layer.BytesRead += tp.Bytes
+	}
+	if err := mlx.Eval(full...); err != nil {
+		return &LoadError{Section: sp.Name, Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	shard := r.l.plan.Strategy == EvalShardEval && r.l.plan.WorldSize > 1
+	var copies []*mlx.Array
+	for i, tp := range sp.Tensors {
+		if !shard || tp.Split.Replicated() {
+			layer.Arrays[names[i]] = full[i]
+			full[i] = nil
+			continue
+		}
+		c, err := r.slice(full[i], &tp)
+		if err != nil {
+			mlx.FreeAll(copies...)
+			return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
+		}
+		copies = append(copies, c)
+		layer.Arrays[names[i]] = c
+	}
+	if err := mlx.Eval(copies...); err != nil {
+		return &LoadError{Section: sp.Name, Err: err}
+	}
+	mlx.FreeAll(full...)
+	full = nil
+	return mlx.ClearCache()
+}
+
+// slice builds the contiguous copy of this rank's part of a: its piece of
+// every fused segment along the split axis, concatenated.
+func (r *run) slice(a *mlx.Array, tp *TensorPlan) (*mlx.Array, error) {
+	n, k := int64(r.l.plan.WorldSize), int64(r.l.plan.Rank)
+	s := tp.Split
+	var parts []*mlx.Array
+	defer func() { mlx.FreeAll(parts...) }()
+	for i := 1; i < len(s.Bounds); i++ {
+		part := (s.Bounds[i] - s.Bounds[i-1]) / n
+		start := make([]int, len(tp.Shape))
+		stop := intShape(tp.Shape)
+		start[s.Axis] = int(s.Bounds[i-1] + k*part)
+		stop[s.Axis] = start[s.Axis] + int(part)
+		p, err := mlx.Slice(a, start, stop, nil)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 1 {
+		return mlx.Contiguous(parts[0])
+	}
+	cat, err := mlx.Concatenate(parts, s.Axis)
+	if err != nil {
+		return nil, err
+	}
+	defer cat.Free()
+	return mlx.Contiguous(cat)
+}
+
+// lazyFile returns MLX's lazy arrays of a file, loading its header once per
+// iteration.
+func (r *run) lazyFile(path string) (map[string]*mlx.Array, error) {
+	if m, ok := r.lazy[path]; ok {
+		return m, nil
+	}
+	m, _, err := mlx.LoadSafetensors(path)
+	if err != nil {
+		return nil, err
+	}
+	r.lazy[path] = m
+	return m, nil
+}
