@@ -134,11 +134,12 @@ const minVocab = 512
 // sizes, LoRA ranks, head dimensions, head counts, vocabulary, vision width.
 // Layer, expert and file counts are left alone; set them on the result.
 //
-// Scaled widths are rounded to stay loadable and shardable: a width that is
-// the input of a quantized matrix becomes a multiple of the group size (at
-// least one group), head counts stay even (at least 2) so tensor parallelism
-// over two ranks divides them, the RoPE dimension stays a multiple of 8, and
-// the vocabulary a multiple of 256 of at least 512.
+// Scaled widths are rounded to stay loadable and shardable over two ranks:
+// a width that is the input of a quantized matrix becomes a multiple of the
+// group size (at least one group), the intermediate sizes a multiple of two
+// groups (down_proj's input is split in halves), head counts stay even (at
+// least 2), the RoPE dimension a multiple of 8, and the vocabulary a
+// multiple of 256 of at least 512.
 func (s Spec) Scale(f float64) Spec {
 	if f == 1 || f <= 0 {
 		return s
@@ -168,9 +169,9 @@ func (s Spec) Scale(f float64) Spec {
 	} else {
 		s.Hidden = width(s.Hidden)
 	}
-	s.Intermediate = width(s.Intermediate)
+	s.Intermediate = scaleTo(s.Intermediate, f, 2*unit, 2*unit)
 	if s.MoEIntermediate > 0 {
-		s.MoEIntermediate = width(s.MoEIntermediate)
+		s.MoEIntermediate = scaleTo(s.MoEIntermediate, f, 2*unit, 2*unit)
 	}
 	if s.QLoRARank > 0 {
 		s.QLoRARank = width(s.QLoRARank)
