@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"errors"
 	"flag"
 	"os"
@@ -74,6 +75,26 @@ func TestCorruptTestdataIsCurrent(t *testing.T) {
 		require.NoError(t, err, "run go test -run TestCorruptTestdataIsCurrent -update-testdata")
 		assert.Equal(t, c.data, got, c.name)
 	}
+}
+
+// TestValidTestdataIsCurrent keeps a valid file of every kind of tensor the
+// writer makes in testdata/, where FuzzOpen takes its seeds.
+func TestValidTestdataIsCurrent(t *testing.T) {
+	p := filepath.Join("testdata", "valid-mixed.safetensors")
+	tmp := filepath.Join(t.TempDir(), "v.safetensors")
+	require.NoError(t, WriteFile(tmp, randomTensors(rand.New(rand.NewPCG(5, 6))), map[string]string{"format": "pt"}))
+	want, err := os.ReadFile(tmp)
+	require.NoError(t, err)
+	if *updateTestdata {
+		require.NoError(t, os.WriteFile(p, want, 0o644))
+	}
+	got, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	f, err := Open(p)
+	require.NoError(t, err)
+	assert.Len(t, f.Tensors(), 13)
+	require.NoError(t, f.Close())
 }
 
 func TestEveryCorruptFileIsRejectedWithItsReason(t *testing.T) {
