@@ -2,9 +2,9 @@ package safetensors
 
 import (
 	"encoding/binary"
-	"math/rand/v2"
 	"errors"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
