@@ -25,7 +25,6 @@ func newGuard(t testing.TB, physical, headroom uint64) *memguard.Guard {
 	return g
 }
 
-
 // newTestGuard is a guard for rank programs, which have no testing.T.
 func newTestGuard() (*memguard.Guard, error) {
 	return memguard.New(memguard.WithPhysical(1<<50), memguard.WithHeadroom(1<<30), memguard.WithUsed("active", mlx.ActiveMemory))

@@ -173,8 +173,6 @@ func tpRank(dir string) error {
 	return nil
 }
 
-
-
 func TestTwoRanksOverRingComputeWhatOneRankComputesUnsharded(t *testing.T) {
 	requireMLX(t)
 	if ok, err := mlx.DistributedAvailable("ring"); err != nil || !ok {
