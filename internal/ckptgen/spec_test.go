@@ -74,6 +74,7 @@ func TestKimiK25FullSizeHasTheModelsStructure(t *testing.T) {
 	assert.Equal(t, int64(kimiFullBytes), sum.Bytes)
 	assert.Greater(t, sum.Bytes, int64(550e9))
 	assert.Less(t, sum.Bytes, int64(650e9))
+	assert.InDelta(t, 1.03e12, float64(sum.Params), 0.01e12, "Kimi K2.5 has 1.03 T parameters")
 }
 
 func TestTensorBytesMatchDTypeAndShape(t *testing.T) {

@@ -3,6 +3,7 @@ package ckptgen
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // TensorDesc describes one tensor of a checkpoint: everything but its bytes.
@@ -22,7 +23,7 @@ type Totals struct {
 	Tensors int
 	Bytes   int64
 	// Params counts model parameters: a packed uint32 weight counts its
-	// unpacked elements, scales and biases count as the storage they are.
+	// unpacked elements; quantization scales and biases are not counted.
 	Params int64
 }
 
@@ -32,6 +33,9 @@ func (s Spec) Sum(ts []TensorDesc) Totals {
 	for _, d := range ts {
 		t.Tensors++
 		t.Bytes += d.Bytes
+		if s.Quant != nil && (strings.HasSuffix(d.Name, ".scales") || strings.HasSuffix(d.Name, ".biases")) {
+			continue
+		}
 		n := int64(1)
 		for _, v := range d.Shape {
 			n *= v
