@@ -39,7 +39,7 @@ scaled model keeps the full model's size per file (about 3.2 GB).
 examples:
   mkcheckpoint --describe                          # full Kimi K2.5, no data
   mkcheckpoint --out /tmp/kimi-tiny --scale 0.0625 --layers 3 --experts 8 --files 2
-  mkcheckpoint --out /tmp/kimi-60g --scale 0.25                # about 36 GB
+  mkcheckpoint --out /tmp/kimi-quarter --scale 0.25            # about 36 GB
   mkcheckpoint --out /tmp/kimi-full                # the full 578 GB
   mkcheckpoint --out /tmp/llama --model llama --scale 0.5
 
