@@ -49,6 +49,12 @@ type Options struct {
 	// Timeout bounds each evaluating helper; 0 means DefaultTimeout and a
 	// negative value waits forever.
 	Timeout time.Duration
+	// OnHang is called, on another goroutine, when an Eval passes its
+	// deadline or its context is done while MLX is still inside the
+	// evaluation. MLX cannot be interrupted, so the process can do nothing
+	// more with MLX; nil prints the error to standard error and exits with
+	// status 1, which lets the launcher stop the other ranks.
+	OnHang func(error)
 	// Logger receives a line when the group is up; nil is silent.
 	Logger *slog.Logger
 }
@@ -59,8 +65,9 @@ type Options struct {
 // The collectives (AllSum, AllGather, ...) are lazy like every MLX op: they
 // return an unevaluated array, so a caller can fuse them into a larger graph.
 // They always run on the stream the back-end needs (the CPU for ring, jaccl
-// and mpi, the GPU for nccl). Eval and the slice helpers evaluate with a
-// deadline, so a hung peer surfaces as an error instead of a hang.
+// and mpi, the GPU for nccl). Eval and the slice helpers evaluate under a
+// watchdog, so a hung peer ends the process with a clear error instead of
+// a hang.
 //
 // A Group may be used from several goroutines; MLX runs one call at a time.
 type Group struct {
@@ -68,6 +75,7 @@ type Group struct {
 	backend Backend
 	stream  *mlx.Stream
 	timeout time.Duration
+	onHang  func(error)
 
 	closed atomic.Bool
 	// broken holds the error that made the group unusable: after a timed
@@ -164,7 +172,10 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 			Fix: "start every rank with one launcher and one hostfile; a stale MLX_* variable in the shell can also cause this"}
 	}
 
-	g := &Group{g: res.g, backend: b, stream: mlx.CPUStream, timeout: opt.Timeout}
+	g := &Group{g: res.g, backend: b, stream: mlx.CPUStream, timeout: opt.Timeout, onHang: opt.OnHang}
+	if g.onHang == nil {
+		g.onHang = defaultOnHang
+	}
 	if b == NCCL {
 		g.stream = mlx.GPUStream
 	}
@@ -312,7 +323,7 @@ func (g *Group) Split(color, key int) (*Group, error) {
 	if err != nil {
 		return nil, Explain(fmt.Errorf("jaccl: splitting the %s group: %w", g.backend, err))
 	}
-	return &Group{g: sub, backend: g.backend, stream: g.stream, timeout: g.timeout}, nil
+	return &Group{g: sub, backend: g.backend, stream: g.stream, timeout: g.timeout, onHang: g.onHang}, nil
 }
 
 // AllSum sums x over every rank. The result is lazy; see Eval.
@@ -389,44 +400,57 @@ func (g *Group) collective(name string, op func(*mlx.Array, *mlx.Group, *mlx.Str
 	return out, nil
 }
 
-// Eval evaluates arrays, typically results of the group's collectives, and
-// waits at most until ctx is done or the group's timeout has passed. A
-// failure of the back-end comes back explained (a lost peer is
-// ErrPeerLost). After a timeout (ErrCollectiveTimeout) MLX's thread is
-// still waiting inside the collective, so the group, and MLX with it, is
-// unusable: the process should report the error and exit, which lets the
-// launcher stop the other ranks.
+// Eval evaluates arrays, typically results of the group's collectives, on
+// the calling goroutine. A failure of the back-end comes back explained (a
+// lost peer is ErrPeerLost).
+//
+// MLX cannot interrupt a collective, so a deadline cannot make Eval return:
+// when the group's timeout passes, or ctx is done, while MLX is still inside
+// the evaluation, the group is marked unusable and Options.OnHang receives
+// an ErrCollectiveTimeout (or the context's) error; by default it prints it
+// and exits with status 1, which makes the launcher stop the other ranks.
+// Should MLX return after all, Eval returns that error too.
 func (g *Group) Eval(ctx context.Context, arrays ...*mlx.Array) error {
 	if err := g.usable(); err != nil {
 		return err
 	}
-	parent := ctx
-	if g.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, g.timeout, fmt.Errorf("no answer within %v", g.timeout))
-		defer cancel()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("jaccl: %w", context.Cause(ctx))
 	}
-	if ctx.Done() == nil {
-		return g.explainEval(mlx.Eval(arrays...))
-	}
-	done := make(chan error, 1)
-	go func() { done <- mlx.Eval(arrays...) }()
-	select {
-	case err := <-done:
-		return g.explainEval(err)
-	case <-ctx.Done():
-		// Either way MLX's thread is still inside the collective.
-		var err error
-		if parent.Err() != nil {
-			err = fmt.Errorf("jaccl: rank %d of %d: collective abandoned: %w", g.Rank(), g.Size(), context.Cause(parent))
-		} else {
-			err = &BackendError{Backend: g.backend, Kind: ErrCollectiveTimeout,
-				Cause: fmt.Errorf("rank %d of %d: %w", g.Rank(), g.Size(), context.Cause(ctx)),
-				Fix:   "exit this process (MLX is still waiting inside the collective) and look at the other ranks' output and hosts for the one that stopped"}
+	// Timers rather than a goroutine per call: the common case must cost
+	// what mlx.Eval costs (see BenchmarkGroupEvalOverhead).
+	var fired atomic.Bool
+	fire := func(err error) {
+		if !fired.CompareAndSwap(false, true) {
+			return
 		}
 		g.broken.CompareAndSwap(nil, &err)
-		return err
+		g.onHang(err)
 	}
+	if g.timeout > 0 {
+		t := time.AfterFunc(g.timeout, func() {
+			fire(&BackendError{Backend: g.backend, Kind: ErrCollectiveTimeout,
+				Cause: fmt.Errorf("rank %d of %d: no answer within %v", g.Rank(), g.Size(), g.timeout),
+				Fix:   "look at the other ranks' output and hosts for the one that stopped; this process cannot continue, since MLX is still waiting inside the collective"})
+		})
+		defer t.Stop()
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			fire(fmt.Errorf("jaccl: rank %d of %d: collective abandoned while MLX is still inside it: %w", g.Rank(), g.Size(), context.Cause(ctx)))
+		})
+		defer stop()
+	}
+	err := mlx.Eval(arrays...)
+	if fired.Load() {
+		return *g.broken.Load()
+	}
+	return g.explainEval(err)
+}
+
+func defaultOnHang(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
 }
 
 func (g *Group) explainEval(err error) error {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,6 +79,21 @@ func groupRankMain(name string) int {
 			return fail(err)
 		}
 		fmt.Println("all_sum finished although a peer died")
+		return 0
+	case "hang-after-init":
+		// Rank 1 stops itself with its sockets open, as a frozen host
+		// would; the others' watchdog must end them.
+		g, err := Init(ctx, Options{Backend: Ring, Strict: true, Timeout: 2 * time.Second})
+		if err != nil {
+			return fail(err)
+		}
+		if g.Rank() == 1 {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		}
+		if _, err := AllSumSlice(ctx, g, []float32{1}); err != nil {
+			return fail(err)
+		}
+		fmt.Println("all_sum finished although a peer hung")
 		return 0
 	case "mixed":
 		// Odd ranks are Python, even ranks Go, in one ring.
@@ -283,7 +299,7 @@ func sameValues(got, want []float32) error {
 	return nil
 }
 
-func requireMLX(t *testing.T) {
+func requireMLX(t testing.TB) {
 	t.Helper()
 	if err := mlx.Load(); err != nil {
 		testenv.Unavailable(t, "MLX is not available: %v", err)
@@ -357,6 +373,19 @@ func TestARankThatDiesMakesTheJobFailQuickly(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestTheWatchdogEndsARankWhosePeerHangs(t *testing.T) {
+	start := time.Now()
+	out, err := launchRanks(t, "hang-after-init", 2)
+	elapsed := time.Since(start)
+
+	var re *RankError
+	require.ErrorAs(t, err, &re, out)
+	assert.Equal(t, 0, re.Rank)
+	assert.Less(t, elapsed, 30*time.Second)
+	assert.Contains(t, out, "[0] ring: rank 0 of 2: no answer within 2s")
+	assert.NotContains(t, out, "all_sum finished although a peer hung")
 }
 
 // runInit runs the "init" rank program alone with the given environment on
