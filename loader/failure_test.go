@@ -1,10 +1,13 @@
 package loader
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -176,4 +179,24 @@ func TestAPlanThatWouldNotFitIsRefusedBeforeReading(t *testing.T) {
 	l, err = Open(dir, Options{Guard: g, IgnorePlan: true, PlanOptions: PlanOptions{WorldSize: 2}})
 	require.NoError(t, err)
 	assert.NoError(t, l.Close())
+}
+
+func TestProgressAndTheLoggerHearOfEverySection(t *testing.T) {
+	requireMLX(t)
+	dir := kimiLike(8).write(t, 2)
+	var lines []string
+	var logged bytes.Buffer
+	o := bigGuard(t)
+	o.WorldSize, o.Rules = 2, DeepSeekV3Rules(4)
+	o.Progress = func(l *Layer) { lines = append(lines, l.String()) }
+	o.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	l, err := Open(dir, o)
+	require.NoError(t, err)
+	defer l.Close()
+	n, err := consume(l, context.Background(), nil)
+	require.NoError(t, err)
+	require.Len(t, lines, n)
+	assert.Regexp(t, `^layer 2/7 layers\.0: \d+ tensors, read 0\.00 GB in .*, active .* GB, peak .* GB$`, lines[1])
+	assert.Equal(t, n, strings.Count(logged.String(), "level=INFO"))
+	assert.Equal(t, l.Plan().Read, l.BytesRead())
 }

@@ -3,7 +3,6 @@ package loader
 import (
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -162,4 +161,3 @@ func fileSize(t testing.TB, p string) int64 {
 	return st.Size()
 }
 
-var _ = filepath.Join

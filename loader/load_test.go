@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -142,5 +140,3 @@ func TestEveryStrategyGivesEachRankExactlyItsSlicesOfTheFiles(t *testing.T) {
 	}
 }
 
-var _ = filepath.Join
-var _ = os.Remove
