@@ -26,7 +26,7 @@ GO     ?= go
 
 export MLX_REQUIRED ?= 1
 
-.PHONY: setup venv capi test test-short demo bench bench-load fuzz clean help
+.PHONY: setup venv capi test bins demo bench bench-load fuzz clean help
 
 help:
 	@echo "make setup   project venv (pip MLX $(MLX_VERSION)) and the C ABI library"
@@ -58,11 +58,35 @@ test: setup
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build ./...
 	$(GO) vet ./...
 
-demo: setup
-	CGO_ENABLED=0 $(GO) run ./examples/mlxinfo
+# The example programs, built the way users build them: no cgo.
+bins: setup
+	CGO_ENABLED=0 $(GO) build -o bin/ ./examples/...
+
+demo: bins
+	bin/mlxinfo
+	@echo
+	@echo "== connectivity: the seed's all-sum test over 2 local ranks (ring) =="
+	bin/launch -n 2 -- bin/connectivity
 
 bench: setup
-	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 1x ./safetensors/ ./memguard/
+	@echo "== per-call cost: package mlx vs Python mlx.core =="
+	$(PY) bench/mlxcalls.py
+	@echo
+	@echo "== AllSum latency and bandwidth: Go vs Python, ring, 2 local ranks =="
+	PYTHON=$(abspath $(PY)) sh bench/allsum/run.sh
+	@echo
+	@echo "== safetensors: open 182 files / 100k tensors; copy a tensor vs memcpy =="
+	CGO_ENABLED=0 $(GO) test -run '^$$' -bench 'OpenDir|Copy' -benchtime 2s ./safetensors/
+	@echo
+	@echo "== checkpoint generation =="
+	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 20x ./internal/ckptgen/
+
+# Long fuzzing, for your own runs (make test runs the seeds as a smoke).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime 10m ./safetensors/
+	$(GO) test -run '^$$' -fuzz FuzzPlan -fuzztime 2m ./netcfg/
+	$(GO) test -run '^$$' -fuzz FuzzReadCluster -fuzztime 2m ./netcfg/
+	$(GO) test -run '^$$' -fuzz FuzzParseHostfile -fuzztime 2m ./jaccl/
 
 clean:
-	rm -rf build
+	rm -rf build bin
