@@ -49,8 +49,9 @@ func (e *ExceededError) Error() string {
 // Is makes errors.Is(err, ErrExceeded) true.
 func (e *ExceededError) Is(target error) bool { return target == ErrExceeded }
 
-// A Guard compares used memory with Limit = Physical − Headroom. It holds no
-// state besides its configuration, so one Guard may be used from several
+// A Guard compares used memory with Limit = Physical − Headroom. Build one
+// with [New] or [FromEnv]; the zero Guard has no source to measure. It holds
+// no state besides its configuration, so one Guard may be used from several
 // goroutines as far as its Source allows.
 type Guard struct {
 	physical, headroom uint64

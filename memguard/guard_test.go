@@ -3,7 +3,9 @@ package memguard
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -250,4 +252,23 @@ func TestUnsupportedMatchesTheStandardSentinel(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnsupported)
 	assert.ErrorIs(t, err, errors.ErrUnsupported)
 	assert.Contains(t, err.Error(), runtime.GOOS)
+}
+
+func TestReportLogsAsAGroupOfGBFigures(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	g, err := New(WithPhysical(512e9), WithUsed("active", fixed(309_910_000_000)))
+	require.NoError(t, err)
+	r, err := g.Status()
+	require.NoError(t, err)
+	log.Info("loaded", "memory", r)
+	assert.Equal(t, `level=INFO msg=loaded memory.active="309.91 GB" memory.limit="460.80 GB" `+
+		`memory.free="150.89 GB" memory.physical="512.00 GB" memory.headroom="51.20 GB"`+"\n", buf.String())
 }

@@ -179,7 +179,9 @@ func parseProcStatus(r io.Reader) (procStatus, error) {
 // cgroupBudget is what the memory cgroups around this process allow: the
 // tightest limit on the way from its cgroup up to the hierarchy's root, and
 // the least room left under any of those limits. A parent's limit binds its
-// children, so every level counts, not just the process's own.
+// children, so every level counts, not just the process's own. (cgroup v1
+// could once turn that off with memory.use_hierarchy=0; counting the parents
+// anyway errs on the safe side.)
 type cgroupBudget struct {
 	limited bool
 	limit   uint64
@@ -248,7 +250,7 @@ func parseMountinfo(r io.Reader) ([]cgroupMount, error) {
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		sep := slices.Index(f, "-")
-		if sep < 5 || len(f) < sep+3 {
+		if sep < 5 || len(f) < sep+4 {
 			return nil, fmt.Errorf("line %q: %w", sc.Text(), ErrFormat)
 		}
 		m := cgroupMount{root: unescapeMount(f[3]), point: unescapeMount(f[4])}
@@ -360,9 +362,10 @@ func walkCgroup(root string, m cgroupMount, cgroup, limitFile, usageFile string,
 	if ok {
 		dir = filepath.Join(top, rel)
 	}
-	// A cgroup path from another namespace may not exist in this mount;
-	// the mount's own directory is then the closest view of the limit.
-	if _, err := os.Stat(dir); err != nil {
+	// A cgroup outside this cgroup namespace shows as "/../x", and a path
+	// from another namespace may not exist in this mount; the mount's own
+	// directory is then the closest view of the limit.
+	if _, err := os.Stat(dir); err != nil || !strings.HasPrefix(dir, top+string(filepath.Separator)) {
 		dir = top
 	}
 	for {
@@ -377,7 +380,7 @@ func walkCgroup(root string, m cgroupMount, cgroup, limitFile, usageFile string,
 			}
 			b.add(limit, usage)
 		}
-		if dir == top || len(dir) <= len(top) {
+		if dir == top || !strings.HasPrefix(dir, top) {
 			return nil
 		}
 		dir = filepath.Dir(dir)

@@ -35,6 +35,8 @@ func TestLinuxMemoryFromRecordedAndWrittenTrees(t *testing.T) {
 			"v2-container", 4_000_000_000, 100_000_000},
 		{"without mountinfo the usual cgroup2 mount point is read",
 			"v2-nomountinfo", 2_000_000_000, 1_500_000_000},
+		{"a cgroup outside the namespace is read at the mount point and never above it",
+			"v2-outside-namespace", 3_000_000_000, 2_000_000_000},
 		{"a kernel without MemAvailable or cgroups estimates free plus buffers plus cache",
 			"old-kernel", 8062292 * kB, (3003664 + 201228 + 2450124) * kB},
 	}
