@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mlxdist/mlxdist/internal/units"
+	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/loader"
+	"github.com/mlxdist/mlxdist/memguard"
+	"github.com/mlxdist/mlxdist/mlx"
+)
+
+// figures are one rank's results. They travel to rank 0 as a float64
+// vector (vector and fromVector), so every field is a number.
+type figures struct {
+	Rank      int     `json:"rank"`
+	LoadS     float64 `json:"load_s"`
+	Active    uint64  `json:"active"`
+	Peak      uint64  `json:"mlx_peak"`
+	PeakRSS   uint64  `json:"peak_rss"`
+	BytesRead uint64  `json:"bytes_read"`
+	// Shard is what the plan says the rank keeps; PlanPeak its predicted
+	// peak.
+	Shard    uint64 `json:"shard"`
+	PlanPeak uint64 `json:"plan_peak"`
+	// AfterFree is MLX's active memory once every array was freed.
+	AfterFree uint64 `json:"active_after_free"`
+	Physical  uint64 `json:"physical"`
+	Limit     uint64 `json:"guard_limit"`
+	// GuardUsed is the guard's measurement after the load.
+	GuardUsed uint64 `json:"guard_used"`
+	// Verified is 1 for PASS, 0 for FAIL, -1 when --verify was not given.
+	Verified int `json:"verified"`
+	Arrays   int `json:"arrays"`
+}
+
+const nFigures = 15
+
+func (f *figures) vector() []float64 {
+	return []float64{float64(f.Rank), f.LoadS, float64(f.Active), float64(f.Peak), float64(f.PeakRSS),
+		float64(f.BytesRead), float64(f.Shard), float64(f.PlanPeak), float64(f.AfterFree), float64(f.Physical),
+		float64(f.Limit), float64(f.GuardUsed), float64(f.Verified), float64(f.Arrays), 0}
+}
+
+func fromVector(v []float64) figures {
+	u := func(i int) uint64 { return uint64(v[i]) }
+	return figures{Rank: int(v[0]), LoadS: v[1], Active: u(2), Peak: u(3), PeakRSS: u(4), BytesRead: u(5),
+		Shard: u(6), PlanPeak: u(7), AfterFree: u(8), Physical: u(9), Limit: u(10), GuardUsed: u(11),
+		Verified: int(v[12]), Arrays: int(v[13])}
+}
+
+// job is what rank 0 prints about the whole load.
+type job struct {
+	Model      string    `json:"model"`
+	ModelType  string    `json:"model_type"`
+	Checkpoint int64     `json:"checkpoint_bytes"`
+	Files      int       `json:"files"`
+	Tensors    int       `json:"tensors"`
+	Strategy   string    `json:"strategy"`
+	Ranks      int       `json:"ranks"`
+	Backend    string    `json:"backend"`
+	WallS      float64   `json:"wall_s"`
+	PerRank    []figures `json:"per_rank"`
+}
+
+const jsonMarker = "KIMILOAD_JSON "
+
+func load(ctx context.Context, o *options, stdout io.Writer) error {
+	if err := mlx.Load(); err != nil {
+		return err
+	}
+	b, strict := o.backend, false
+	if launched := jaccl.EnvBackend(); launched != "" {
+		// A launcher set the job up: a group of one would load the whole
+		// model on every rank without a word, so fail instead.
+		strict = true
+		if b == "" {
+			b = launched
+		}
+	}
+	g, err := jaccl.Init(ctx, jaccl.Options{Backend: b, Strict: strict, Timeout: o.timeout})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	rank, n := g.Rank(), g.Size()
+	tag := fmt.Sprintf("[Rank %d/%d]", rank, n)
+
+	guardOpts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
+	if o.memoryGB > 0 {
+		guardOpts = append(guardOpts, memguard.WithPhysical(uint64(o.memoryGB*1e9)))
+	}
+	guard, err := memguard.FromEnv(guardOpts...)
+	if err != nil {
+		return err
+	}
+
+	logOut := io.Discard
+	if rank == 0 || o.verbose {
+		logOut = stdout
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: dropTime}))
+
+	// Every rank starts reading at the same moment, so the slowest rank's
+	// time is the job's load time.
+	if err := g.Barrier(ctx); err != nil {
+		return err
+	}
+	if err := mlx.ResetPeakMemory(); err != nil {
+		return err
+	}
+	start := time.Now()
+	l, err := loader.Open(o.model, loader.Options{
+		PlanOptions: loader.PlanOptions{Rank: rank, WorldSize: n, Strategy: o.strategy},
+		Guard:       guard, IgnorePlan: o.ignorePlan, Workers: o.workers, Read: o.read,
+		Progress: func(layer *loader.Layer) {
+			st, err := guard.Status()
+			if err != nil {
+				log.Warn("guard", "rank", rank, "err", err)
+				return
+			}
+			log.Info(fmt.Sprintf("%s eval %s", tag, layer.String()), "guard", st.String())
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	p := l.Plan()
+	fmt.Fprintf(stdout, "%s plan: %s, %s: read %s, resident %s, peak %s (during %s); %s\n", tag, p.Strategy, p.Rules,
+		units.FormatGB(uint64(p.Read)), units.FormatGB(uint64(p.Resident)), units.FormatGB(uint64(p.Peak)), p.PeakSection, guard)
+	if o.verbose && rank == 0 {
+		if err := p.WriteTable(stdout); err != nil {
+			return err
+		}
+	}
+
+	arrays, err := l.LoadAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, a := range arrays {
+			a.Free()
+		}
+	}()
+	elapsed := time.Since(start)
+
+	f := figures{Rank: rank, LoadS: elapsed.Seconds(), BytesRead: uint64(l.BytesRead()),
+		Shard: uint64(p.Resident), PlanPeak: uint64(p.Peak), Physical: guard.Physical(), Limit: guard.Limit(), Verified: -1,
+		Arrays: len(arrays)}
+	m, err := mlx.Memory()
+	if err != nil {
+		return err
+	}
+	f.Active, f.Peak = m.Active, m.Peak
+	if f.PeakRSS, err = memguard.PeakResidentMemory(); err != nil {
+		return err
+	}
+	st, err := guard.Status()
+	if err != nil {
+		return err
+	}
+	f.GuardUsed = st.Used
+	fmt.Fprintf(stdout, "%s loaded %d arrays in %.2f s: active %s, peak %s, peak RSS %s, read %s; guard %s\n", tag, len(arrays),
+		f.LoadS, units.FormatGB(f.Active), units.FormatGB(f.Peak), units.FormatGB(f.PeakRSS), units.FormatGB(f.BytesRead), st)
+
+	// Verification reads whole tensors; it comes after the figures so it
+	// does not inflate them.
+	var verifyErr error
+	if o.verify {
+		verifyErr = verify(o.model, p, arrays)
+		if verifyErr != nil {
+			f.Verified = 0
+			fmt.Fprintf(stdout, "%s verify FAIL: %s\n", tag, oneLine(verifyErr))
+		} else {
+			f.Verified = 1
+			fmt.Fprintf(stdout, "%s verify PASS: %d arrays equal their part of the files\n", tag, len(arrays))
+		}
+	}
+	for k, a := range arrays {
+		a.Free()
+		delete(arrays, k)
+	}
+	if err := mlx.ClearCache(); err != nil {
+		return err
+	}
+	if f.AfterFree, err = mlx.ActiveMemory(); err != nil {
+		return err
+	}
+
+	all, err := jaccl.AllGatherSlice(ctx, g, f.vector())
+	if err != nil {
+		return err
+	}
+	if len(all) != n*nFigures {
+		return fmt.Errorf("gathered %d figures from %d ranks, want %d", len(all), n, n*nFigures)
+	}
+	if rank == 0 {
+		j := job{Model: o.model, ModelType: modelType(o.model), Checkpoint: p.Checkpoint, Files: countFiles(p),
+			Tensors: countTensors(p), Strategy: p.Strategy.String(), Ranks: n, Backend: string(g.Backend())}
+		for r := range n {
+			fr := fromVector(all[r*nFigures : (r+1)*nFigures])
+			j.PerRank = append(j.PerRank, fr)
+			j.WallS = max(j.WallS, fr.LoadS)
+		}
+		if err := writeTable(stdout, &j); err != nil {
+			return err
+		}
+		if o.jsonOut {
+			b, err := json.Marshal(&j)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s%s\n", jsonMarker, b)
+		}
+		for _, fr := range j.PerRank {
+			if fr.Verified == 0 && verifyErr == nil {
+				verifyErr = fmt.Errorf("rank %d failed verification", fr.Rank)
+			}
+		}
+	}
+	return verifyErr
+}
+
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}
+
+// modelType reads config.json's model_type, "" when there is none.
+func modelType(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		ModelType string `json:"model_type"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return ""
+	}
+	return c.ModelType
+}
+
+func countFiles(p *loader.Plan) int {
+	seen := map[string]bool{}
+	for _, s := range p.Sections {
+		for _, t := range s.Tensors {
+			seen[t.File] = true
+		}
+	}
+	return len(seen)
+}
+
+func countTensors(p *loader.Plan) int {
+	n := 0
+	for _, s := range p.Sections {
+		n += len(s.Tensors)
+	}
+	return n
+}

@@ -1,0 +1,205 @@
+// Command kimiload is the seed's model-loading test: every rank of a
+// distributed job loads its tensor-parallel shard of a Kimi K2.5-layout
+// checkpoint with the ShardLoader, logs each layer's evaluation and the
+// memory guard, and rank 0 prints one table of every rank's figures — load
+// time, active and peak memory, free memory, guard status, bytes read and
+// peak / shard — the seed's "loading benchmark" table.
+//
+//	launch -n 2 -- kimiload --model DIR --verify
+//	launch --hostfile hosts.json -- kimiload --model DIR --strategy eval-shard-eval
+//	kimiload --plan-only --describe kimi-k2.5
+//
+// Each rank plans its load from the shard files' headers before it reads a
+// weight and refuses one whose predicted peak would not fit under the
+// memory guard (a *loader.PlanError, exit status 1). --verify then reads
+// every tensor this rank holds a part of, whole, with package safetensors,
+// cuts the rank's part out in Go and compares it byte for byte with the
+// MLX array the loader produced.
+//
+// The figures of all ranks reach rank 0 through one all-gather of a small
+// float64 vector, so the table needs no file shared between machines. A
+// program started without a launcher runs as a group of one.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/loader"
+)
+
+const usage = `usage: kimiload --model DIR [flags]
+       kimiload --plan-only (--describe kimi-k2.5 | --model DIR) [flags]
+
+Loads this rank's tensor-parallel shard of a checkpoint, section by section,
+under the memory guard (MLX_MEMORY_GUARD_GB sets its headroom), and prints
+the load table for every rank on rank 0. Run it as every rank of a job.
+
+--plan-only reads no weight: it prints what each node would read, keep and
+peak at for TP=2 and TP=4 (see --tp), with the direct and eval-shard-eval
+strategies, on nodes of --memory-gb (512 GB by default for a plan); with
+--describe kimi-k2.5 the full Kimi K2.5 is described without any file and
+set beside the seed's measured figures.
+
+examples:
+  launch -n 2 -- kimiload --model /tmp/kimi-tiny --verify
+  launch -n 2 -- kimiload --model /tmp/kimi-tiny --strategy eval-shard-eval --verbose
+  launch --hostfile hosts.json -- kimiload --model ~/models/Kimi-K2.5
+  kimiload --model /tmp/kimi-tiny                  # one rank, no launcher
+  kimiload --plan-only --describe kimi-k2.5
+  kimiload --plan-only --model /tmp/kimi-tiny --tp 2,4,8
+
+flags:
+`
+
+type options struct {
+	model      string
+	strategy   loader.Strategy
+	read       loader.ReadMode
+	workers    int
+	verify     bool
+	planOnly   bool
+	describe   string
+	tp         []int
+	memoryGB   float64
+	jsonOut    bool
+	verbose    bool
+	backend    jaccl.Backend
+	timeout    time.Duration
+	ignorePlan bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, code := parseFlags(args, stderr)
+	if code >= 0 {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if o.planOnly {
+		err = planOnly(o, stdout)
+	} else {
+		err = load(ctx, o, stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "kimiload:", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// parseFlags returns the options, or an exit status ≥ 0 when the program
+// should stop: 0 after --help, 2 for a usage error.
+func parseFlags(args []string, stderr io.Writer) (*options, int) {
+	fs := flag.NewFlagSet("kimiload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	fs.StringVar(&o.model, "model", "", "checkpoint `DIR`: safetensors shard files and model.safetensors.index.json")
+	strategy := fs.String("strategy", "direct", "how to load: direct, eval-shard-eval or chunked (chunked-eval: every rank loads everything whole)")
+	read := fs.String("read", "mmap", "how the direct strategy reads the files: mmap or pread")
+	fs.IntVar(&o.workers, "workers", 0, "tensors the direct strategy fills at once (0: the loader's default)")
+	fs.BoolVar(&o.verify, "verify", false, "compare every loaded array with the files byte for byte; print PASS or FAIL per rank")
+	fs.BoolVar(&o.planOnly, "plan-only", false, "print the predicted per-node figures and read no weight")
+	fs.StringVar(&o.describe, "describe", "", "with --plan-only: plan a model described without files (kimi-k2.5)")
+	tp := fs.String("tp", "2,4", "with --plan-only: the tensor-parallel sizes to plan, comma-separated")
+	fs.Float64Var(&o.memoryGB, "memory-gb", 0, "physical memory per node the guard assumes, in GB (default: this machine's; 512 with --plan-only)")
+	fs.BoolVar(&o.jsonOut, "json", false, "rank 0 also prints every rank's figures as one JSON line starting with "+jsonMarker)
+	fs.BoolVar(&o.verbose, "verbose", false, "every rank logs its layers (not only rank 0); print the plan's section table")
+	backend := fs.String("backend", "", "back-end when no launcher set one up: jaccl, jaccl-ring, ring, nccl or any (default: the launcher's, else a group of one)")
+	fs.DurationVar(&o.timeout, "timeout", jaccl.DefaultTimeout, "give up when a collective takes longer than this (a peer is hung)")
+	fs.BoolVar(&o.ignorePlan, "ignore-plan", false, "load even when the plan says the peak would not fit (the guard still checks every layer)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0
+		}
+		return nil, 2
+	}
+	bad := func(format string, a ...any) (*options, int) {
+		fmt.Fprintf(stderr, "kimiload: "+format+" (see --help)\n", a...)
+		return nil, 2
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	s := *strategy
+	if s == "chunked" {
+		s = loader.ChunkedEval.String()
+	}
+	var err error
+	if o.strategy, err = loader.ParseStrategy(s); err != nil {
+		return bad("--strategy %q: want direct, eval-shard-eval or chunked", *strategy)
+	}
+	switch *read {
+	case "mmap":
+		o.read = loader.ReadMmap
+	case "pread":
+		o.read = loader.ReadPread
+	default:
+		return bad("--read %q: want mmap or pread", *read)
+	}
+	if *backend != "" {
+		if o.backend, err = jaccl.ParseBackend(*backend); err != nil {
+			return bad("--backend: %v", err)
+		}
+	}
+	if o.memoryGB < 0 {
+		return bad("--memory-gb %g: want a positive number of GB", o.memoryGB)
+	}
+	if o.workers < 0 {
+		return bad("--workers %d: want 0 or more", o.workers)
+	}
+	for _, f := range strings.Split(*tp, ",") {
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(f), "%d", &n); err != nil || n < 1 {
+			return bad("--tp %q: want sizes like 2,4", *tp)
+		}
+		o.tp = append(o.tp, n)
+	}
+	switch {
+	case o.planOnly && o.describe == "" && o.model == "":
+		return bad("--plan-only needs --describe kimi-k2.5 or --model DIR")
+	case o.planOnly && o.describe != "" && o.model != "":
+		return bad("--describe and --model exclude each other")
+	case !o.planOnly && o.describe != "":
+		return bad("--describe plans without files and needs --plan-only")
+	case !o.planOnly && o.model == "":
+		return bad("--model DIR is required")
+	case o.planOnly && o.verify:
+		return bad("--verify needs a load, not --plan-only")
+	}
+	if o.describe != "" && !isKimi(o.describe) {
+		return bad("--describe %q: the model described without files is kimi-k2.5", o.describe)
+	}
+	return o, -1
+}
+
+func isKimi(s string) bool {
+	switch strings.ToLower(s) {
+	case "kimi-k2.5", "kimi_k25", "kimi":
+		return true
+	}
+	return false
+}
+
+// oneLine keeps an error on one line: joined errors become "; "-separated.
+func oneLine(err error) string {
+	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+}
