@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/mlxdist/mlxdist/mlx"
@@ -127,12 +125,6 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 			return nil, &BackendError{Backend: b, Kind: kind, Cause: fmt.Errorf("mlx.distributed.is_available(%q) is false", b.MLXName()), Fix: fix}
 		}
 	}
-
-	// MLX's ring back-end writes to its sockets from threads Go did not
-	// create; a peer that has gone turns the next write into SIGPIPE, which
-	// would kill this process before MLX can report the lost peer as an
-	// error. Python ignores SIGPIPE for the same reason.
-	signal.Ignore(syscall.SIGPIPE)
 
 	want, source := LaunchedSize()
 	strict := opt.Strict && want != 1
@@ -492,20 +484,27 @@ func sliceCollective[T mlx.Element](ctx context.Context, g *Group, xs []T, op fu
 	if len(xs) == 0 {
 		return nil, errors.New("jaccl: a collective needs at least one element")
 	}
-	x, err := mlx.FromSlice(xs)
-	if err != nil {
-		return nil, err
-	}
-	defer x.Free()
-	y, err := op(x)
-	if err != nil {
-		return nil, err
-	}
-	defer y.Free()
-	if err := g.Eval(ctx, y); err != nil {
-		return nil, err
-	}
-	return mlx.ToSlice[T](y)
+	var out []T
+	// One trip to the MLX thread for the whole exchange: for small arrays
+	// the trips would cost more than the collective.
+	err := mlx.Do(func() error {
+		x, err := mlx.FromSlice(xs)
+		if err != nil {
+			return err
+		}
+		defer x.Free()
+		y, err := op(x)
+		if err != nil {
+			return err
+		}
+		defer y.Free()
+		if err := g.Eval(ctx, y); err != nil {
+			return err
+		}
+		out, err = mlx.ToSlice[T](y)
+		return err
+	})
+	return out, err
 }
 
 // String describes the group as "rank r of n (backend)".

@@ -52,3 +52,26 @@ func BenchmarkDispatch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTinyOpEvalDo is BenchmarkTinyOpEval in one trip per iteration.
+func BenchmarkTinyOpEvalDo(b *testing.B) {
+	requireMLX(b)
+	x := ok(mlx.FromSlice([]float32{1}))(b)
+	y := ok(mlx.FromSlice([]float32{2}))(b)
+	defer mlx.FreeAll(x, y)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		err := mlx.Do(func() error {
+			z, err := mlx.Add(x, y)
+			if err != nil {
+				return err
+			}
+			defer z.Free()
+			return mlx.Eval(z)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package mlx
 
 import (
 	"fmt"
+	"os/signal"
+	"syscall"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
@@ -42,7 +44,14 @@ func DistributedAvailable(backend string) (bool, error) {
 // DistributedInit initialises the back-end (the environment variables it
 // reads are set by a launcher) and returns the group of all processes. With
 // strict false and nothing configured, MLX returns a group of size one.
+//
+// It makes the process ignore SIGPIPE, as Python does: the back-ends write
+// to sockets from threads Go did not create, and a peer that has gone would
+// otherwise turn the next write into a signal that kills this process before
+// MLX can report the lost peer as an error. (Writes to a closed stdout then
+// fail with EPIPE instead of ending the program.)
 func DistributedInit(strict bool, backend string) (*Group, error) {
+	signal.Ignore(syscall.SIGPIPE)
 	var g *Group
 	err := doErr(func() error {
 		var b []byte

@@ -603,3 +603,63 @@ func TestNonStrictDistributedInitWithoutALauncherGivesASingletonGroup(t *testing
 	_, err := mlx.DistributedInit(true, "ring")
 	assert.Error(t, err, "strict ring with no hostfile must fail, not exit")
 }
+
+func TestDoRunsABurstOfCallsInOneTripAndOthersWait(t *testing.T) {
+	requireMLX(t)
+	x := randFloats(200, 16)
+	var got []float32
+	var nested bool
+	err := mlx.Do(func() error {
+		a, err := mlx.FromSlice(x, 4, 4)
+		if err != nil {
+			return err
+		}
+		defer a.Free()
+		b, err := mlx.Add(a, a)
+		if err != nil {
+			return err
+		}
+		defer b.Free()
+		// Do inside Do runs in place.
+		if err := mlx.Do(func() error { nested = true; return mlx.Eval(b) }); err != nil {
+			return err
+		}
+		got, err = mlx.ToSlice[float32](b)
+		return err
+	})
+	require.NoError(t, err)
+	assert.True(t, nested)
+	for i := range x {
+		assert.Equal(t, 2*x[i], got[i])
+	}
+
+	// Errors inside come back; other goroutines' calls still work around it.
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				err := mlx.Do(func() error {
+					a, err := mlx.FromSlice([]float32{1, 2})
+					if err != nil {
+						return err
+					}
+					defer a.Free()
+					_, err = mlx.Reshape(a, 3)
+					return err
+				})
+				assert.ErrorContains(t, err, "mlx_reshape")
+				v, err := mlx.ActiveMemory()
+				assert.NoError(t, err)
+				_ = v
+			}
+		}()
+	}
+	wg.Wait()
+
+	assert.PanicsWithValue(t, "boom", func() { _ = mlx.Do(func() error { panic("boom") }) })
+	// The MLX thread survives a panic in Do.
+	_, err = mlx.Version()
+	assert.NoError(t, err)
+}

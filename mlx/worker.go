@@ -3,6 +3,7 @@ package mlx
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -47,6 +48,12 @@ var (
 	// next call.
 	pendingMu    sync.Mutex
 	pendingFrees []uintptr
+
+	// workerTID is the MLX thread's id; batching counts the Do calls now
+	// running on it. A call made while batching > 0 from the MLX thread
+	// itself is a call from inside Do and runs at once.
+	workerTID uintptr
+	batching  atomic.Int32
 )
 
 func startWorker() error {
@@ -54,6 +61,7 @@ func startWorker() error {
 	ready := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
+		workerTID = threadID()
 		// The handler must be in place before any other call: mlx-c's
 		// default handler exits the process.
 		_, _, _ = purego.SyscallN(lib.sym.setErrorHandler, errorHandlerCallback(), 0, 0)
@@ -83,8 +91,18 @@ func nextCall() *call {
 	return <-calls
 }
 
+// onWorker reports whether the caller is code running inside Do on the MLX
+// thread.
+func onWorker() bool {
+	return haveThreadID && batching.Load() > 0 && threadID() == workerTID
+}
+
 // do runs fn on the MLX thread and returns when it has finished.
 func do(fn func()) {
+	if onWorker() {
+		fn()
+		return
+	}
 	c := callPool.Get().(*call)
 	c.fn = fn
 	calls <- c
@@ -108,7 +126,41 @@ func waitDone(done chan struct{}) {
 // the order they were queued, so anything a later call observes (active
 // memory after a Free, say) already reflects fn.
 func post(fn func()) {
+	if onWorker() {
+		fn()
+		return
+	}
 	calls <- &call{fn: fn}
+}
+
+// Do runs fn on the MLX thread: every call fn makes to this package runs
+// there directly, without a trip between threads each. Use it for a burst of
+// small calls (build a few ops, evaluate, read the result, free), where the
+// trips would cost more than the work. Other goroutines' calls wait until fn
+// returns, so fn must not wait for goroutines that call this package. A
+// panic in fn is re-raised on the caller's goroutine.
+//
+// Where the OS thread cannot be identified (not linux or darwin), fn simply
+// runs on the caller's goroutine.
+func Do(fn func() error) error {
+	if !haveThreadID || onWorker() {
+		return fn()
+	}
+	if err := Load(); err != nil {
+		return err
+	}
+	var err error
+	var panicked any
+	do(func() {
+		batching.Add(1)
+		defer batching.Add(-1)
+		defer func() { panicked = recover() }()
+		err = fn()
+	})
+	if panicked != nil {
+		panic(panicked)
+	}
+	return err
 }
 
 // doErr runs fn on the MLX thread and returns its error; it loads MLX first.
