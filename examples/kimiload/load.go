@@ -58,9 +58,11 @@ func fromVector(v []float64) figures {
 
 // job is what rank 0 prints about the whole load.
 type job struct {
-	Model      string    `json:"model"`
-	ModelType  string    `json:"model_type"`
-	Checkpoint int64     `json:"checkpoint_bytes"`
+	Model      string `json:"model"`
+	ModelType  string `json:"model_type"`
+	Checkpoint int64  `json:"checkpoint_bytes"`
+	// Replicated is the part of the checkpoint every rank holds whole.
+	Replicated int64     `json:"replicated_bytes"`
 	Files      int       `json:"files"`
 	Tensors    int       `json:"tensors"`
 	Strategy   string    `json:"strategy"`
@@ -204,7 +206,7 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		return fmt.Errorf("gathered %d figures from %d ranks, want %d", len(all), n, n*nFigures)
 	}
 	if rank == 0 {
-		j := job{Model: o.model, ModelType: modelType(o.model), Checkpoint: p.Checkpoint, Files: countFiles(p),
+		j := job{Model: o.model, ModelType: modelType(o.model), Checkpoint: p.Checkpoint, Replicated: p.Replicated, Files: countFiles(p),
 			Tensors: countTensors(p), Strategy: p.Strategy.String(), Ranks: n, Backend: string(g.Backend())}
 		for r := range n {
 			fr := fromVector(all[r*nFigures : (r+1)*nFigures])

@@ -1,0 +1,321 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/internal/ckptgen"
+	"github.com/mlxdist/mlxdist/internal/testenv"
+	"github.com/mlxdist/mlxdist/loader"
+	"github.com/mlxdist/mlxdist/memguard"
+	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/safetensors"
+)
+
+// The binaries and the checkpoint are made once per test run, in a
+// directory TestMain removes.
+var (
+	setupOnce sync.Once
+	setupErr  error
+	workDir   string
+	kimiBin   string
+	launchBin string
+	ckptDir   string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if workDir != "" {
+		os.RemoveAll(workDir)
+	}
+	os.Exit(code)
+}
+
+// setup builds kimiload and launch and writes a small Kimi K2.5-layout
+// checkpoint (widths 1/16, 3 layers, 8 experts, 2 shard files).
+func setup(t *testing.T) {
+	t.Helper()
+	if err := mlx.Load(); err != nil {
+		testenv.Unavailable(t, "MLX is not available: %v", err)
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		testenv.Unavailable(t, "no go command to build the examples: %v", err)
+	}
+	setupOnce.Do(func() {
+		if workDir, setupErr = os.MkdirTemp("", "kimiload-test-"); setupErr != nil {
+			return
+		}
+		kimiBin, launchBin = filepath.Join(workDir, "kimiload"), filepath.Join(workDir, "launch")
+		for bin, pkg := range map[string]string{kimiBin: ".", launchBin: "../launch"} {
+			if out, err := exec.Command(goTool, "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+				setupErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+		s := ckptgen.KimiK25().Scale(1.0 / 16)
+		s.Layers, s.FirstDense = 3, 1
+		s.Experts, s.ActiveExperts = 8, 8
+		s.Files = 2
+		ckptDir = filepath.Join(workDir, "kimi-tiny")
+		_, setupErr = ckptgen.Write(context.Background(), ckptDir, s, nil)
+	})
+	require.NoError(t, setupErr)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCmd runs a binary with the C library this process loaded, so the
+// ranks find MLX wherever the test runs.
+func runCmd(t *testing.T, env []string, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = workDir
+	cmd.Env = append(append(os.Environ(), mlx.EnvLibrary+"="+mlx.Path()), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		require.True(t, ok, "running %s: %v", name, err)
+		code = ee.ExitCode()
+	}
+	return result{code, stdout.String(), stderr.String()}
+}
+
+// parseJob finds rank 0's JSON line in the (rank-prefixed) output.
+func parseJob(t *testing.T, out string) job {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if i := strings.Index(line, jsonMarker); i >= 0 {
+			var j job
+			require.NoError(t, json.Unmarshal([]byte(line[i+len(jsonMarker):]), &j))
+			return j
+		}
+	}
+	require.Failf(t, "no JSON line", "output:\n%s", out)
+	return job{}
+}
+
+func TestTwoRanksLoadAndVerifyEveryStrategy(t *testing.T) {
+	setup(t)
+	tests := []struct {
+		name, strategy string
+		// sharded: each rank keeps the replicated tensors and half the rest.
+		sharded  bool
+		maxRatio float64 // peak / shard
+	}{
+		{"direct reads only each rank's half and peaks at the shard", "direct", true, 1.0001},
+		{"eval-shard-eval reads everything and peaks above the shard", "eval-shard-eval", true, 1.2},
+		{"chunked loads the whole model on every rank", "chunked", false, 1.0001},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCmd(t, nil, launchBin, "-n", "2", "--", kimiBin, "--model", ckptDir, "--verify", "--json", "--strategy", tt.strategy)
+			require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			for rank := range 2 {
+				assert.Contains(t, r.stdout, fmt.Sprintf("[%d] [Rank %d/2] verify PASS", rank, rank))
+				assert.Contains(t, r.stdout, fmt.Sprintf("[%d] [Rank %d/2] plan: ", rank, rank))
+			}
+			assert.Contains(t, r.stdout, "[0] back-end   ring")
+			assert.Regexp(t, `\[0\]   verify\s+PASS\s+PASS`, r.stdout)
+			assert.Regexp(t, `\[0\]   peak memory \(MLX\)\s+\d+\.\d\d GB\s+\d+\.\d\d GB`, r.stdout)
+			assert.Regexp(t, `\[0\] level=INFO msg="\[Rank 0/2\] eval layer 2/\d+ layers\.0: `, r.stdout, "rank 0 logs every layer")
+			assert.NotContains(t, r.stdout, `msg="[Rank 1/2]`, "only rank 0 logs layers without --verbose")
+
+			j := parseJob(t, r.stdout)
+			require.Len(t, j.PerRank, 2)
+			assert.Equal(t, 2, j.Ranks)
+			assert.Equal(t, "kimi_k25", j.ModelType)
+			for _, f := range j.PerRank {
+				assert.Equal(t, 1, f.Verified)
+				assert.Positive(t, f.LoadS)
+				assert.Zero(t, f.AfterFree, "rank %d: every array freed", f.Rank)
+				assert.LessOrEqual(t, float64(f.Peak), float64(f.Shard)*tt.maxRatio, "rank %d peak / shard", f.Rank)
+				if tt.sharded {
+					assert.Equal(t, uint64(j.Replicated+(j.Checkpoint-j.Replicated)/2), f.Shard, "rank %d keeps half of what is split", f.Rank)
+				} else {
+					assert.Equal(t, uint64(j.Checkpoint), f.Shard)
+				}
+				if tt.strategy == "direct" {
+					assert.Equal(t, f.Shard, f.BytesRead, "rank %d reads exactly its shard", f.Rank)
+				} else {
+					assert.Equal(t, uint64(j.Checkpoint), f.BytesRead, "rank %d reads every byte", f.Rank)
+				}
+			}
+		})
+	}
+}
+
+func TestOneRankRunsWithoutLauncher(t *testing.T) {
+	setup(t)
+	r := runCmd(t, nil, kimiBin, "--model", ckptDir, "--verify", "--json")
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "[Rank 0/1] verify PASS")
+	j := parseJob(t, r.stdout)
+	require.Len(t, j.PerRank, 1)
+	assert.Equal(t, uint64(j.Checkpoint), j.PerRank[0].Shard, "a group of one keeps everything")
+}
+
+func TestPlanOnlyPrintsKimiK25NextToTheSeed(t *testing.T) {
+	setup(t)
+	r := runCmd(t, nil, kimiBin, "--plan-only", "--describe", "kimi-k2.5")
+	require.Equal(t, 0, r.code, "stderr:\n%s", r.stderr)
+	assert.Contains(t, r.stdout, "578.54 GB")
+	assert.Contains(t, r.stdout, "physical 512.00 GB")
+	for _, tp := range []string{"2", "4"} {
+		for _, s := range []string{"direct", "eval-shard-eval"} {
+			assert.Regexp(t, `(?m)^\s*`+s+`\s+`+tp+`\s+\d+\.\d\d GB\s+\d+\.\d\d GB\s+\d+\.\d\d GB\s+\d\.\d{3}\s+yes`, r.stdout, "TP=%s %s", tp, s)
+		}
+	}
+	assert.Regexp(t, `seed, measured\s+2\s+612\.00 GB\s+309\.91 GB\s+319\.98 GB\s+1\.046`, r.stdout)
+}
+
+func TestPlanOnlyOfACheckpointSaysWhatDoesNotFit(t *testing.T) {
+	setup(t)
+	r := runCmd(t, []string{memguard.EnvHeadroom + "=0"}, kimiBin, "--plan-only", "--model", ckptDir, "--tp", "1,2", "--memory-gb", "0.0125")
+	require.Equal(t, 0, r.code, "stderr:\n%s", r.stderr)
+	// The checkpoint is 13.3 MB, a rank's shard of two 11.8 MB (the vision
+	// tower and the embeddings are replicated): 12.5 MB nodes fit TP=2 only.
+	assert.Regexp(t, `(?m)^\s*direct\s+1\s.*NO: over 0\.01 GB`, r.stdout)
+	assert.Regexp(t, `(?m)^\s*direct\s+2\s.*yes`, r.stdout)
+}
+
+func TestARefusedPlanExitsOneWithTheReason(t *testing.T) {
+	setup(t)
+	physical, err := memguard.PhysicalMemory()
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"a node of 1 MB refuses the load", []string{memguard.EnvHeadroom + "=0"}, []string{"--memory-gb", "0.001"}},
+		{"a headroom of all but 1 MB refuses the load",
+			[]string{fmt.Sprintf("%s=%.9f", memguard.EnvHeadroom, float64(physical-1_000_000)/1e9)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"-n", "2", "--", kimiBin, "--model", ckptDir}, tt.args...)
+			r := runCmd(t, tt.env, launchBin, args...)
+			assert.Equal(t, 1, r.code, "stdout:\n%s", r.stdout)
+			assert.Regexp(t, `\[\d\] kimiload: loader: rank \d/2 direct load peaks at 0\.01 GB during .*would exceed limit`, r.stderr)
+			assert.NotContains(t, r.stdout, "Load results", "nothing was loaded")
+			assert.NotContains(t, r.stderr, "goroutine")
+		})
+	}
+}
+
+func TestUsageAndBadInput(t *testing.T) {
+	setup(t)
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		contains string
+	}{
+		{"help shows a launcher example", []string{"--help"}, 0, "launch -n 2 -- kimiload --model"},
+		{"a model is required", nil, 2, "--model DIR is required"},
+		{"an unknown strategy is a usage error", []string{"--model", "x", "--strategy", "eager"}, 2, `--strategy "eager"`},
+		{"plan-only needs a model or a description", []string{"--plan-only"}, 2, "needs --describe"},
+		{"describe knows kimi-k2.5 only", []string{"--plan-only", "--describe", "gpt"}, 2, `--describe "gpt"`},
+		{"a bad TP list is a usage error", []string{"--plan-only", "--describe", "kimi-k2.5", "--tp", "two"}, 2, `--tp "two"`},
+		{"a missing checkpoint is one line and status 1", []string{"--model", filepath.Join(workDir, "nothing-here")}, 1, "kimiload: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCmd(t, nil, kimiBin, tt.args...)
+			assert.Equal(t, tt.code, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+			assert.Contains(t, r.stdout+r.stderr, tt.contains)
+			assert.NotContains(t, r.stderr, "goroutine")
+			if tt.code == 1 {
+				assert.Equal(t, 1, strings.Count(strings.TrimSpace(r.stderr), "\n")+1, "one line: %q", r.stderr)
+			}
+		})
+	}
+}
+
+// TestVerifyCatchesAWrongShard runs verify in this process on arrays the
+// loader produced, then on the same arrays with one replaced.
+func TestVerifyCatchesAWrongShard(t *testing.T) {
+	if err := mlx.Load(); err != nil {
+		testenv.Unavailable(t, "MLX is not available: %v", err)
+	}
+	dir := t.TempDir()
+	mk := func(name string, rows, cols int64) safetensors.TensorData {
+		data := make([]byte, rows*cols*4)
+		for i := range data {
+			data[i] = byte(i*7 + len(name))
+		}
+		return safetensors.TensorData{Name: name, DType: safetensors.F32, Shape: []int64{rows, cols}, Data: data}
+	}
+	require.NoError(t, safetensors.WriteDir(dir, [][]safetensors.TensorData{{
+		mk("model.embed_tokens.weight", 16, 8),
+		mk("model.layers.0.mlp.up_proj.weight", 16, 8), mk("model.layers.0.mlp.down_proj.weight", 8, 16),
+	}}, nil))
+	guard, err := memguard.New(memguard.WithPhysical(1<<40), memguard.WithUsed("active", mlx.ActiveMemory))
+	require.NoError(t, err)
+	l, err := loader.Open(dir, loader.Options{Guard: guard, PlanOptions: loader.PlanOptions{Rank: 1, WorldSize: 2}})
+	require.NoError(t, err)
+	defer l.Close()
+	arrays, err := l.LoadAll(context.Background())
+	require.NoError(t, err)
+	defer func() {
+		for _, a := range arrays {
+			a.Free()
+		}
+	}()
+
+	require.NoError(t, verify(dir, l.Plan(), arrays), "the loader's arrays are right")
+
+	const down = "model.layers.0.mlp.down_proj.weight" // [8, 16] split on the last axis: rank 1 has [8, 8]
+	orig := arrays[down]
+	zeros, err := mlx.Zeros([]int{8, 8}, mlx.Float32)
+	require.NoError(t, err)
+	defer zeros.Free()
+	arrays[down] = zeros
+	err = verify(dir, l.Plan(), arrays)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), down)
+	assert.Contains(t, err.Error(), "differ from the file's part 1 of 2")
+
+	whole, err := mlx.Zeros([]int{8, 16}, mlx.Float32)
+	require.NoError(t, err)
+	defer whole.Free()
+	arrays[down] = whole
+	err = verify(dir, l.Plan(), arrays)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "shape [8 16], want [8 8]")
+	arrays[down] = orig
+}
+
+func TestPartCutsEachFusedSegment(t *testing.T) {
+	// A [2, 6] U8 tensor split on axis 1 with segments [0, 4) and [4, 6):
+	// rank 1 of 2 keeps columns 2-3 of the first and 5 of the second.
+	full := []byte{0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15}
+	info := safetensors.TensorInfo{Name: "w", DType: safetensors.U8, Shape: []int64{2, 6}, End: 12}
+	got := part(full, info, loader.Split{Axis: 1, Bounds: []int64{0, 4, 6}}, 2, 1)
+	assert.Equal(t, []byte{2, 3, 5, 12, 13, 15}, got)
+	got = part(full, info, loader.Split{Axis: 0, Bounds: []int64{0, 2}}, 2, 0)
+	assert.Equal(t, []byte{0, 1, 2, 3, 4, 5}, got)
+}
