@@ -75,3 +75,26 @@ func BenchmarkTinyOpEvalDo(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCreateFreeDo is BenchmarkCreateFree with 100 arrays per trip.
+func BenchmarkCreateFreeDo(b *testing.B) {
+	requireMLX(b)
+	data := []float32{1}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += 100 {
+		err := mlx.Do(func() error {
+			for j := 0; j < 100; j++ {
+				a, err := mlx.FromSlice(data)
+				if err != nil {
+					return err
+				}
+				a.Free()
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

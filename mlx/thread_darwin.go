@@ -29,3 +29,23 @@ func threadID() uintptr {
 }
 
 const haveThreadID = true
+
+var (
+	schedYieldOnce sync.Once
+	schedYield     uintptr
+)
+
+// osYield gives the core to another runnable thread, if there is one, while
+// a call spins waiting: MLX's own stream threads need the core more than
+// the spinner does.
+func osYield() {
+	schedYieldOnce.Do(func() {
+		h, err := purego.Dlopen("/usr/lib/libSystem.B.dylib", purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		if err == nil {
+			schedYield, _ = purego.Dlsym(h, "sched_yield")
+		}
+	})
+	if schedYield != 0 {
+		_, _, _ = purego.SyscallN(schedYield)
+	}
+}

@@ -7,3 +7,8 @@ import "golang.org/x/sys/unix"
 func threadID() uintptr { return uintptr(unix.Gettid()) }
 
 const haveThreadID = true
+
+// osYield gives the core to another runnable thread, if there is one, while
+// a call spins waiting: on a small machine MLX's own stream threads need
+// the core more than the spinner does.
+func osYield() { _, _, _ = unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }

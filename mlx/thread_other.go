@@ -7,3 +7,5 @@ package mlx
 func threadID() uintptr { return 0 }
 
 const haveThreadID = false
+
+func osYield() {}
