@@ -16,6 +16,20 @@
 // program can tell that a launcher meant N ranks when init quietly returned a
 // group of one (CheckWorldSize).
 //
+// # Groups
+//
+// A rank joins with Init, which wraps MLX's distributed init with the rules
+// a user of the seed's cluster wants: asking for a back-end and getting
+// another is an error (jaccl never quietly becomes ring), and a group of one
+// when the launcher set up N ranks is an error too. The collectives (AllSum,
+// AllGather, AllMax, AllMin, SumScatter, Send, Recv) are lazy MLX ops on the
+// stream the back-end needs: the CPU stream for ring, jaccl and mpi, the GPU
+// stream for nccl. Group.Eval, Barrier and the eager AllSumSlice and
+// AllGatherSlice evaluate under a watchdog (Options.Timeout): MLX cannot be
+// interrupted inside a collective, so a peer that stops answering ends this
+// rank with an error that names it, and the launcher stops the job. A peer
+// that dies is noticed by the back-end itself within milliseconds.
+//
 // # Hostfiles
 //
 // ReadHostfile accepts mlx.launch's format, an object with "backend",
