@@ -31,7 +31,7 @@ def json_lines(path, marker):
 
 def load_run(name, path):
     """One run as {wall, ranks: [{peak, rss, read, shard}]}, or None."""
-    if name == "plain":
+    if name.startswith("plain"):
         for j in json_lines(path, "PLAIN_JSON "):
             return {"wall": j["wall_s"], "bytes": j["bytes"], "ranks": []}
         return None
@@ -61,22 +61,24 @@ def main():
     ap.add_argument("--checkpoint", default="", help="checkpoint directory, for the title")
     args = ap.parse_args()
 
-    names = [("plain", "plain read (cat)"), ("direct", "ours: direct"), ("eval-shard-eval", "ours: eval-shard-eval"),
+    names = [("plain-serial", "plain read (cat)"), ("plain-parallel", "plain read (cat per file, at once)"), ("direct", "ours: direct"), ("eval-shard-eval", "ours: eval-shard-eval"),
              ("mlx-lm", "mlx-lm sharded_load"), ("naive", "naive: shard, then eval all")]
     rows = {}
     for name, _ in names:
         runs = [r for p in sorted(glob.glob(os.path.join(args.logs, name + ".*.log"))) if (r := load_run(name, p))]
         if runs:
             rows[name] = (median_run(runs), len(runs))
-    if "plain" not in rows:
+    plain = [rows[n][0] for n in ("plain-serial", "plain-parallel") if n in rows]
+    if not plain:
         sys.exit("aggregate: no plain read in " + args.logs)
-    size = rows["plain"][0]["bytes"]
-    plain_bw = size / rows["plain"][0]["wall"]
+    size = plain[0]["bytes"]
+    # The physical limit is the faster of the two plain reads.
+    plain_bw = max(size / p["wall"] for p in plain)
     mlxlm_wall = rows["mlx-lm"][0]["wall"] if "mlx-lm" in rows else None
 
     print("Load benchmark: %s, %s of shard files, 2 ranks on this machine over ring, %s page cache, median of %d runs"
-          % (args.checkpoint, gb(size), args.cache, rows["plain"][1]))
-    header = ["loader", "wall", "throughput", "× plain read", "× mlx-lm speed",
+          % (args.checkpoint, gb(size), args.cache, max(n for _, n in rows.values())))
+    header = ["loader", "wall", "throughput", "× best plain read", "× mlx-lm speed",
               "MLX peak r0/r1", "peak RSS r0/r1", "read/rank", "shard/rank", "peak/shard"]
     table = [header]
     for name, label in names:
@@ -110,7 +112,7 @@ def main():
     goals = [("direct loads ≥ 2× faster than mlx-lm's sharded_load",
               mlxlm_wall is not None and mlxlm_wall / d["wall"] >= 2,
               "%.2f×" % (mlxlm_wall / d["wall"]) if mlxlm_wall else "no mlx-lm run"),
-             ("direct throughput ≥ 0.8 of the plain read", size / d["wall"] >= 0.8 * plain_bw,
+             ("direct throughput ≥ 0.8 of the best plain read", size / d["wall"] >= 0.8 * plain_bw,
               "%.2f" % (size / d["wall"] / plain_bw)),
              ("direct peak / shard ≤ 1.01", max(x["peak"] / x["shard"] for x in d["ranks"]) <= 1.01,
               "%.3f" % max(x["peak"] / x["shard"] for x in d["ranks"]))]

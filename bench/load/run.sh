@@ -10,6 +10,7 @@
 #   BENCH_CKPT     checkpoint directory (default build/bench-ckpt; generated once)
 #   BENCH_SCALE, BENCH_LAYERS, BENCH_FILES
 #                  its shape for mkcheckpoint (default 0.25, 5, 4: 2.56 GB)
+#   BENCH_FLAGS    extra kimiload flags for our runs (e.g. "--workers 8 --read pread")
 #   BENCH_REPEAT   runs of each loader; the table shows the median (default 3)
 #   BENCH_CACHE    cold (drop the page cache before every run; needs root)
 #                  or warm (read every file once first); default cold when
@@ -57,19 +58,28 @@ prepare() {
 	fi
 }
 
-echo "== plain read of the shard files (cat), $cache page cache =="
-i=1
-while [ "$i" -le "$repeat" ]; do
-	prepare
-	"$py" -c '
+echo "== plain read of the shard files (cat, one after another and all at once), $cache page cache =="
+# One cat reads a file at a time; a loader reads several at once, which a
+# fast disk rewards, so the parallel read is the limit the goals use.
+for how in serial parallel; do
+	i=1
+	while [ "$i" -le "$repeat" ]; do
+		prepare
+		"$py" -c '
 import json, subprocess, sys, time, os
-files = sys.argv[1:]
+how, files = sys.argv[1], sys.argv[2:]
 t = time.perf_counter()
-subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)
+if how == "serial":
+    subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)
+else:
+    ps = [subprocess.Popen(["cat", f], stdout=subprocess.DEVNULL) for f in files]
+    if any(p.wait() for p in ps):
+        sys.exit("cat failed")
 w = time.perf_counter() - t
 print("PLAIN_JSON " + json.dumps({"wall_s": w, "bytes": sum(os.path.getsize(f) for f in files)}))
-' "$ckpt"/*.safetensors >"$out/plain.$i.log"
-	i=$((i + 1))
+' "$how" "$ckpt"/*.safetensors >"$out/plain-$how.$i.log"
+		i=$((i + 1))
+	done
 done
 
 run() { # name command...
@@ -88,8 +98,8 @@ run() { # name command...
 	done
 }
 
-run direct "$bin/launch" -n 2 -- "$bin/kimiload" --model "$ckpt" --strategy direct --json
-run eval-shard-eval "$bin/launch" -n 2 -- "$bin/kimiload" --model "$ckpt" --strategy eval-shard-eval --json
+run direct "$bin/launch" -n 2 -- "$bin/kimiload" --model "$ckpt" --strategy direct --json ${BENCH_FLAGS:-}
+run eval-shard-eval "$bin/launch" -n 2 -- "$bin/kimiload" --model "$ckpt" --strategy eval-shard-eval --json ${BENCH_FLAGS:-}
 run mlx-lm "$bin/launch" -n 2 -- "$py" "$root/bench/load/mlxlm_rank.py" --model "$ckpt" --mode sharded_load
 run naive "$bin/launch" -n 2 -- "$py" "$root/bench/load/mlxlm_rank.py" --model "$ckpt" --mode naive
 
