@@ -96,7 +96,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = load(ctx, o, stdout)
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "kimiload:", oneLine(err))
+		msg := oneLine(err)
+		if pe := (*loader.PlanError)(nil); errors.As(err, &pe) {
+			msg += " (here: --ignore-plan)"
+		}
+		fmt.Fprintln(stderr, "kimiload:", msg)
 		return 1
 	}
 	return 0
