@@ -62,11 +62,22 @@ test: setup
 bins: setup
 	CGO_ENABLED=0 $(GO) build -o bin/ ./examples/...
 
+DEMO_CKPT := build/demo-kimi
+
 demo: bins
 	bin/mlxinfo
 	@echo
 	@echo "== connectivity: the seed's all-sum test over 2 local ranks (ring) =="
 	bin/launch -n 2 -- bin/connectivity
+	@echo
+	@echo "== a Kimi K2.5-layout checkpoint, scaled down (written once) =="
+	bin/mkcheckpoint --out $(DEMO_CKPT) --scale 0.125 --layers 4 --experts 16 --files 4
+	@echo
+	@echo "== kimiload: the seed's loading test, TP=2 over 2 local ranks, direct reads =="
+	bin/launch -n 2 -- bin/kimiload --model $(DEMO_CKPT) --verify
+	@echo
+	@echo "== the plan for the real Kimi K2.5 on 512 GB nodes, next to the seed's measurement =="
+	bin/kimiload --plan-only --describe kimi-k2.5
 
 bench: setup
 	@echo "== per-call cost: package mlx vs Python mlx.core =="
@@ -80,6 +91,18 @@ bench: setup
 	@echo
 	@echo "== checkpoint generation =="
 	CGO_ENABLED=0 $(GO) test -run '^$$' -bench . -benchtime 20x ./internal/ckptgen/
+	@echo
+	@echo "== direct loads: mmap vs pread =="
+	CGO_ENABLED=0 $(GO) test -run '^$$' -bench BenchmarkDirect -benchtime 10x ./loader/
+	@echo
+	$(MAKE) --no-print-directory bench-load
+
+# Model load, side by side: ours (direct, eval-shard-eval), mlx-lm's
+# sharded_load and the naive load, 2 ranks over ring, a generated 2.6 GB
+# checkpoint, plus the plain read bandwidth of the same files.
+bench-load: setup
+	@echo "== model load: ours vs mlx-lm sharded_load, 2 local ranks over ring =="
+	PYTHON=$(abspath $(PY)) sh bench/load/run.sh
 
 # Long fuzzing, for your own runs (make test runs the seeds as a smoke).
 fuzz:
