@@ -775,31 +775,19 @@ int mlx_view(
       [&] { put_array(res, mx::view(arr(a), to_dtype(dtype), stream(s))); });
 }
 
-int mlx_matmul(
-    mlx_array* res,
-    const mlx_array a,
-    const mlx_array b,
-    const mlx_stream s) {
-  return guarded(
-      [&] { put_array(res, mx::matmul(arr(a), arr(b), stream(s))); });
-}
+// The element-wise and matrix products share a signature.
+#define MLXC_BINARY(op)                                                    \
+  int mlx_##op(                                                           \
+      mlx_array* res,                                                     \
+      const mlx_array a,                                                  \
+      const mlx_array b,                                                  \
+      const mlx_stream s) {                                               \
+    return guarded([&] { put_array(res, mx::op(arr(a), arr(b), stream(s))); }); \
+  }
 
-int mlx_add(
-    mlx_array* res,
-    const mlx_array a,
-    const mlx_array b,
-    const mlx_stream s) {
-  return guarded([&] { put_array(res, mx::add(arr(a), arr(b), stream(s))); });
-}
-
-int mlx_multiply(
-    mlx_array* res,
-    const mlx_array a,
-    const mlx_array b,
-    const mlx_stream s) {
-  return guarded(
-      [&] { put_array(res, mx::multiply(arr(a), arr(b), stream(s))); });
-}
+MLXC_BINARY(matmul)
+MLXC_BINARY(add)
+MLXC_BINARY(multiply)
 
 int mlx_sum_axes(
     mlx_array* res,
@@ -1006,57 +994,23 @@ bool mlx_distributed_is_available(const char* bk) {
   });
 }
 
-int mlx_distributed_all_sum(
-    mlx_array* res,
-    const mlx_array x,
-    const mlx_distributed_group g,
-    const mlx_stream s) {
-  return guarded([&] {
-    put_array(res, mx::distributed::all_sum(arr(x), opt_group(g), stream(s)));
-  });
-}
+// The collectives that take one array and give one back share a signature.
+#define MLXC_COLLECTIVE(op)                                                  \
+  int mlx_distributed_##op(                                                 \
+      mlx_array* res,                                                       \
+      const mlx_array x,                                                    \
+      const mlx_distributed_group g,                                        \
+      const mlx_stream s) {                                                 \
+    return guarded([&] {                                                    \
+      put_array(res, mx::distributed::op(arr(x), opt_group(g), stream(s))); \
+    });                                                                     \
+  }
 
-int mlx_distributed_all_gather(
-    mlx_array* res,
-    const mlx_array x,
-    const mlx_distributed_group g,
-    const mlx_stream s) {
-  return guarded([&] {
-    put_array(
-        res, mx::distributed::all_gather(arr(x), opt_group(g), stream(s)));
-  });
-}
-
-int mlx_distributed_all_max(
-    mlx_array* res,
-    const mlx_array x,
-    const mlx_distributed_group g,
-    const mlx_stream s) {
-  return guarded([&] {
-    put_array(res, mx::distributed::all_max(arr(x), opt_group(g), stream(s)));
-  });
-}
-
-int mlx_distributed_all_min(
-    mlx_array* res,
-    const mlx_array x,
-    const mlx_distributed_group g,
-    const mlx_stream s) {
-  return guarded([&] {
-    put_array(res, mx::distributed::all_min(arr(x), opt_group(g), stream(s)));
-  });
-}
-
-int mlx_distributed_sum_scatter(
-    mlx_array* res,
-    const mlx_array x,
-    const mlx_distributed_group g,
-    const mlx_stream s) {
-  return guarded([&] {
-    put_array(
-        res, mx::distributed::sum_scatter(arr(x), opt_group(g), stream(s)));
-  });
-}
+MLXC_COLLECTIVE(all_sum)
+MLXC_COLLECTIVE(all_gather)
+MLXC_COLLECTIVE(all_max)
+MLXC_COLLECTIVE(all_min)
+MLXC_COLLECTIVE(sum_scatter)
 
 int mlx_distributed_send(
     mlx_array* res,
