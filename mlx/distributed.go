@@ -3,9 +3,9 @@ package mlx
 import (
 	"fmt"
 	"os/signal"
-	"syscall"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"github.com/ebitengine/purego"

@@ -22,18 +22,46 @@ type call struct {
 
 // Handing a call to a thread that is parked costs a futex wake-up of that
 // very thread (the worker's goroutine is locked to it), tens of
-// microseconds on a busy machine. So both sides spin for a short while
-// before they park: the worker after each call, waiting for the next, and a
-// caller waiting for its result. Under a steady stream of calls (a load, a
-// benchmark) nobody parks; an idle process stops spinning after spinPolls
-// empty polls (tens of microseconds). Every yieldEvery polls the spinner
-// yields its core: while the MLX thread waits in an eval, MLX's stream
-// thread needs that core, and on a two-core machine a hard spin made a tiny
-// op + eval 2.4x slower than Python's instead of 0.7x.
+// microseconds on a busy machine. So both sides spin for a while before
+// they park: the worker after each call, waiting for the next, and a caller
+// waiting for its result. Every yieldEvery polls the spinner yields its
+// core: while the MLX thread waits in an eval, MLX's stream thread needs
+// that core (on two cores a hard spin made a tiny op + eval 2.4x slower
+// than Python's instead of 0.7x).
+//
+// How long to spin adapts, as an adaptive mutex does: a wait that ended
+// while spinning doubles the side's budget (up to maxSpin polls), a wait
+// that had to park anyway halves it (down to minSpin). Short calls in a
+// burst stay on the fast path; long ones (a collective waiting for its
+// peer, a big eval) stop burning a core that MLX's own threads, or another
+// rank's, need.
 const (
-	spinPolls  = 4096
+	minSpin    = 16
+	maxSpin    = 4096
 	yieldEvery = 16
 )
+
+// spinBudget is one side's adaptive spin length, in polls.
+type spinBudget struct{ n atomic.Int32 }
+
+func (b *spinBudget) polls() int {
+	n := int(b.n.Load())
+	if n == 0 {
+		return maxSpin
+	}
+	return n
+}
+
+// done records whether the wait ended during the spin.
+func (b *spinBudget) done(spun bool, polls int) {
+	if spun {
+		b.n.Store(int32(min(polls*2, maxSpin)))
+	} else {
+		b.n.Store(int32(max(polls/2, minSpin)))
+	}
+}
+
+var workerSpin, callerSpin spinBudget
 
 var (
 	calls    chan *call
@@ -87,9 +115,11 @@ func startWorker() error {
 
 // nextCall polls for a call for a while, then parks until one comes.
 func nextCall() *call {
-	for i := 0; i < spinPolls; i++ {
+	n := workerSpin.polls()
+	for i := 0; i < n; i++ {
 		select {
 		case c := <-calls:
+			workerSpin.done(true, n)
 			return c
 		default:
 		}
@@ -97,6 +127,7 @@ func nextCall() *call {
 			osYield()
 		}
 	}
+	workerSpin.done(false, n)
 	return <-calls
 }
 
@@ -121,9 +152,11 @@ func do(fn func()) {
 }
 
 func waitDone(done chan struct{}) {
-	for i := 0; i < spinPolls; i++ {
+	n := callerSpin.polls()
+	for i := 0; i < n; i++ {
 		select {
 		case <-done:
+			callerSpin.done(true, n)
 			return
 		default:
 		}
@@ -131,6 +164,7 @@ func waitDone(done chan struct{}) {
 			osYield()
 		}
 	}
+	callerSpin.done(false, n)
 	<-done
 }
 

@@ -103,6 +103,7 @@ func drive(p params, n int, python string, w io.Writer) error {
 	}{
 		{"python", append([]string{python, script}, args...)},
 		{"go mlx.Eval", append([]string{self, "--rank", "mlx"}, args...)},
+		{"go Group.Eval, loop in Do", append([]string{self, "--rank", "do"}, args...)},
 		{"go Group.Eval", append([]string{self, "--rank", "group"}, args...)},
 	}
 	results := map[string]result{}
@@ -170,25 +171,38 @@ func runRank(mode string, p params) error {
 	eval := func(a *mlx.Array) error { return mlx.Eval(a) }
 	switch mode {
 	case "mlx":
-	case "group":
+	case "group", "do":
 		eval = func(a *mlx.Array) error { return g.Eval(ctx, a) }
 	default:
 		return fmt.Errorf("unknown rank mode %q", mode)
 	}
+	step := func(x *mlx.Array) error {
+		y, err := g.AllSum(x)
+		if err != nil {
+			return err
+		}
+		defer y.Free()
+		return eval(y)
+	}
 	timed := func(x *mlx.Array, iters int) (time.Duration, error) {
 		start := time.Now()
-		for range iters {
-			y, err := g.AllSum(x)
-			if err != nil {
-				return 0, err
+		loop := func() error {
+			for range iters {
+				if err := step(x); err != nil {
+					return err
+				}
 			}
-			err = eval(y)
-			y.Free()
-			if err != nil {
-				return 0, err
-			}
+			return nil
 		}
-		return time.Since(start), nil
+		var err error
+		if mode == "do" {
+			// The whole loop runs on the MLX thread, as Python's runs on
+			// its main thread: no trip between threads per all-sum.
+			err = mlx.Do(loop)
+		} else {
+			err = loop()
+		}
+		return time.Since(start), err
 	}
 
 	small, err := mlx.FromSlice([]float32{1})
