@@ -44,7 +44,8 @@
 //
 // jaccl (RDMA over Thunderbolt 5, macOS) is the back-end this module is for;
 // jaccl-ring is jaccl with MLX_JACCL_RING=1; ring (TCP) runs anywhere and is
-// what the tests use; nccl is prepared but untested here; mpi is left to
+// what the tests use; nccl (CUDA) pins each rank of a host to its own GPU with
+// CUDA_VISIBLE_DEVICES, as mlx.launch does, and was checked on two H200s; mpi is left to
 // mpirun. Nothing in this package falls back from jaccl to ring on its own.
 //
 // # The launcher

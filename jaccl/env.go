@@ -122,7 +122,9 @@ var mlxVars = []string{
 //   - jaccl, jaccl-ring: MLX_IBV_DEVICES names a file holding the N×N device
 //     matrix, MLX_JACCL_COORDINATOR is Hosts[0].IPs[0]:Port, and jaccl-ring
 //     adds MLX_JACCL_RING=1.
-//   - nccl: NCCL_HOST_IP (Hosts[0].IPs[0]) and NCCL_PORT.
+//   - nccl: NCCL_HOST_IP (Hosts[0].IPs[0]), NCCL_PORT, and
+//     CUDA_VISIBLE_DEVICES set to the rank's position among the ranks of its
+//     host, unless the hostfile's envs or the caller set it.
 //   - mpi: mpirun sets up the ranks itself, so there is nothing to compute;
 //     NewRankEnv returns an error.
 func NewRankEnv(hf *Hostfile, rank int, opt EnvOptions) (*RankEnv, error) {
@@ -188,9 +190,48 @@ func NewRankEnv(hf *Hostfile, rank int, opt EnvOptions) (*RankEnv, error) {
 			re.Vars = append(re.Vars, "NCCL_DEBUG=INFO")
 		}
 		re.Vars = append(re.Vars, "NCCL_HOST_IP="+hf.Hosts[0].IPs[0], "NCCL_PORT="+strconv.Itoa(np))
+		// MLX's nccl back-end picks the GPU rank % devices for NCCL, but its
+		// default GPU stream stays on device 0, so two ranks of one machine
+		// would run their collectives on the wrong GPU ("invalid resource
+		// handle"). As mlx.launch does, each rank of a host sees only its
+		// own GPU, unless the hostfile or the caller chose the devices.
+		if !hasVar(re.Vars, "CUDA_VISIBLE_DEVICES") {
+			re.Vars = append(re.Vars, "CUDA_VISIBLE_DEVICES="+strconv.Itoa(localIndex(hf, rank)))
+		}
 	}
 	re.Vars = append(re.Vars, "MLX_WORLD_SIZE="+strconv.Itoa(n), "MLX_RANK="+strconv.Itoa(rank))
 	return re, nil
+}
+
+// hasVar reports whether vars ("NAME=value") sets name.
+func hasVar(vars []string, name string) bool {
+	for _, v := range vars {
+		if n, _, _ := strings.Cut(v, "="); n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// localIndex is rank's position among the ranks on its host (same ssh
+// name, or the same first IP when there is none).
+func localIndex(hf *Hostfile, rank int) int {
+	key := func(h Host) string {
+		if h.SSH != "" {
+			return h.SSH
+		}
+		if len(h.IPs) > 0 {
+			return h.IPs[0]
+		}
+		return ""
+	}
+	k, i := key(hf.Hosts[rank]), 0
+	for r := 0; r < rank; r++ {
+		if key(hf.Hosts[r]) == k {
+			i++
+		}
+	}
+	return i
 }
 
 // ringHostfile builds the JSON list MLX_HOSTFILE names.

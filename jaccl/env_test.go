@@ -122,3 +122,21 @@ func TestEnvironDropsInheritedLauncherVariables(t *testing.T) {
 	got := Environ(base, []string{"MLX_RANK=0"})
 	assert.Equal(t, []string{"HOME=/home/u", "PATH=/bin", "MLX_RANK=0"}, got)
 }
+
+func TestNCCLRanksOfOneHostEachSeeTheirOwnGPU(t *testing.T) {
+	hf := LocalHostfile(3)
+	for rank, want := range []string{"0", "1", "2"} {
+		re, err := NewRankEnv(hf, rank, EnvOptions{Backend: NCCL})
+		require.NoError(t, err)
+		assert.Contains(t, re.Vars, "CUDA_VISIBLE_DEVICES="+want, "rank %d", rank)
+	}
+	re, err := NewRankEnv(hf, 1, EnvOptions{Backend: NCCL, Env: []string{"CUDA_VISIBLE_DEVICES=5,6"}})
+	require.NoError(t, err)
+	assert.Contains(t, re.Vars, "CUDA_VISIBLE_DEVICES=5,6")
+	assert.NotContains(t, re.Vars, "CUDA_VISIBLE_DEVICES=1", "a caller's choice of devices wins")
+	re, err = NewRankEnv(hf, 1, EnvOptions{Backend: Ring})
+	require.NoError(t, err)
+	for _, v := range re.Vars {
+		assert.NotContains(t, v, "CUDA_VISIBLE_DEVICES", "only nccl pins GPUs")
+	}
+}

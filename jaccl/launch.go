@@ -174,6 +174,11 @@ func Launch(ctx context.Context, cfg LaunchConfig) error {
 			return err
 		}
 		opt.Ports, opt.Port = ports, ports[0]
+		if opt.NCCLPort == 0 && backend == NCCL {
+			// The same goes for nccl's rendezvous port (nccl uses no ring
+			// ports, so the first free one is its).
+			opt.NCCLPort = ports[0]
+		}
 	}
 	envs := make([]*RankEnv, len(hf.Hosts))
 	for r := range hf.Hosts {
