@@ -39,7 +39,7 @@ def py_create_free(n):
 
 def go_bench(root, n):
     out = subprocess.run(
-        ["go", "test", "-run", "^$", "-bench", "^(BenchmarkTinyOpEval|BenchmarkCreateFree)$",
+        ["go", "test", "-run", "^$", "-bench", "^(BenchmarkTinyOpEval|BenchmarkCreateFree)(Do)?$",
          "-benchtime", f"{n}x", "./mlx/"],
         cwd=root, env=dict(os.environ, CGO_ENABLED="0"), capture_output=True, text=True, check=True).stdout
     res = {}
@@ -55,19 +55,27 @@ def main():
     args = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     py_tiny_op_eval(1000)  # warm up
-    rows = {"TinyOpEval": ([], []), "CreateFree": ([], [])}
+    rows = {k: ([], []) for k in ("TinyOpEval", "TinyOpEvalDo", "CreateFree", "CreateFreeDo")}
     for _ in range(args.rounds):
         g = go_bench(root, args.n)
-        rows["TinyOpEval"][0].append(g["TinyOpEval"])
-        rows["CreateFree"][0].append(g["CreateFree"])
-        rows["TinyOpEval"][1].append(py_tiny_op_eval(args.n))
-        rows["CreateFree"][1].append(py_create_free(args.n))
+        for k in rows:
+            rows[k][0].append(g[k])
+        tiny, cf = py_tiny_op_eval(args.n), py_create_free(args.n)
+        rows["TinyOpEval"][1].append(tiny)
+        rows["TinyOpEvalDo"][1].append(tiny)
+        rows["CreateFree"][1].append(cf)
+        rows["CreateFreeDo"][1].append(cf)
     print(f"MLX {mx.__version__}, {args.rounds} rounds of {args.n} calls, median ns per call")
-    print(f"{'work':<28}{'Go mlx':>12}{'Python mlx.core':>18}{'Go/Python':>12}")
-    labels = {"TinyOpEval": "tiny op + eval (+ free)", "CreateFree": "create + free 1-elem array"}
+    print(f"{'work':<38}{'Go mlx':>12}{'Python mlx.core':>18}{'Go/Python':>12}")
+    labels = {
+        "TinyOpEval": "tiny op + eval (+ free)",
+        "TinyOpEvalDo": "tiny op + eval, in mlx.Do",
+        "CreateFree": "create + free 1-elem array",
+        "CreateFreeDo": "create + free, 100 per mlx.Do",
+    }
     for k, (g, p) in rows.items():
         gm, pm = statistics.median(g), statistics.median(p)
-        print(f"{labels[k]:<28}{gm:>12.0f}{pm:>18.0f}{gm / pm:>12.2f}")
+        print(f"{labels[k]:<38}{gm:>12.0f}{pm:>18.0f}{gm / pm:>12.2f}")
 
 
 if __name__ == "__main__":
