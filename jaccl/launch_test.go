@@ -198,52 +198,41 @@ func TestLaunchStopsTheOtherRanksWhenOneFails(t *testing.T) {
 }
 
 func TestLaunchStopsEveryRankWhenTheContextIsCancelled(t *testing.T) {
-	out := newLockedBuffer(`waiting`, 3)
-	cfg := helperConfig(t, "sleep", 3, out)
-	ctx, cancel := context.WithCancel(context.Background())
-	deadline, stop := context.WithTimeout(context.Background(), 30*time.Second)
-	defer stop()
+	for _, tc := range []struct {
+		name, mode string
+		ranks      int
+		grace      time.Duration
+	}{
+		{"ranks that stop on SIGTERM", "sleep", 3, 0},
+		{"a rank that ignores SIGTERM gets SIGKILL", "ignore-term", 2, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := newLockedBuffer(`waiting`, tc.ranks)
+			cfg := helperConfig(t, tc.mode, tc.ranks, out)
+			if tc.grace > 0 {
+				cfg.Grace = tc.grace
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			deadline, stop := context.WithTimeout(context.Background(), 30*time.Second)
+			defer stop()
 
-	errc := make(chan error, 1)
-	go func() { errc <- Launch(ctx, cfg) }()
-	select {
-	case <-out.seen:
-	case <-deadline.Done():
-		t.Fatalf("ranks did not start: %s", out.String())
+			errc := make(chan error, 1)
+			go func() { errc <- Launch(ctx, cfg) }()
+			select {
+			case <-out.seen:
+			case <-deadline.Done():
+				t.Fatalf("ranks did not start: %s", out.String())
+			}
+			cancel()
+			select {
+			case err := <-errc:
+				assert.ErrorIs(t, err, context.Canceled)
+			case <-deadline.Done():
+				t.Fatal("Launch did not return after cancel")
+			}
+			assertGone(t, out.pids(t))
+		})
 	}
-	cancel()
-	select {
-	case err := <-errc:
-		assert.ErrorIs(t, err, context.Canceled)
-	case <-deadline.Done():
-		t.Fatal("Launch did not return after cancel")
-	}
-	assertGone(t, out.pids(t))
-}
-
-func TestLaunchKillsARankThatIgnoresSIGTERM(t *testing.T) {
-	out := newLockedBuffer(`waiting`, 2)
-	cfg := helperConfig(t, "ignore-term", 2, out)
-	cfg.Grace = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	deadline, stop := context.WithTimeout(context.Background(), 30*time.Second)
-	defer stop()
-
-	errc := make(chan error, 1)
-	go func() { errc <- Launch(ctx, cfg) }()
-	select {
-	case <-out.seen:
-	case <-deadline.Done():
-		t.Fatalf("ranks did not start: %s", out.String())
-	}
-	cancel()
-	select {
-	case err := <-errc:
-		assert.ErrorIs(t, err, context.Canceled)
-	case <-deadline.Done():
-		t.Fatal("Launch did not return after cancel")
-	}
-	assertGone(t, out.pids(t))
 }
 
 func TestLaunchPrefixesEveryLineWithItsRank(t *testing.T) {

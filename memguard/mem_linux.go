@@ -58,17 +58,23 @@ func linuxAvailable(root string) (uint64, error) {
 type meminfo struct{ total, available uint64 }
 
 func readMeminfo(root string) (meminfo, error) {
-	path := filepath.Join(root, "proc/meminfo")
+	return readProcFile(root, "proc/meminfo", parseMeminfo)
+}
+
+// readProcFile opens root/rel and parses it, naming the file in any error.
+func readProcFile[T any](root, rel string, parse func(io.Reader) (T, error)) (T, error) {
+	var zero T
+	path := filepath.Join(root, rel)
 	f, err := os.Open(path)
 	if err != nil {
-		return meminfo{}, fmt.Errorf("memguard: %w", err)
+		return zero, fmt.Errorf("memguard: %w", err)
 	}
 	defer f.Close()
-	mi, err := parseMeminfo(f)
+	v, err := parse(f)
 	if err != nil {
-		return meminfo{}, fmt.Errorf("memguard: %s: %w", path, err)
+		return zero, fmt.Errorf("memguard: %s: %w", path, err)
 	}
-	return mi, nil
+	return v, nil
 }
 
 // parseMeminfo reads the fields of /proc/meminfo that memguard needs. Kernels
@@ -135,17 +141,7 @@ func parseKB(s string) (uint64, error) {
 type procStatus struct{ rss, hwm uint64 }
 
 func linuxProcStatus(root string) (procStatus, error) {
-	path := filepath.Join(root, "proc/self/status")
-	f, err := os.Open(path)
-	if err != nil {
-		return procStatus{}, fmt.Errorf("memguard: %w", err)
-	}
-	defer f.Close()
-	s, err := parseProcStatus(f)
-	if err != nil {
-		return procStatus{}, fmt.Errorf("memguard: %s: %w", path, err)
-	}
-	return s, nil
+	return readProcFile(root, "proc/self/status", parseProcStatus)
 }
 
 func parseProcStatus(r io.Reader) (procStatus, error) {
