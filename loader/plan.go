@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"text/tabwriter"
 
@@ -84,6 +85,9 @@ type SectionPlan struct {
 	Read  int64 `json:"read"`
 	Full  int64 `json:"full"`
 	Shard int64 `json:"shard"`
+	// Disk estimates what a cold read of Read pulls from storage: the whole
+	// pages its byte runs touch (see PlanOptions.PageSize).
+	Disk int64 `json:"disk"`
 	// Resident is what the loaded sections hold once this one is done,
 	// Peak the most MLX memory held while loading it, both on top of what
 	// was active before the load began.
@@ -103,8 +107,13 @@ type Plan struct {
 	Checkpoint int64 `json:"checkpoint"`
 	Replicated int64 `json:"replicated"`
 	Read       int64 `json:"read"`
-	Resident   int64 `json:"resident"`
-	Peak       int64 `json:"peak"`
+	// Disk estimates the bytes a cold load pulls from storage: Read
+	// rounded out to the pages it touches. For a part split on the last
+	// axis (sharded-to-all) whose runs are shorter than a page apart, that
+	// is the whole tensor, however little of it the rank keeps.
+	Disk     int64 `json:"disk"`
+	Resident int64 `json:"resident"`
+	Peak     int64 `json:"peak"`
 	// PeakSection is the section during which Peak is reached.
 	PeakSection string        `json:"peak_section"`
 	Sections    []SectionPlan `json:"sections"`
@@ -121,6 +130,9 @@ type PlanOptions struct {
 	// Alloc rounds an allocation of n bytes up as MLX's allocator does;
 	// nil means AllocCPU.
 	Alloc func(n int64) int64
+	// PageSize is the storage page size Disk is counted in; 0 means this
+	// machine's (16 KiB on Apple silicon, 4 KiB on most Linux machines).
+	PageSize int64
 }
 
 // AllocCPU models MLX's CPU allocator: measured, it accounts exactly the
@@ -180,6 +192,9 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	}
 	if o.Alloc == nil {
 		o.Alloc = AllocCPU
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = int64(os.Getpagesize())
 	}
 	n := o.WorldSize
 	if o.Strategy == ChunkedEval {
@@ -245,8 +260,10 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 			switch o.Strategy {
 			case Direct:
 				sp.Read += tp.ShardBytes
+				sp.Disk += diskBytes(&tp, n, o.Rank, o.PageSize)
 			default:
 				sp.Read += tp.Bytes
+				sp.Disk += spanPages(tp.info.Offset, tp.Bytes, o.PageSize)
 			}
 			if !tp.Split.Replicated() {
 				copies += shard
@@ -264,12 +281,69 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 		resident += sp.Shard
 		sp.Resident = resident
 		p.Read += sp.Read
+		p.Disk += sp.Disk
 		if sp.Peak > p.Peak {
 			p.Peak, p.PeakSection = sp.Peak, sp.Name
 		}
 	}
 	p.Resident = resident
 	return p, nil
+}
+
+// spanPages is the size of the pages that [off, off+n) touches.
+func spanPages(off, n, page int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	first, last := off/page, (off+n-1)/page
+	return (last - first + 1) * page
+}
+
+// exactRunLimit bounds the runs diskBytes walks one by one; beyond it, it
+// estimates from the first runs.
+const exactRunLimit = 1 << 16
+
+// diskBytes estimates the pages a cold read of the rank's part of tp
+// touches: per index of the axes before the split, one run per segment,
+// each Stride apart. Runs closer than a page cover every page between
+// them; runs further apart touch their own pages only.
+func diskBytes(tp *TensorPlan, n, k int, page int64) int64 {
+	off := tp.info.Offset
+	if tp.Split.Replicated() || n == 1 {
+		return spanPages(off, tp.Bytes, page)
+	}
+	ax := tp.Split.Axis
+	outer := int64(1)
+	for _, d := range tp.Shape[:ax] {
+		outer *= d
+	}
+	dim := tp.Shape[ax]
+	if outer == 0 || dim == 0 {
+		return 0
+	}
+	row := tp.Bytes / (outer * dim) // bytes per index of the split axis
+	stride := dim * row
+	var total int64
+	b := tp.Split.Bounds
+	for j := 0; j+1 < len(b); j++ {
+		seg := (b[j+1] - b[j]) / int64(n)
+		start, length := (b[j]+int64(k)*seg)*row, seg*row
+		if length == 0 {
+			continue
+		}
+		if stride-length < page {
+			// Gaps shorter than a page: every page of the span is read.
+			total += spanPages(off+start, (outer-1)*stride+length, page)
+			continue
+		}
+		runs := min(outer, exactRunLimit)
+		var pages int64
+		for i := int64(0); i < runs; i++ {
+			pages += spanPages(off+start+i*stride, length, page)
+		}
+		total += pages * outer / runs
+	}
+	return min(total, spanPages(off, tp.Bytes, page))
 }
 
 // JSON returns the plan as indented JSON.
@@ -280,14 +354,14 @@ func (p *Plan) JSON() ([]byte, error) { return json.MarshalIndent(p, "", "  ") }
 func (p *Plan) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	gb := func(n int64) string { return units.FormatGB(uint64(max(n, 0))) }
-	fmt.Fprintf(tw, "section\ttensors\tread\tfull\tshard\tresident\tpeak\t\n")
+	fmt.Fprintf(tw, "section\ttensors\tread\tdisk\tfull\tshard\tresident\tpeak\t\n")
 	for _, s := range p.Sections {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", s.Name, len(s.Tensors), gb(s.Read), gb(s.Full), gb(s.Shard), gb(s.Resident), gb(s.Peak))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name, len(s.Tensors), gb(s.Read), gb(s.Disk), gb(s.Full), gb(s.Shard), gb(s.Resident), gb(s.Peak))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "rank %d/%d, %s, rules %s: checkpoint %s (replicated %s), read %s, resident %s, peak %s (during %s)\n",
-		p.Rank, p.WorldSize, p.Strategy, p.Rules, gb(p.Checkpoint), gb(p.Replicated), gb(p.Read), gb(p.Resident), gb(p.Peak), p.PeakSection)
+	_, err := fmt.Fprintf(w, "rank %d/%d, %s, rules %s: checkpoint %s (replicated %s), read %s (%s of pages from a cold disk), resident %s, peak %s (during %s)\n",
+		p.Rank, p.WorldSize, p.Strategy, p.Rules, gb(p.Checkpoint), gb(p.Replicated), gb(p.Read), gb(p.Disk), gb(p.Resident), gb(p.Peak), p.PeakSection)
 	return err
 }

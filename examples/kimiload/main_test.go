@@ -185,10 +185,13 @@ func TestPlanOnlyPrintsKimiK25NextToTheSeed(t *testing.T) {
 	assert.Contains(t, r.stdout, "physical 512.00 GB")
 	for _, tp := range []string{"2", "4"} {
 		for _, s := range []string{"direct", "eval-shard-eval"} {
-			assert.Regexp(t, `(?m)^\s*`+s+`\s+`+tp+`\s+\d+\.\d\d GB\s+\d+\.\d\d GB\s+\d+\.\d\d GB\s+\d\.\d{3}\s+yes`, r.stdout, "TP=%s %s", tp, s)
+			assert.Regexp(t, `(?m)^\s*`+s+`\s+`+tp+`\s+\d+\.\d\d GB\s+\d+\.\d\d GB\s+\d+\.\d\d GB\s+\d+\.\d\d GB\s+\d\.\d{3}\s+yes`, r.stdout, "TP=%s %s", tp, s)
 		}
 	}
-	assert.Regexp(t, `seed, measured\s+2\s+612\.00 GB\s+309\.91 GB\s+319\.98 GB\s+1\.046`, r.stdout)
+	assert.Regexp(t, `seed, measured\s+2\s+612\.00 GB\s+612\.00 GB\s+309\.91 GB\s+319\.98 GB\s+1\.046`, r.stdout)
+	// A direct node reads half the weights, but the sharded-to-all halves of
+	// 1 KB rows touch every 16 KiB page of their tensors.
+	assert.Regexp(t, `(?m)^\s*direct\s+2\s+290\.83 GB\s+387\.25 GB`, r.stdout)
 }
 
 func TestPlanOnlyOfACheckpointSaysWhatDoesNotFit(t *testing.T) {

@@ -136,11 +136,12 @@ func planOnly(o *options, w io.Writer) error {
 	fmt.Fprintf(w, "%s\nper node: %s\n\n", title, guard)
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "strategy\tTP\tread/node\tresident/node\tpeak/node\tpeak/shard\tfits\t\n")
+	fmt.Fprintf(tw, "strategy\tTP\tread/node\tcold disk/node\tresident/node\tpeak/node\tpeak/shard\tfits\t\n")
 	var sections []string
 	for _, n := range o.tp {
 		for _, s := range []loader.Strategy{loader.Direct, loader.EvalShardEval} {
-			p, err := loader.NewPlan(tensors, loader.PlanOptions{WorldSize: n, Strategy: s, Rules: rules})
+			// Pages of 16 KiB, as on the Apple-silicon nodes the plan is for.
+			p, err := loader.NewPlan(tensors, loader.PlanOptions{WorldSize: n, Strategy: s, Rules: rules, PageSize: 16384})
 			if err != nil {
 				return fmt.Errorf("TP=%d %s: %w", n, s, err)
 			}
@@ -152,7 +153,7 @@ func planOnly(o *options, w io.Writer) error {
 				}
 				fits = "NO: over " + units.FormatGB(ex.Limit)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", s, n, units.FormatGB(uint64(p.Read)), units.FormatGB(uint64(p.Resident)),
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s, n, units.FormatGB(uint64(p.Read)), units.FormatGB(uint64(p.Disk)), units.FormatGB(uint64(p.Resident)),
 				units.FormatGB(uint64(p.Peak)), ratio(uint64(p.Peak), uint64(p.Resident)), fits)
 			if o.verbose {
 				var b strings.Builder
@@ -164,8 +165,8 @@ func planOnly(o *options, w io.Writer) error {
 			}
 		}
 		if o.describe != "" && n == 2 {
-			fmt.Fprintf(tw, "seed, measured\t2\t%s\t%s\t%s\t%s\t%s\t\n",
-				units.FormatGB(seedCheckpoint), units.FormatGB(seedActive), units.FormatGB(seedPeak),
+			fmt.Fprintf(tw, "seed, measured\t2\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+				units.FormatGB(seedCheckpoint), units.FormatGB(seedCheckpoint), units.FormatGB(seedActive), units.FormatGB(seedPeak),
 				fmt.Sprintf("%.3f", seedPeak/(seedCheckpoint/2)), fmt.Sprintf("yes, ~%d s", seedLoadS))
 		}
 	}
@@ -174,7 +175,8 @@ func planOnly(o *options, w io.Writer) error {
 	}
 	if o.describe != "" {
 		fmt.Fprintf(w, "\nseed, measured: mlx-lm eval-shard-eval over jaccl on two 512 GB Mac Studios; resident is the shard a node keeps (the seed's \"active\"); the seed's peak/shard divides by half of its %s; "+
-			"the seed's read is every byte on every node, as MLX's loader reads whole tensors\n", units.FormatGB(seedCheckpoint))
+			"the seed's read is every byte on every node, as MLX's loader reads whole tensors; "+
+			"cold disk/node counts the 16 KiB pages a node's reads touch: a sharded-to-all part (half of every row) touches all of them\n", units.FormatGB(seedCheckpoint))
 	}
 	for _, s := range sections {
 		fmt.Fprint(w, s)
