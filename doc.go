@@ -20,4 +20,23 @@
 // The examples directory holds thin programs built on them: the seed's
 // connectivity test, the Kimi K2.5 loading test, a checkpoint inspector and
 // generator, a launcher, and the Thunderbolt network tool.
+//
+// A tour: every rank of a tensor-parallel job, started by the launcher
+// (examples/launch or mlx.launch), joins the group, plans its shard from the
+// checkpoint's headers, and loads it one layer at a time.
+//
+//	g, err := jaccl.Init(ctx, jaccl.Options{Backend: jaccl.JACCL, Strict: true})
+//	if err != nil { return err }           // a known RDMA failure says how to fix it
+//	defer g.Close()
+//	l, err := loader.Open(dir, loader.Options{
+//		PlanOptions: loader.PlanOptions{Rank: g.Rank(), WorldSize: g.Size(),
+//			Rules: loader.DeepSeekV3Rules(64)},
+//	})
+//	if err != nil { return err }           // a split that cannot be made, or a peak that will not fit
+//	defer l.Close()
+//	for layer, err := range l.Layers(ctx) { // each layer read straight into this rank's arrays
+//		if err != nil { return err }        // a guard trip, a cancel, a bad file: nothing left allocated
+//		keep(layer.Arrays)
+//	}
+//	sum, err := jaccl.AllSumSlice(ctx, g, []float32{1}) // the collectives run on the right stream
 package mlxdist
