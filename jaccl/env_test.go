@@ -140,3 +140,16 @@ func TestNCCLRanksOfOneHostEachSeeTheirOwnGPU(t *testing.T) {
 		assert.NotContains(t, v, "CUDA_VISIBLE_DEVICES", "only nccl pins GPUs")
 	}
 }
+
+func TestLocalRanksCountsTheRingRanksOnThisRanksAddress(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "hosts.json")
+	require.NoError(t, os.WriteFile(path, []byte(`[["127.0.0.1:5000"], ["127.0.0.1:5001"], ["10.0.0.2:5000"]]`), 0o644))
+	t.Setenv("MLX_HOSTFILE", path)
+	t.Setenv("MLX_RANK", "1")
+	assert.Equal(t, 2, LocalRanks())
+	t.Setenv("MLX_RANK", "2")
+	assert.Equal(t, 1, LocalRanks())
+	t.Setenv("MLX_HOSTFILE", "")
+	assert.Equal(t, 1, LocalRanks(), "no hostfile: one rank per host")
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -252,6 +253,44 @@ func LaunchedSize() (n int, source string) {
 		}
 	}
 	return 0, ""
+}
+
+// LocalRanks reports how many ranks of this job run on this machine,
+// including this one: ring ranks whose MLX_HOSTFILE entry has this rank's
+// address. It is 1 when nothing says otherwise (jaccl and nccl jobs run a
+// rank per host). Ranks that share a machine share its memory, so a memory
+// guard should give each 1/LocalRanks of it.
+func LocalRanks() int {
+	rank, err := strconv.Atoi(firstEnv("MLX_RANK"))
+	path := firstEnv("MLX_HOSTFILE")
+	if err != nil || path == "" {
+		return 1
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 1
+	}
+	var list [][]string
+	if json.Unmarshal(data, &list) != nil || rank < 0 || rank >= len(list) {
+		return 1
+	}
+	host := func(entry []string) string {
+		if len(entry) == 0 {
+			return ""
+		}
+		h, _, err := net.SplitHostPort(entry[0])
+		if err != nil {
+			return entry[0]
+		}
+		return h
+	}
+	mine, n := host(list[rank]), 0
+	for _, e := range list {
+		if host(e) == mine {
+			n++
+		}
+	}
+	return max(n, 1)
 }
 
 func firstEnv(names ...string) string {

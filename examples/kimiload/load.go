@@ -98,6 +98,15 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	guardOpts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
 	if o.memoryGB > 0 {
 		guardOpts = append(guardOpts, memguard.WithPhysical(uint64(o.memoryGB*1e9)))
+	} else if local := jaccl.LocalRanks(); local > 1 {
+		// Ranks on one machine share its memory: each guards its share,
+		// else every one of them would let itself fill the machine.
+		phys, err := memguard.PhysicalMemory()
+		if err != nil {
+			return err
+		}
+		guardOpts = append(guardOpts, memguard.WithPhysical(phys/uint64(local)))
+		fmt.Fprintf(stdout, "%s %d ranks share this machine: each guards 1/%d of its %s\n", tag, local, local, units.FormatGB(phys))
 	}
 	guard, err := memguard.FromEnv(guardOpts...)
 	if err != nil {

@@ -135,6 +135,7 @@ func TestTwoRanksLoadAndVerifyEveryStrategy(t *testing.T) {
 			require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 			for rank := range 2 {
 				assert.Contains(t, r.stdout, fmt.Sprintf("[%d] [Rank %d/2] verify PASS", rank, rank))
+				assert.Contains(t, r.stdout, fmt.Sprintf("[%d] [Rank %d/2] 2 ranks share this machine: each guards 1/2", rank, rank))
 				assert.Contains(t, r.stdout, fmt.Sprintf("[%d] [Rank %d/2] plan: ", rank, rank))
 			}
 			assert.Contains(t, r.stdout, "[0] back-end   ring")
