@@ -215,8 +215,9 @@ func TestARefusedPlanExitsOneWithTheReason(t *testing.T) {
 		args []string
 	}{
 		{"a node of 1 MB refuses the load", []string{memguard.EnvHeadroom + "=0"}, []string{"--memory-gb", "0.001"}},
-		{"a headroom of all but 1 MB refuses the load",
-			[]string{fmt.Sprintf("%s=%.9f", memguard.EnvHeadroom, float64(physical-1_000_000)/1e9)}, nil},
+		// Two local ranks each guard half the machine.
+		{"a headroom of all but 1 MB of a rank's share refuses the load",
+			[]string{fmt.Sprintf("%s=%.9f", memguard.EnvHeadroom, float64(physical/2-1_000_000)/1e9)}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
