@@ -76,6 +76,10 @@ demo: bins
 	@echo "== kimiload: the seed's loading test, TP=2 over 2 local ranks, direct reads =="
 	bin/launch -n 2 -- bin/kimiload --model $(DEMO_CKPT) --verify
 	@echo
+	@echo "== reshard: each node keeps only its shard, and reads exactly its bytes =="
+	bin/reshard --model $(DEMO_CKPT) --world 2 --out $(DEMO_CKPT)-rank{rank} --quiet
+	bin/launch -n 2 -- bin/kimiload --model $(DEMO_CKPT)-rank{rank} --verify
+	@echo
 	@echo "== the plan for the real Kimi K2.5 on 512 GB nodes, next to the seed's measurement =="
 	bin/kimiload --plan-only --describe kimi-k2.5
 

@@ -137,7 +137,16 @@ type ShardLoader struct {
 
 // Open opens the checkpoint at path (see safetensors.OpenDir) and returns a
 // loader for it; Close closes the files.
+//
+// A directory Reshard wrote for one rank (it holds a ShardStampName stamp)
+// loads only for that rank and world size, every tensor read whole: its
+// files already hold the rank's parts. Another rank gets ErrShardMismatch.
 func Open(path string, o Options) (*ShardLoader, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		if o.PlanOptions, err = presharded(path, o.PlanOptions); err != nil {
+			return nil, err
+		}
+	}
 	d, err := safetensors.OpenDir(path)
 	if err != nil {
 		return nil, err

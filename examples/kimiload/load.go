@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mlxdist/mlxdist/internal/units"
@@ -94,6 +96,8 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	defer g.Close()
 	rank, n := g.Rank(), g.Size()
 	tag := fmt.Sprintf("[Rank %d/%d]", rank, n)
+	// Each node may keep only its own shard (see examples/reshard).
+	o.model = strings.ReplaceAll(o.model, "{rank}", strconv.Itoa(rank))
 
 	guardOpts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
 	if o.memoryGB > 0 {

@@ -112,7 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs := flag.NewFlagSet("kimiload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	fs.StringVar(&o.model, "model", "", "checkpoint `DIR`: safetensors shard files and model.safetensors.index.json")
+	fs.StringVar(&o.model, "model", "", "checkpoint `DIR`: safetensors shard files and model.safetensors.index.json; {rank} in it is replaced by the rank (a node's own shard from reshard)")
 	strategy := fs.String("strategy", "direct", "how to load: direct, eval-shard-eval or chunked (chunked-eval: every rank loads everything whole)")
 	read := fs.String("read", "mmap", "how the direct strategy reads the files: mmap or pread")
 	fs.IntVar(&o.workers, "workers", 0, "tensors the direct strategy fills at once (0: the loader's default)")
