@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"github.com/mlxdist/mlxdist/safetensors"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/internal/testenv"
 )
 
 func TestInspectListsTensorsSortedWithHashes(t *testing.T) {
@@ -39,10 +40,7 @@ func TestInspectFailsCleanlyOnCorruptInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the command")
 	}
-	bin := filepath.Join(t.TempDir(), "inspect")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := testenv.GoBuild(t, ".")
 	corrupt, err := filepath.Glob("../../safetensors/testdata/corrupt-*.safetensors")
 	require.NoError(t, err)
 	require.NotEmpty(t, corrupt)

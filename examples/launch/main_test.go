@@ -10,14 +10,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/internal/testenv"
 )
 
 func buildLaunch(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "launch")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
+	return testenv.GoBuild(t, ".")
 }
 
 func exitCode(err error) int {

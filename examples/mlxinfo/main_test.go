@@ -17,11 +17,9 @@ func TestMLXInfoReportsMLXAndAMissingLibraryIsAOneLineError(t *testing.T) {
 	if err := mlx.Load(); err != nil {
 		testenv.Unavailable(t, "MLX is not loadable: %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "mlxinfo")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin := testenv.GoBuild(t, ".")
 
-	out, err = exec.Command(bin).CombinedOutput()
+	out, err := exec.Command(bin).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	v, err := mlx.Version()
 	require.NoError(t, err)

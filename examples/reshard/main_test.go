@@ -33,19 +33,15 @@ func TestEveryRanksShardLoadsInKimiloadUnderTheLauncher(t *testing.T) {
 	assert.Contains(t, out.String(), "rank 1/2:")
 	assert.FileExists(t, filepath.Join(dir, "rank1", "config.json"))
 
-	bin := t.TempDir()
-	for _, p := range []string{"launch", "kimiload"} {
-		b, err := exec.Command("go", "build", "-o", filepath.Join(bin, p), "../"+p).CombinedOutput()
-		require.NoError(t, err, "%s", b)
-	}
-	b, err := exec.Command(filepath.Join(bin, "launch"), "-n", "2", "--", filepath.Join(bin, "kimiload"),
+	launch, kimiload := testenv.GoBuild(t, "../launch"), testenv.GoBuild(t, "../kimiload")
+	b, err := exec.Command(launch, "-n", "2", "--", kimiload,
 		"--model", filepath.Join(dir, "rank{rank}"), "--verify").CombinedOutput()
 	require.NoError(t, err, "%s", b)
 	for _, want := range []string{"[Rank 0/2] verify PASS", "[Rank 1/2] verify PASS", "presharded"} {
 		assert.Contains(t, string(b), want)
 	}
 	// Rank 1's directory refuses rank 0.
-	b, err = exec.Command(filepath.Join(bin, "kimiload"), "--model", filepath.Join(dir, "rank1")).CombinedOutput()
+	b, err = exec.Command(kimiload, "--model", filepath.Join(dir, "rank1")).CombinedOutput()
 	assert.Error(t, err)
 	assert.Contains(t, string(b), "holds rank 1 of 2")
 }

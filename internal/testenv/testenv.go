@@ -91,3 +91,24 @@ func RunPython(t testing.TB, script string, args ...string) []byte {
 	}
 	return out
 }
+
+// GoBuild builds the Go package pkg (a path relative to the test's
+// directory, as `go build` takes it) into a fresh temporary directory with
+// CGO_ENABLED=0, as users build, and returns the binary's path.
+func GoBuild(t testing.TB, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(filepath.Clean(pkg)))
+	if pkg == "." {
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin = filepath.Join(filepath.Dir(bin), filepath.Base(wd))
+	}
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
