@@ -300,7 +300,7 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 	})
 	runtime.KeepAlive(cs)
 	if err != nil {
-		out.freeIfSet()
+		out.Free()
 		return nil, err
 	}
 	if nbytes > 0 {
@@ -313,12 +313,6 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 		return nil, err
 	}
 	return out, nil
-}
-
-func (a *Array) freeIfSet() {
-	if a != nil {
-		a.Free()
-	}
 }
 
 // Shape returns the array's dimensions.

@@ -78,8 +78,6 @@ func vectorOp(name string, inputs []*Array, f func(res uintptr, in []uintptr, s 
 	return out, err
 }
 
-func ints32(v []int) []int32 { return cShape(v) }
-
 // Slice returns a[start:stop:strides] over every axis; strides may be nil
 // for steps of one.
 func Slice(a *Array, start, stop, strides []int) (*Array, error) {
@@ -89,7 +87,7 @@ func Slice(a *Array, start, stop, strides []int) (*Array, error) {
 			strides[i] = 1
 		}
 	}
-	st, sp, sd := ints32(start), ints32(stop), ints32(strides)
+	st, sp, sd := cShape(start), cShape(stop), cShape(strides)
 	out, err := op("mlx_slice", []*Array{a}, func(res uintptr, in []uintptr, s uintptr) uintptr {
 		rc, _, _ := purego.SyscallN(lib.sym.slice, res, in[0],
 			int32Ptr(st), uintptr(len(st)), int32Ptr(sp), uintptr(len(sp)), int32Ptr(sd), uintptr(len(sd)), s)
@@ -111,7 +109,7 @@ func Split(a *Array, n, axis int) ([]*Array, error) {
 
 // SplitSections splits a along axis at the given indices.
 func SplitSections(a *Array, indices []int, axis int) ([]*Array, error) {
-	idx := ints32(indices)
+	idx := cShape(indices)
 	out, err := vectorOp("mlx_split_sections", []*Array{a}, func(res uintptr, in []uintptr, s uintptr) uintptr {
 		rc, _, _ := purego.SyscallN(lib.sym.splitSections, res, in[0], int32Ptr(idx), uintptr(len(idx)), uintptr(int32(axis)), s)
 		return rc
@@ -150,7 +148,7 @@ func Contiguous(a *Array) (*Array, error) {
 
 // Reshape returns a with a new shape of the same size.
 func Reshape(a *Array, shape ...int) (*Array, error) {
-	sh := ints32(shape)
+	sh := cShape(shape)
 	out, err := op("mlx_reshape", []*Array{a}, func(res uintptr, in []uintptr, s uintptr) uintptr {
 		rc, _, _ := purego.SyscallN(lib.sym.reshape, res, in[0], int32Ptr(sh), uintptr(len(sh)), s)
 		return rc
@@ -168,7 +166,7 @@ func Transpose(a *Array, axes ...int) (*Array, error) {
 			axes[i] = n - 1 - i
 		}
 	}
-	ax := ints32(axes)
+	ax := cShape(axes)
 	out, err := op("mlx_transpose_axes", []*Array{a}, func(res uintptr, in []uintptr, s uintptr) uintptr {
 		rc, _, _ := purego.SyscallN(lib.sym.transposeAxes, res, in[0], int32Ptr(ax), uintptr(len(ax)), s)
 		return rc
@@ -225,7 +223,7 @@ func Sum(a *Array, keepdims bool, axes ...int) (*Array, error) {
 			axes[i] = i
 		}
 	}
-	ax := ints32(axes)
+	ax := cShape(axes)
 	out, err := op("mlx_sum_axes", []*Array{a}, func(res uintptr, in []uintptr, s uintptr) uintptr {
 		rc, _, _ := purego.SyscallN(lib.sym.sumAxes, res, in[0], int32Ptr(ax), uintptr(len(ax)), boolArg(keepdims), s)
 		return rc
@@ -247,7 +245,7 @@ func Zeros(shape []int, dt Dtype) (*Array, error) {
 	if _, err := checkShape(shape); err != nil {
 		return nil, err
 	}
-	sh := ints32(shape)
+	sh := cShape(shape)
 	out, err := op("mlx_zeros", nil, func(res uintptr, _ []uintptr, s uintptr) uintptr {
 		rc, _, _ := purego.SyscallN(lib.sym.zeros, res, int32Ptr(sh), uintptr(len(sh)), uintptr(dt), s)
 		return rc
