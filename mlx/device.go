@@ -67,17 +67,8 @@ func streamLocked(t DeviceType) (uintptr, error) {
 }
 
 func gpuAvailableLocked() bool {
-	if lib.sym.deviceCount != 0 {
-		var n int32
-		rc, _, _ := purego.SyscallN(lib.sym.deviceCount, uintptr(unsafe.Pointer(&n)), uintptr(GPU))
-		if check("mlx_device_count", rc) == nil {
-			return n > 0
-		}
-		return false
-	}
-	var ok bool
-	rc, _, _ := purego.SyscallN(lib.sym.metalIsAvailable, uintptr(unsafe.Pointer(&ok)))
-	return check("mlx_metal_is_available", rc) == nil && ok
+	d, err := devicesLocked()
+	return err == nil && d.GPUs > 0
 }
 
 func defaultStreamLocked() (uintptr, error) {
@@ -149,31 +140,37 @@ func (d Devices) Backend() string {
 func AvailableDevices() (Devices, error) {
 	var d Devices
 	err := doErr(func() error {
-		d.CPU = true
-		if lib.sym.deviceCount != 0 {
-			var n int32
-			rc, _, _ := purego.SyscallN(lib.sym.deviceCount, uintptr(unsafe.Pointer(&n)), uintptr(GPU))
-			if err := check("mlx_device_count", rc); err != nil {
-				return err
-			}
-			d.GPUs = int(n)
-		}
-		rc, _, _ := purego.SyscallN(lib.sym.metalIsAvailable, uintptr(unsafe.Pointer(&d.Metal)))
-		if err := check("mlx_metal_is_available", rc); err != nil {
-			return err
-		}
-		if lib.sym.cudaIsAvailable != 0 {
-			rc, _, _ = purego.SyscallN(lib.sym.cudaIsAvailable, uintptr(unsafe.Pointer(&d.CUDA)))
-			if err := check("mlx_cuda_is_available", rc); err != nil {
-				return err
-			}
-		}
-		if d.GPUs == 0 && (d.Metal || d.CUDA) {
-			d.GPUs = 1
-		}
-		return nil
+		var err error
+		d, err = devicesLocked()
+		return err
 	})
 	return d, err
+}
+
+func devicesLocked() (Devices, error) {
+	d := Devices{CPU: true}
+	if lib.sym.deviceCount != 0 {
+		var n int32
+		rc, _, _ := purego.SyscallN(lib.sym.deviceCount, uintptr(unsafe.Pointer(&n)), uintptr(GPU))
+		if err := check("mlx_device_count", rc); err != nil {
+			return d, err
+		}
+		d.GPUs = int(n)
+	}
+	rc, _, _ := purego.SyscallN(lib.sym.metalIsAvailable, uintptr(unsafe.Pointer(&d.Metal)))
+	if err := check("mlx_metal_is_available", rc); err != nil {
+		return d, err
+	}
+	if lib.sym.cudaIsAvailable != 0 {
+		rc, _, _ = purego.SyscallN(lib.sym.cudaIsAvailable, uintptr(unsafe.Pointer(&d.CUDA)))
+		if err := check("mlx_cuda_is_available", rc); err != nil {
+			return d, err
+		}
+	}
+	if d.GPUs == 0 && (d.Metal || d.CUDA) {
+		d.GPUs = 1
+	}
+	return d, nil
 }
 
 // Version returns MLX's version string ("0.32.4").
