@@ -49,6 +49,9 @@ func helper(mode string) int {
 		}
 		fmt.Printf("rank=%s size=%s hostfile=%s\n", rank, os.Getenv("MLX_WORLD_SIZE"), content)
 		return 0
+	case "print-nccl-env":
+		fmt.Printf("rank=%s port=%s gpu=%s\n", rank, os.Getenv("NCCL_PORT"), os.Getenv("CUDA_VISIBLE_DEVICES"))
+		return 0
 	case "fail-rank-1":
 		// Rank 1 fails; every other rank waits to be stopped.
 		if rank == "1" {
@@ -195,6 +198,25 @@ func TestLaunchStopsTheOtherRanksWhenOneFails(t *testing.T) {
 	require.ErrorAs(t, err, &be)
 	assert.Contains(t, be.Fix, "start every rank")
 	assertGone(t, out.pids(t))
+}
+
+func TestALocalNCCLJobGetsAFreePortAndAGPUPerRank(t *testing.T) {
+	out := newLockedBuffer("", 0)
+	cfg := helperConfig(t, "print-nccl-env", 2, out)
+	cfg.Backend = NCCL
+	require.NoError(t, Launch(context.Background(), cfg))
+	var ports []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var r, gpu int
+		var port string
+		_, err := fmt.Sscanf(strings.SplitN(line, "] ", 2)[1], "rank=%d port=%s gpu=%d", &r, &port, &gpu)
+		require.NoError(t, err, line)
+		assert.Equal(t, r, gpu, "rank %d sees only its own GPU", r)
+		ports = append(ports, port)
+	}
+	require.Len(t, ports, 2)
+	assert.Equal(t, ports[0], ports[1], "every rank meets at one port")
+	assert.NotEqual(t, strconv.Itoa(NCCLPort), ports[0], "a local job takes a free port, not the fixed default")
 }
 
 func TestLaunchStopsEveryRankWhenTheContextIsCancelled(t *testing.T) {
