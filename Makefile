@@ -7,6 +7,9 @@
 MLX_VERSION  := 0.32.4
 MLX_LM_VERSION := 0.32.2
 SAFETENSORS_VERSION := 0.8.0
+# Reference implementations the tests compare against (tokenizers, chat
+# templates, the OpenAI client), pinned like MLX.
+REF_PKGS := tokenizers==0.23.3 transformers==5.24.0 tiktoken==0.14.0 jinja2==3.1.6 openai==3.51.0 gguf==0.19.0
 
 UNAME_S := $(shell uname -s)
 ifeq ($(UNAME_S),Darwin)
@@ -20,7 +23,7 @@ endif
 PYTHON_BOOT ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.mlxdist-$(MLX_VERSION)-$(MLX_LM_VERSION)-$(SAFETENSORS_VERSION)
+STAMP  := $(VENV)/.mlxdist-$(MLX_VERSION)-$(MLX_LM_VERSION)-$(SAFETENSORS_VERSION)-ref2
 CAPI   := build/lib/libmlxc.$(SOEXT)
 GO     ?= go
 
@@ -42,7 +45,7 @@ $(STAMP):
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q \
 		"mlx==$(MLX_VERSION)" "$(MLX_BACKEND_PKG)" \
-		"mlx-lm==$(MLX_LM_VERSION)" "safetensors==$(SAFETENSORS_VERSION)" numpy
+		"mlx-lm==$(MLX_LM_VERSION)" "safetensors==$(SAFETENSORS_VERSION)" numpy $(REF_PKGS)
 	@touch $@
 
 capi: $(CAPI)
