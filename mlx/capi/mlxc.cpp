@@ -903,6 +903,536 @@ int mlx_zeros(
   });
 }
 
+// ---- ops for inference ----
+
+#define MLXC_UNARY(name, fn)                                                 \
+  int mlx_##name(mlx_array* res, const mlx_array a, const mlx_stream s) {    \
+    return guarded([&] { put_array(res, mx::fn(arr(a), stream(s))); });      \
+  }
+
+MLXC_UNARY(sigmoid, sigmoid)
+MLXC_UNARY(exp, exp)
+MLXC_UNARY(log, log)
+MLXC_UNARY(negative, negative)
+MLXC_UNARY(sqrt, sqrt)
+MLXC_UNARY(rsqrt, rsqrt)
+MLXC_UNARY(square, square)
+MLXC_UNARY(abs, abs)
+MLXC_UNARY(tanh, tanh)
+MLXC_UNARY(sin, sin)
+MLXC_UNARY(cos, cos)
+MLXC_UNARY(erf, erf)
+MLXC_UNARY(logical_not, logical_not)
+MLXC_UNARY(floor, floor)
+MLXC_UNARY(ceil, ceil)
+MLXC_UNARY(copy, copy)
+
+#define MLXC_BINARY_OP(name)                                               \
+  int mlx_##name(                                                          \
+      mlx_array* res,                                                      \
+      const mlx_array a,                                                   \
+      const mlx_array b,                                                   \
+      const mlx_stream s) {                                                \
+    return guarded(                                                        \
+        [&] { put_array(res, mx::name(arr(a), arr(b), stream(s))); });     \
+  }
+
+MLXC_BINARY_OP(subtract)
+MLXC_BINARY_OP(divide)
+MLXC_BINARY_OP(floor_divide)
+MLXC_BINARY_OP(power)
+MLXC_BINARY_OP(maximum)
+MLXC_BINARY_OP(minimum)
+MLXC_BINARY_OP(remainder)
+MLXC_BINARY_OP(equal)
+MLXC_BINARY_OP(not_equal)
+MLXC_BINARY_OP(greater)
+MLXC_BINARY_OP(greater_equal)
+MLXC_BINARY_OP(less)
+MLXC_BINARY_OP(less_equal)
+MLXC_BINARY_OP(logical_and)
+MLXC_BINARY_OP(logical_or)
+
+int mlx_where(
+    mlx_array* res,
+    const mlx_array condition,
+    const mlx_array x,
+    const mlx_array y,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(res, mx::where(arr(condition), arr(x), arr(y), stream(s)));
+  });
+}
+
+int mlx_clip(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array a_min,
+    const mlx_array a_max,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res, mx::clip(arr(a), opt_array(a_min), opt_array(a_max), stream(s)));
+  });
+}
+
+int mlx_addmm(
+    mlx_array* res,
+    const mlx_array c,
+    const mlx_array a,
+    const mlx_array b,
+    float alpha,
+    float beta,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res, mx::addmm(arr(c), arr(a), arr(b), alpha, beta, stream(s)));
+  });
+}
+
+#define MLXC_REDUCE_AXES(name, fn, flag)                                     \
+  int mlx_##name(                                                            \
+      mlx_array* res,                                                        \
+      const mlx_array a,                                                     \
+      const int* axes,                                                       \
+      size_t axes_num,                                                       \
+      bool flag,                                                             \
+      const mlx_stream s) {                                                  \
+    return guarded([&] {                                                     \
+      put_array(                                                             \
+          res, mx::fn(arr(a), to_ints(axes, axes_num), flag, stream(s)));    \
+    });                                                                      \
+  }
+
+MLXC_REDUCE_AXES(mean_axes, mean, keepdims)
+MLXC_REDUCE_AXES(max_axes, max, keepdims)
+MLXC_REDUCE_AXES(min_axes, min, keepdims)
+MLXC_REDUCE_AXES(logsumexp_axes, logsumexp, keepdims)
+MLXC_REDUCE_AXES(softmax_axes, softmax, precise)
+
+int mlx_argmax_axis(
+    mlx_array* res,
+    const mlx_array a,
+    int axis,
+    bool keepdims,
+    const mlx_stream s) {
+  return guarded(
+      [&] { put_array(res, mx::argmax(arr(a), axis, keepdims, stream(s))); });
+}
+
+int mlx_argmin_axis(
+    mlx_array* res,
+    const mlx_array a,
+    int axis,
+    bool keepdims,
+    const mlx_stream s) {
+  return guarded(
+      [&] { put_array(res, mx::argmin(arr(a), axis, keepdims, stream(s))); });
+}
+
+int mlx_cumsum(
+    mlx_array* res,
+    const mlx_array a,
+    int axis,
+    bool reverse,
+    bool inclusive,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(res, mx::cumsum(arr(a), axis, reverse, inclusive, stream(s)));
+  });
+}
+
+int mlx_argpartition_axis(
+    mlx_array* res,
+    const mlx_array a,
+    int kth,
+    int axis,
+    const mlx_stream s) {
+  return guarded(
+      [&] { put_array(res, mx::argpartition(arr(a), kth, axis, stream(s))); });
+}
+
+int mlx_argsort_axis(
+    mlx_array* res,
+    const mlx_array a,
+    int axis,
+    const mlx_stream s) {
+  return guarded([&] { put_array(res, mx::argsort(arr(a), axis, stream(s))); });
+}
+
+int mlx_sort_axis(
+    mlx_array* res,
+    const mlx_array a,
+    int axis,
+    const mlx_stream s) {
+  return guarded([&] { put_array(res, mx::sort(arr(a), axis, stream(s))); });
+}
+
+int mlx_topk_axis(
+    mlx_array* res,
+    const mlx_array a,
+    int k,
+    int axis,
+    const mlx_stream s) {
+  return guarded([&] { put_array(res, mx::topk(arr(a), k, axis, stream(s))); });
+}
+
+int mlx_take_along_axis(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array indices,
+    int axis,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(res, mx::take_along_axis(arr(a), arr(indices), axis, stream(s)));
+  });
+}
+
+int mlx_put_along_axis(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array indices,
+    const mlx_array values,
+    int axis,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::put_along_axis(
+            arr(a), arr(indices), arr(values), axis, stream(s)));
+  });
+}
+
+int mlx_slice_update(
+    mlx_array* res,
+    const mlx_array src,
+    const mlx_array update,
+    const int* start,
+    size_t start_num,
+    const int* stop,
+    size_t stop_num,
+    const int* strides,
+    size_t strides_num,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::slice_update(
+            arr(src),
+            arr(update),
+            to_shape(start, start_num),
+            to_shape(stop, stop_num),
+            to_shape(strides, strides_num),
+            stream(s)));
+  });
+}
+
+int mlx_expand_dims_axes(
+    mlx_array* res,
+    const mlx_array a,
+    const int* axes,
+    size_t axes_num,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(res, mx::expand_dims(arr(a), to_ints(axes, axes_num), stream(s)));
+  });
+}
+
+int mlx_squeeze_axes(
+    mlx_array* res,
+    const mlx_array a,
+    const int* axes,
+    size_t axes_num,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(res, mx::squeeze(arr(a), to_ints(axes, axes_num), stream(s)));
+  });
+}
+
+int mlx_broadcast_to(
+    mlx_array* res,
+    const mlx_array a,
+    const int* shape,
+    size_t shape_num,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res, mx::broadcast_to(arr(a), to_shape(shape, shape_num), stream(s)));
+  });
+}
+
+int mlx_swapaxes(
+    mlx_array* res,
+    const mlx_array a,
+    int axis1,
+    int axis2,
+    const mlx_stream s) {
+  return guarded(
+      [&] { put_array(res, mx::swapaxes(arr(a), axis1, axis2, stream(s))); });
+}
+
+int mlx_stack_axis(
+    mlx_array* res,
+    const mlx_vector_array arrays,
+    int axis,
+    const mlx_stream s) {
+  return guarded(
+      [&] { put_array(res, mx::stack(vec(arrays), axis, stream(s))); });
+}
+
+int mlx_flatten(
+    mlx_array* res,
+    const mlx_array a,
+    int start_axis,
+    int end_axis,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(res, mx::flatten(arr(a), start_axis, end_axis, stream(s)));
+  });
+}
+
+int mlx_arange(
+    mlx_array* res,
+    double start,
+    double stop,
+    double step,
+    mlx_dtype dtype,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res, mx::arange(start, stop, step, to_dtype(dtype), stream(s)));
+  });
+}
+
+int mlx_full(
+    mlx_array* res,
+    const int* shape,
+    size_t shape_num,
+    const mlx_array vals,
+    mlx_dtype dtype,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::full(
+            to_shape(shape, shape_num), arr(vals), to_dtype(dtype), stream(s)));
+  });
+}
+
+int mlx_ones(
+    mlx_array* res,
+    const int* shape,
+    size_t shape_num,
+    mlx_dtype dtype,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res, mx::ones(to_shape(shape, shape_num), to_dtype(dtype), stream(s)));
+  });
+}
+
+int mlx_gather_mm(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array b,
+    const mlx_array lhs_indices,
+    const mlx_array rhs_indices,
+    bool sorted_indices,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::gather_mm(
+            arr(a),
+            arr(b),
+            opt_array(lhs_indices),
+            opt_array(rhs_indices),
+            sorted_indices,
+            stream(s)));
+  });
+}
+
+int mlx_gather_qmm(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_array w,
+    const mlx_array scales,
+    const mlx_array biases,
+    const mlx_array lhs_indices,
+    const mlx_array rhs_indices,
+    bool transpose,
+    mlx_optional_int group_size,
+    mlx_optional_int bits,
+    const char* mode,
+    bool sorted_indices,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::gather_qmm(
+            arr(x),
+            arr(w),
+            arr(scales),
+            opt_array(biases),
+            opt_array(lhs_indices),
+            opt_array(rhs_indices),
+            transpose,
+            opt(group_size),
+            opt(bits),
+            mode ? mode : "affine",
+            std::nullopt,
+            sorted_indices,
+            stream(s)));
+  });
+}
+
+int mlx_fast_rms_norm(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_array weight,
+    float eps,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res, mx::fast::rms_norm(arr(x), opt_array(weight), eps, stream(s)));
+  });
+}
+
+int mlx_fast_layer_norm(
+    mlx_array* res,
+    const mlx_array x,
+    const mlx_array weight,
+    const mlx_array bias,
+    float eps,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::fast::layer_norm(
+            arr(x), opt_array(weight), opt_array(bias), eps, stream(s)));
+  });
+}
+
+int mlx_fast_rope(
+    mlx_array* res,
+    const mlx_array x,
+    int dims,
+    bool traditional,
+    mlx_optional_float base,
+    float scale,
+    int offset,
+    const mlx_array freqs,
+    const mlx_stream s) {
+  return guarded([&] {
+    std::optional<float> b =
+        base.has_value ? std::optional<float>(base.value) : std::nullopt;
+    put_array(
+        res,
+        mx::fast::rope(
+            arr(x),
+            dims,
+            traditional,
+            b,
+            scale,
+            offset,
+            opt_array(freqs),
+            stream(s)));
+  });
+}
+
+int mlx_fast_scaled_dot_product_attention(
+    mlx_array* res,
+    const mlx_array queries,
+    const mlx_array keys,
+    const mlx_array values,
+    float scale,
+    const char* mask_mode,
+    const mlx_array mask_arr,
+    const mlx_array sinks,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::fast::scaled_dot_product_attention(
+            arr(queries),
+            arr(keys),
+            arr(values),
+            scale,
+            mask_mode ? mask_mode : "",
+            opt_array(mask_arr),
+            opt_array(sinks),
+            false,
+            stream(s)));
+  });
+}
+
+int mlx_random_seed(uint64_t seed) {
+  return guarded([&] { mx::random::seed(seed); });
+}
+
+int mlx_random_key(mlx_array* res, uint64_t seed) {
+  return guarded([&] { put_array(res, mx::random::key(seed)); });
+}
+
+int mlx_random_split_num(
+    mlx_array* res,
+    const mlx_array key,
+    int num,
+    const mlx_stream s) {
+  return guarded(
+      [&] { put_array(res, mx::random::split(arr(key), num, stream(s))); });
+}
+
+int mlx_random_categorical(
+    mlx_array* res,
+    const mlx_array logits,
+    int axis,
+    const mlx_array key,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::random::categorical(arr(logits), axis, opt_array(key), stream(s)));
+  });
+}
+
+int mlx_random_uniform(
+    mlx_array* res,
+    const mlx_array low,
+    const mlx_array high,
+    const int* shape,
+    size_t shape_num,
+    mlx_dtype dtype,
+    const mlx_array key,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::random::uniform(
+            arr(low),
+            arr(high),
+            to_shape(shape, shape_num),
+            to_dtype(dtype),
+            opt_array(key),
+            stream(s)));
+  });
+}
+
+int mlx_random_gumbel(
+    mlx_array* res,
+    const int* shape,
+    size_t shape_num,
+    mlx_dtype dtype,
+    const mlx_array key,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::random::gumbel(
+            to_shape(shape, shape_num), to_dtype(dtype), opt_array(key), stream(s)));
+  });
+}
+
 // ---- io ----
 
 int mlx_load_safetensors(
