@@ -165,12 +165,12 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 			Fix: "start every rank with one launcher and one hostfile; a stale MLX_* variable in the shell can also cause this"}
 	}
 
-	g := &Group{g: res.g, backend: b, stream: mlx.CPUStream, timeout: opt.Timeout, onHang: opt.OnHang}
+	g := &Group{g: res.g, backend: b, stream: mlx.CPUStream(), timeout: opt.Timeout, onHang: opt.OnHang}
 	if g.onHang == nil {
 		g.onHang = defaultOnHang
 	}
 	if b == NCCL {
-		g.stream = mlx.GPUStream
+		g.stream = mlx.GPUStream()
 	}
 	if g.timeout == 0 {
 		g.timeout = DefaultTimeout

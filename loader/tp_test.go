@@ -105,7 +105,7 @@ func block(arrays map[string]*mlx.Array, in, out string, x *mlx.Array, g *mlx.Gr
 	}
 	defer y.Free()
 	if g != nil && g.Size() > 1 {
-		s, err := mlx.AllSum(y, g, mlx.CPUStream)
+		s, err := mlx.AllSum(y, g, mlx.CPUStream())
 		if err != nil {
 			return nil, err
 		}

@@ -29,10 +29,13 @@ type Array struct {
 type arrayRef struct {
 	h     uintptr // mlx_array.ctx; read and freed only on the MLX thread
 	freed atomic.Bool
+	shape []int // read once at creation: shapes and dtypes never change
+	dtype Dtype
 }
 
+// newArray takes ownership of handle h; call it on the MLX thread only.
 func newArray(h uintptr) *Array {
-	r := &arrayRef{h: h}
+	r := &arrayRef{h: h, shape: shapeLocked(h), dtype: Dtype(mlx_array_dtype(h))}
 	a := &Array{r: r}
 	runtime.AddCleanup(a, func(r *arrayRef) {
 		if r.freed.CompareAndSwap(false, true) {
@@ -62,7 +65,7 @@ func (a *Array) Free() {
 	h := a.r.h
 	// Free does not wait: calls run in order, so every later call sees the
 	// memory already returned.
-	post(func() { _, _, _ = purego.SyscallN(lib.sym.arrayFree, h) })
+	post(func() { mlx_array_free(h) })
 }
 
 // FreeAll frees every array given; nil entries are skipped.
@@ -85,21 +88,6 @@ func checkShape(shape []int) (int, error) {
 		n *= d
 	}
 	return n, nil
-}
-
-func cShape(shape []int) []int32 {
-	out := make([]int32, len(shape))
-	for i, d := range shape {
-		out[i] = int32(d)
-	}
-	return out
-}
-
-func int32Ptr(v []int32) uintptr {
-	if len(v) == 0 {
-		return 0
-	}
-	return uintptr(unsafe.Pointer(&v[0]))
 }
 
 // FromSlice returns a new array holding a copy of data with the given shape
@@ -136,22 +124,16 @@ func NewArrayBytes(data []byte, shape []int, dt Dtype) (*Array, error) {
 	if want := n * dt.Size(); len(data) != want {
 		return nil, shapeErr("%d bytes given for shape %v of %s (%d bytes)", len(data), shape, dt, want)
 	}
-	cs := cShape(shape)
+	cs := cInts(shape)
 	var out *Array
 	err = doErr(func() error {
-		var p uintptr
-		if len(data) > 0 {
-			p = uintptr(unsafe.Pointer(&data[0]))
-		}
-		h, _, _ := purego.SyscallN(lib.sym.arrayNewData, p, int32Ptr(cs), uintptr(len(cs)), uintptr(dt))
+		h := mlx_array_new_data(unsafe.Pointer(unsafe.SliceData(data)), cs, int32(dt))
 		if err := checkHandle("mlx_array_new_data", h); err != nil {
 			return err
 		}
 		out = newArray(h)
 		return nil
 	})
-	runtime.KeepAlive(data)
-	runtime.KeepAlive(cs)
 	return out, err
 }
 
@@ -208,7 +190,7 @@ func NewArrayExternal(data unsafe.Pointer, nbytes int, shape []int, dt Dtype, re
 	if err := Load(); err != nil {
 		return nil, err
 	}
-	if lib.sym.arrayNewManaged == 0 {
+	if sym.mlx_array_new_data_managed_payload == 0 {
 		return nil, fmt.Errorf("mlx: %s has no mlx_array_new_data_managed_payload (needs mlx-c >= 0.5)", lib.path)
 	}
 	cb := deleterCallback()
@@ -220,17 +202,16 @@ func NewArrayExternal(data unsafe.Pointer, nbytes int, shape []int, dt Dtype, re
 	}
 	externalRelease[id] = release
 	externalMu.Unlock()
-	cs := cShape(shape)
+	cs := cInts(shape)
 	var out *Array
 	err = doErr(func() error {
-		h, _, _ := purego.SyscallN(lib.sym.arrayNewManaged, uintptr(data), int32Ptr(cs), uintptr(len(cs)), uintptr(dt), id, cb)
+		h := mlx_array_new_data_managed_payload(uintptr(data), cs, int32(dt), id, cb)
 		if err := checkHandle("mlx_array_new_data_managed_payload", h); err != nil {
 			return err
 		}
 		out = newArray(h)
 		return nil
 	})
-	runtime.KeepAlive(cs)
 	if err != nil {
 		// MLX never took the memory: release it here, once.
 		externalMu.Lock()
@@ -261,7 +242,7 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 		return nil, err
 	}
 	nbytes := n * dt.Size()
-	cs := cShape(shape)
+	cs := cInts(shape)
 	var out *Array
 	var ptr uintptr
 	err = doErr(func() error {
@@ -269,36 +250,30 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 		if err != nil {
 			return err
 		}
-		var z, c uintptr
-		defer func() {
-			if z != 0 {
-				purego.SyscallN(lib.sym.arrayFree, z)
-			}
-		}()
-		rc, _, _ := purego.SyscallN(lib.sym.zeros, uintptr(unsafe.Pointer(&z)), int32Ptr(cs), uintptr(len(cs)), uintptr(dt), s)
-		if err := check("mlx_zeros", rc); err != nil {
+		z := slot(0)
+		if err := check("mlx_zeros", mlx_zeros(z, cs, int32(dt), s)); err != nil {
 			return err
 		}
+		zh := *z
+		defer mlx_array_free(zh)
 		// zeros is a broadcast of one element; contiguous gives the array a
 		// buffer of its own, which nothing else references.
-		rc, _, _ = purego.SyscallN(lib.sym.contiguous, uintptr(unsafe.Pointer(&c)), z, 0, s)
-		if err := check("mlx_contiguous", rc); err != nil {
+		c := slot(1)
+		if err := check("mlx_contiguous", mlx_contiguous(c, zh, false, s)); err != nil {
 			return err
 		}
-		out = newArray(c)
-		rc, _, _ = purego.SyscallN(lib.sym.arrayEval, c)
-		if err := check("mlx_array_eval", rc); err != nil {
+		out = newArray(*c)
+		if err := check("mlx_array_eval", mlx_array_eval(out.r.h)); err != nil {
 			return err
 		}
 		if nbytes > 0 {
-			ptr, _, _ = purego.SyscallN(lib.sym.arrayDataUint8, c)
+			ptr = mlx_array_data_uint8(out.r.h)
 			if ptr == 0 {
 				return &Error{Op: "mlx_array_data_uint8", Msg: takeError()}
 			}
 		}
 		return nil
 	})
-	runtime.KeepAlive(cs)
 	if err != nil {
 		out.Free()
 		return nil, err
@@ -315,27 +290,20 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 	return out, nil
 }
 
-// Shape returns the array's dimensions.
+// Shape returns the array's dimensions (those it had, once freed).
 func (a *Array) Shape() []int {
-	var out []int
-	_ = doErr(func() error {
-		h, err := a.handle()
-		if err != nil {
-			return err
-		}
-		out = shapeLocked(h)
+	if a == nil || a.r == nil {
 		return nil
-	})
-	return out
+	}
+	return append([]int(nil), a.r.shape...)
 }
 
 func shapeLocked(h uintptr) []int {
-	nd, _, _ := purego.SyscallN(lib.sym.arrayNdim, h)
+	nd := int(mlx_array_ndim(h))
 	if nd == 0 {
 		return []int{}
 	}
-	p, _, _ := purego.SyscallN(lib.sym.arrayShape, h)
-	dims := unsafe.Slice((*int32)(cPtr(p)), int(nd))
+	dims := unsafe.Slice((*int32)(cPtr(mlx_array_shape(h))), nd)
 	out := make([]int, nd)
 	for i, d := range dims {
 		out[i] = int(d)
@@ -351,37 +319,48 @@ type Info struct {
 	Nbytes int
 }
 
-// Info returns shape, dtype, size and byte size in one call.
+// Info returns shape, dtype, size and byte size; ErrFreed after Free.
 func (a *Array) Info() (Info, error) {
-	var in Info
-	err := doErr(func() error {
-		h, err := a.handle()
-		if err != nil {
-			return err
-		}
-		in.Shape = shapeLocked(h)
-		dt, _, _ := purego.SyscallN(lib.sym.arrayDtype, h)
-		in.Dtype = Dtype(int32(dt))
-		sz, _, _ := purego.SyscallN(lib.sym.arraySize, h)
-		in.Size = int(sz)
-		nb, _, _ := purego.SyscallN(lib.sym.arrayNbytes, h)
-		in.Nbytes = int(nb)
-		return nil
-	})
-	return in, err
+	if a == nil || a.r == nil {
+		return Info{}, fmt.Errorf("%w: nil Array", ErrFreed)
+	}
+	if a.r.freed.Load() {
+		return Info{}, ErrFreed
+	}
+	n := a.Size()
+	return Info{Shape: a.Shape(), Dtype: a.r.dtype, Size: n, Nbytes: n * a.r.dtype.Size()}, nil
 }
 
-// Dtype returns the element type (0, Bool, for a freed array).
-func (a *Array) Dtype() Dtype { in, _ := a.Info(); return in.Dtype }
+// Dtype returns the element type.
+func (a *Array) Dtype() Dtype {
+	if a == nil || a.r == nil {
+		return 0
+	}
+	return a.r.dtype
+}
 
 // Size returns the number of elements.
-func (a *Array) Size() int { in, _ := a.Info(); return in.Size }
+func (a *Array) Size() int {
+	if a == nil || a.r == nil {
+		return 0
+	}
+	n := 1
+	for _, d := range a.r.shape {
+		n *= d
+	}
+	return n
+}
 
 // Nbytes returns the size of the array's data in bytes.
-func (a *Array) Nbytes() int { in, _ := a.Info(); return in.Nbytes }
+func (a *Array) Nbytes() int { return a.Size() * a.Dtype().Size() }
 
 // Ndim returns the number of dimensions.
-func (a *Array) Ndim() int { return len(a.Shape()) }
+func (a *Array) Ndim() int {
+	if a == nil || a.r == nil {
+		return 0
+	}
+	return len(a.r.shape)
+}
 
 // String is MLX's own printout of the array (which evaluates it).
 func (a *Array) String() string {
@@ -391,14 +370,13 @@ func (a *Array) String() string {
 		if err != nil {
 			return err
 		}
-		str, _, _ := purego.SyscallN(lib.sym.stringNew)
-		defer purego.SyscallN(lib.sym.stringFree, str)
-		rc, _, _ := purego.SyscallN(lib.sym.arrayToString, uintptr(unsafe.Pointer(&str)), h)
-		if err := check("mlx_array_tostring", rc); err != nil {
+		str := new(uintptr)
+		*str = mlx_string_new()
+		defer func() { mlx_string_free(*str) }()
+		if err := check("mlx_array_tostring", mlx_array_tostring(str, h)); err != nil {
 			return err
 		}
-		p, _, _ := purego.SyscallN(lib.sym.stringData, str)
-		s = goString((*byte)(cPtr(p)))
+		s = goString(mlx_string_data(*str))
 		return nil
 	})
 	if err != nil {
@@ -424,40 +402,37 @@ func withDataLocked(a *Array, f func([]byte)) error {
 	if err != nil {
 		return err
 	}
-	rc, _, _ := purego.SyscallN(lib.sym.arrayEval, h)
-	if err := check("mlx_array_eval", rc); err != nil {
+	if err := check("mlx_array_eval", mlx_array_eval(h)); err != nil {
 		return err
 	}
-	contig := false
-	if lib.sym.arrayIsRowContig != 0 {
-		rc, _, _ = purego.SyscallN(lib.sym.arrayIsRowContig, uintptr(unsafe.Pointer(&contig)), h)
-		if err := check("_mlx_array_is_row_contiguous", rc); err != nil {
+	contig := new(bool)
+	if sym._mlx_array_is_row_contiguous != 0 {
+		if err := check("_mlx_array_is_row_contiguous", _mlx_array_is_row_contiguous(contig, h)); err != nil {
 			return err
 		}
 	}
-	if !contig {
+	if !*contig {
 		s, err := defaultStreamLocked()
 		if err != nil {
 			return err
 		}
-		var c uintptr
-		rc, _, _ = purego.SyscallN(lib.sym.contiguous, uintptr(unsafe.Pointer(&c)), h, 0, s)
-		if err := check("mlx_contiguous", rc); err != nil {
+		c := slot(1)
+		if err := check("mlx_contiguous", mlx_contiguous(c, h, false, s)); err != nil {
 			return err
 		}
-		defer purego.SyscallN(lib.sym.arrayFree, c)
-		rc, _, _ = purego.SyscallN(lib.sym.arrayEval, c)
-		if err := check("mlx_array_eval", rc); err != nil {
+		ch := *c
+		defer mlx_array_free(ch)
+		if err := check("mlx_array_eval", mlx_array_eval(ch)); err != nil {
 			return err
 		}
-		h = c
+		h = ch
 	}
-	nb, _, _ := purego.SyscallN(lib.sym.arrayNbytes, h)
+	nb := mlx_array_nbytes(h)
 	if nb == 0 {
 		f(nil)
 		return nil
 	}
-	p, _, _ := purego.SyscallN(lib.sym.arrayDataUint8, h)
+	p := mlx_array_data_uint8(h)
 	if p == 0 {
 		return &Error{Op: "mlx_array_data_uint8", Msg: takeError()}
 	}
@@ -475,8 +450,7 @@ func ToSlice[T Element](a *Array) ([]T, error) {
 		if err != nil {
 			return err
 		}
-		d, _, _ := purego.SyscallN(lib.sym.arrayDtype, h)
-		got := Dtype(int32(d))
+		got := Dtype(mlx_array_dtype(h))
 		if got != want && !(want == Uint16 && (got == Float16 || got == Bfloat16)) {
 			return fmt.Errorf("mlx: array of %s read as %s", got, want)
 		}
@@ -501,17 +475,15 @@ func AsyncEval(arrays ...*Array) error { return evalWith(true, arrays) }
 
 func evalWith(async bool, arrays []*Array) error {
 	return doErr(func() error {
-		fn, op := lib.sym.eval, "mlx_eval"
-		if async {
-			fn, op = lib.sym.asyncEval, "mlx_async_eval"
-		}
 		v, err := vectorLocked(arrays)
 		if err != nil {
 			return err
 		}
-		defer purego.SyscallN(lib.sym.vectorArrayFree, v)
-		rc, _, _ := purego.SyscallN(fn, v)
-		return check(op, rc)
+		defer mlx_vector_array_free(v)
+		if async {
+			return check("mlx_async_eval", mlx_async_eval(v))
+		}
+		return check("mlx_eval", mlx_eval(v))
 	})
 }
 
@@ -526,12 +498,7 @@ func vectorLocked(arrays []*Array) (uintptr, error) {
 		}
 		hs[i] = h
 	}
-	var p uintptr
-	if len(hs) > 0 {
-		p = uintptr(unsafe.Pointer(&hs[0]))
-	}
-	v, _, _ := purego.SyscallN(lib.sym.vectorArrayNewData, p, uintptr(len(hs)))
-	runtime.KeepAlive(hs)
+	v := mlx_vector_array_new_data(hs)
 	if err := checkHandle("mlx_vector_array_new_data", v); err != nil {
 		return 0, err
 	}
@@ -540,19 +507,18 @@ func vectorLocked(arrays []*Array) (uintptr, error) {
 
 // unpackVectorLocked turns an mlx_vector_array into owned Arrays.
 func unpackVectorLocked(v uintptr) ([]*Array, error) {
-	n, _, _ := purego.SyscallN(lib.sym.vectorArraySize, v)
+	n := mlx_vector_array_size(v)
 	out := make([]*Array, 0, n)
 	for i := uintptr(0); i < n; i++ {
-		var h uintptr
-		rc, _, _ := purego.SyscallN(lib.sym.vectorArrayGet, uintptr(unsafe.Pointer(&h)), v, i)
-		if err := check("mlx_vector_array_get", rc); err != nil {
+		h := slot(0)
+		if err := check("mlx_vector_array_get", mlx_vector_array_get(h, v, i)); err != nil {
 			for _, a := range out {
-				purego.SyscallN(lib.sym.arrayFree, a.r.h)
+				mlx_array_free(a.r.h)
 				a.r.freed.Store(true)
 			}
 			return nil, err
 		}
-		out = append(out, newArray(h))
+		out = append(out, newArray(*h))
 	}
 	return out, nil
 }

@@ -1,11 +1,5 @@
 package mlx
 
-import (
-	"unsafe"
-
-	"github.com/ebitengine/purego"
-)
-
 // DeviceType is where MLX runs an operation.
 type DeviceType int
 
@@ -29,14 +23,29 @@ type Stream struct {
 	dev DeviceType
 }
 
-// CPUStream is the default stream of the CPU.
-var CPUStream = &Stream{dev: CPU}
+// CPUStream returns the default stream of the CPU.
+func CPUStream() *Stream { return &Stream{dev: CPU} }
 
-// GPUStream is the default stream of the GPU (an error where there is none).
-var GPUStream = &Stream{dev: GPU}
+// GPUStream returns the default stream of the GPU (using it is an error
+// where there is none).
+func GPUStream() *Stream { return &Stream{dev: GPU} }
 
-// Device is the device type of the stream.
-func (s *Stream) Device() DeviceType { return s.dev }
+// Device is the device type of the stream; a nil Stream is the package's
+// default stream, as Python's stream=None.
+func (s *Stream) Device() (DeviceType, error) {
+	if s == nil {
+		return DefaultDevice()
+	}
+	return s.dev, nil
+}
+
+// handleLocked returns the C handle of s, the default stream for nil.
+func (s *Stream) handleLocked() (uintptr, error) {
+	if s == nil {
+		return defaultStreamLocked()
+	}
+	return streamLocked(s.dev)
+}
 
 // The default streams' handles, made once on the MLX thread (MLX keeps
 // default streams per thread, and every call runs on that one thread).
@@ -48,7 +57,7 @@ var (
 func streamLocked(t DeviceType) (uintptr, error) {
 	if t == GPU {
 		if gpuStreamH == 0 {
-			h, _, _ := purego.SyscallN(lib.sym.defaultGPUStreamNew)
+			h := mlx_default_gpu_stream_new()
 			if err := checkHandle("mlx_default_gpu_stream_new", h); err != nil {
 				return 0, err
 			}
@@ -57,7 +66,7 @@ func streamLocked(t DeviceType) (uintptr, error) {
 		return gpuStreamH, nil
 	}
 	if cpuStreamH == 0 {
-		h, _, _ := purego.SyscallN(lib.sym.defaultCPUStreamNew)
+		h := mlx_default_cpu_stream_new()
 		if err := checkHandle("mlx_default_cpu_stream_new", h); err != nil {
 			return 0, err
 		}
@@ -107,12 +116,11 @@ func DefaultDevice() (DeviceType, error) {
 // Synchronize waits for everything queued on the stream to finish.
 func Synchronize(s *Stream) error {
 	return doErr(func() error {
-		h, err := streamLocked(s.dev)
+		h, err := s.handleLocked()
 		if err != nil {
 			return err
 		}
-		rc, _, _ := purego.SyscallN(lib.sym.synchronize, h)
-		return check("mlx_synchronize", rc)
+		return check("mlx_synchronize", mlx_synchronize(h))
 	})
 }
 
@@ -149,23 +157,24 @@ func AvailableDevices() (Devices, error) {
 
 func devicesLocked() (Devices, error) {
 	d := Devices{CPU: true}
-	if lib.sym.deviceCount != 0 {
-		var n int32
-		rc, _, _ := purego.SyscallN(lib.sym.deviceCount, uintptr(unsafe.Pointer(&n)), uintptr(GPU))
-		if err := check("mlx_device_count", rc); err != nil {
+	if sym.mlx_device_count != 0 {
+		n := new(int32)
+		if err := check("mlx_device_count", mlx_device_count(n, int32(GPU))); err != nil {
 			return d, err
 		}
-		d.GPUs = int(n)
+		d.GPUs = int(*n)
 	}
-	rc, _, _ := purego.SyscallN(lib.sym.metalIsAvailable, uintptr(unsafe.Pointer(&d.Metal)))
-	if err := check("mlx_metal_is_available", rc); err != nil {
+	flag := new(bool)
+	if err := check("mlx_metal_is_available", mlx_metal_is_available(flag)); err != nil {
 		return d, err
 	}
-	if lib.sym.cudaIsAvailable != 0 {
-		rc, _, _ = purego.SyscallN(lib.sym.cudaIsAvailable, uintptr(unsafe.Pointer(&d.CUDA)))
-		if err := check("mlx_cuda_is_available", rc); err != nil {
+	d.Metal = *flag
+	if sym.mlx_cuda_is_available != 0 {
+		*flag = false
+		if err := check("mlx_cuda_is_available", mlx_cuda_is_available(flag)); err != nil {
 			return d, err
 		}
+		d.CUDA = *flag
 	}
 	if d.GPUs == 0 && (d.Metal || d.CUDA) {
 		d.GPUs = 1
@@ -177,14 +186,13 @@ func devicesLocked() (Devices, error) {
 func Version() (string, error) {
 	var v string
 	err := doErr(func() error {
-		str, _, _ := purego.SyscallN(lib.sym.stringNew)
-		defer purego.SyscallN(lib.sym.stringFree, str)
-		rc, _, _ := purego.SyscallN(lib.sym.version, uintptr(unsafe.Pointer(&str)))
-		if err := check("mlx_version", rc); err != nil {
+		str := new(uintptr)
+		*str = mlx_string_new()
+		defer func() { mlx_string_free(*str) }()
+		if err := check("mlx_version", mlx_version(str)); err != nil {
 			return err
 		}
-		p, _, _ := purego.SyscallN(lib.sym.stringData, str)
-		v = goString((*byte)(cPtr(p)))
+		v = goString(mlx_string_data(*str))
 		return nil
 	})
 	return v, err

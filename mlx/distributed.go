@@ -1,14 +1,9 @@
 package mlx
 
 import (
-	"fmt"
 	"os/signal"
-	"runtime"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 // Group is a group of processes that communicate through one of MLX's
@@ -27,15 +22,10 @@ type Group struct {
 func DistributedAvailable(backend string) (bool, error) {
 	var ok bool
 	err := doErr(func() error {
-		var p uintptr
-		var b []byte
-		if backend != "" {
-			b = cString(backend)
-			p = uintptr(unsafe.Pointer(&b[0]))
+		if backend == "" {
+			backend = "any"
 		}
-		r, _, _ := purego.SyscallN(lib.sym.distIsAvailable, p)
-		runtime.KeepAlive(b)
-		ok = byte(r) != 0
+		ok = mlx_distributed_is_available(backend)
 		return nil
 	})
 	return ok, err
@@ -54,26 +44,22 @@ func DistributedInit(strict bool, backend string) (*Group, error) {
 	signal.Ignore(syscall.SIGPIPE)
 	var g *Group
 	err := doErr(func() error {
-		var b []byte
-		var p uintptr
-		if backend != "" {
-			b = cString(backend)
-			p = uintptr(unsafe.Pointer(&b[0]))
+		if backend == "" {
+			backend = "any"
 		}
 		var h uintptr
 		if lib.abi == ABIv06 {
-			h, _, _ = purego.SyscallN(lib.sym.distInit, boolArg(strict), p)
+			h = mlx_distributed_init__v06(strict, backend)
 			if err := checkHandle("mlx_distributed_init", h); err != nil {
 				return err
 			}
 		} else {
-			rc, _, _ := purego.SyscallN(lib.sym.distInit, slotAddr(0), boolArg(strict), p)
-			if err := check("mlx_distributed_init", rc); err != nil {
+			res := slot(0)
+			if err := check("mlx_distributed_init", mlx_distributed_init(res, strict, backend)); err != nil {
 				return err
 			}
-			h = slots[0]
+			h = *res
 		}
-		runtime.KeepAlive(b)
 		g = newGroupLocked(h)
 		return nil
 	})
@@ -81,9 +67,7 @@ func DistributedInit(strict bool, backend string) (*Group, error) {
 }
 
 func newGroupLocked(h uintptr) *Group {
-	r, _, _ := purego.SyscallN(lib.sym.distGroupRank, h)
-	s, _, _ := purego.SyscallN(lib.sym.distGroupSize, h)
-	return &Group{h: h, rank: int(int32(r)), size: int(int32(s))}
+	return &Group{h: h, rank: int(mlx_distributed_group_rank(h)), size: int(mlx_distributed_group_size(h))}
 }
 
 // Rank is this process's rank in the group.
@@ -102,16 +86,16 @@ func (g *Group) Split(color, key int) (*Group, error) {
 		}
 		var h uintptr
 		if lib.abi == ABIv06 {
-			h, _, _ = purego.SyscallN(lib.sym.distGroupSplit, g.h, uintptr(int32(color)), uintptr(int32(key)))
+			h = mlx_distributed_group_split__v06(g.h, int32(color), int32(key))
 			if err := checkHandle("mlx_distributed_group_split", h); err != nil {
 				return err
 			}
 		} else {
-			rc, _, _ := purego.SyscallN(lib.sym.distGroupSplit, slotAddr(0), g.h, uintptr(int32(color)), uintptr(int32(key)))
-			if err := check("mlx_distributed_group_split", rc); err != nil {
+			res := slot(0)
+			if err := check("mlx_distributed_group_split", mlx_distributed_group_split(res, g.h, int32(color), int32(key))); err != nil {
 				return err
 			}
-			h = slots[0]
+			h = *res
 		}
 		out = newGroupLocked(h)
 		return nil
@@ -124,11 +108,11 @@ func (g *Group) Free() {
 	if g == nil || !g.freed.CompareAndSwap(false, true) {
 		return
 	}
-	if lib.sym.distGroupFree == 0 {
+	if sym.mlx_distributed_group_free == 0 {
 		return
 	}
 	h := g.h
-	do(func() { purego.SyscallN(lib.sym.distGroupFree, h) })
+	do(func() { mlx_distributed_group_free(h) })
 }
 
 func (g *Group) handleLocked() (uintptr, error) {
@@ -141,29 +125,21 @@ func (g *Group) handleLocked() (uintptr, error) {
 	return g.h, nil
 }
 
-func collective(name string, fn func() uintptr, x *Array, g *Group, s *Stream, extra ...uintptr) (*Array, error) {
+func collective(name string, f func(*uintptr, uintptr, uintptr, uintptr) int32, x *Array, g *Group, s *Stream) (*Array, error) {
 	var out *Array
 	err := doErr(func() error {
-		xh, err := x.handle()
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
 		gh, err := g.handleLocked()
 		if err != nil {
 			return err
 		}
-		sh, err := streamLocked(s.dev)
+		sh, err := s.handleLocked()
 		if err != nil {
 			return err
 		}
-		args := append([]uintptr{slotAddr(0), xh}, extra...)
-		args = append(args, gh, sh)
-		rc, _, _ := purego.SyscallN(fn(), args...)
-		if err := check(name, rc); err != nil {
-			return err
-		}
-		out = newArray(slots[0])
-		return nil
+		out, err = opLocked(name, false, []*Array{x}, func(res *uintptr, in []uintptr, _ uintptr) int32 {
+			return f(res, in[0], gh, sh)
+		})
+		return err
 	})
 	return out, err
 }
@@ -171,33 +147,35 @@ func collective(name string, fn func() uintptr, x *Array, g *Group, s *Stream, e
 // AllSum sums x over every process of g (nil: the default group) on stream
 // s. The result is lazy like any op.
 func AllSum(x *Array, g *Group, s *Stream) (*Array, error) {
-	return collective("mlx_distributed_all_sum", func() uintptr { return lib.sym.distAllSum }, x, g, s)
+	return collective("mlx_distributed_all_sum", mlx_distributed_all_sum, x, g, s)
 }
 
 // AllGather concatenates x from every process along the first axis.
 func AllGather(x *Array, g *Group, s *Stream) (*Array, error) {
-	return collective("mlx_distributed_all_gather", func() uintptr { return lib.sym.distAllGather }, x, g, s)
+	return collective("mlx_distributed_all_gather", mlx_distributed_all_gather, x, g, s)
 }
 
 // AllMax is the element-wise maximum of x over every process.
 func AllMax(x *Array, g *Group, s *Stream) (*Array, error) {
-	return collective("mlx_distributed_all_max", func() uintptr { return lib.sym.distAllMax }, x, g, s)
+	return collective("mlx_distributed_all_max", mlx_distributed_all_max, x, g, s)
 }
 
 // AllMin is the element-wise minimum of x over every process.
 func AllMin(x *Array, g *Group, s *Stream) (*Array, error) {
-	return collective("mlx_distributed_all_min", func() uintptr { return lib.sym.distAllMin }, x, g, s)
+	return collective("mlx_distributed_all_min", mlx_distributed_all_min, x, g, s)
 }
 
 // SumScatter sums x over every process and gives each its slice of the
 // first axis.
 func SumScatter(x *Array, g *Group, s *Stream) (*Array, error) {
-	return collective("mlx_distributed_sum_scatter", func() uintptr { return lib.sym.distSumScatter }, x, g, s)
+	return collective("mlx_distributed_sum_scatter", mlx_distributed_sum_scatter, x, g, s)
 }
 
 // Send sends x to rank dst; evaluate the returned array to perform it.
 func Send(x *Array, dst int, g *Group, s *Stream) (*Array, error) {
-	return collective("mlx_distributed_send", func() uintptr { return lib.sym.distSend }, x, g, s, uintptr(int32(dst)))
+	return collective("mlx_distributed_send", func(res *uintptr, x, g, s uintptr) int32 {
+		return mlx_distributed_send(res, x, int32(dst), g, s)
+	}, x, g, s)
 }
 
 // Recv receives an array of the given shape and dtype from rank src.
@@ -205,25 +183,21 @@ func Recv(shape []int, dt Dtype, src int, g *Group, s *Stream) (*Array, error) {
 	if _, err := checkShape(shape); err != nil {
 		return nil, err
 	}
-	sh := cShape(shape)
+	sh := cInts(shape)
 	var out *Array
 	err := doErr(func() error {
 		gh, err := g.handleLocked()
 		if err != nil {
 			return err
 		}
-		st, err := streamLocked(s.dev)
+		st, err := s.handleLocked()
 		if err != nil {
 			return err
 		}
-		rc, _, _ := purego.SyscallN(lib.sym.distRecv, slotAddr(0), int32Ptr(sh), uintptr(len(sh)),
-			uintptr(dt), uintptr(int32(src)), gh, st)
-		if err := check("mlx_distributed_recv", rc); err != nil {
-			return err
-		}
-		out = newArray(slots[0])
-		return nil
+		out, err = opLocked("mlx_distributed_recv", false, nil, func(res *uintptr, _ []uintptr, _ uintptr) int32 {
+			return mlx_distributed_recv(res, sh, int32(dt), int32(src), gh, st)
+		})
+		return err
 	})
-	runtime.KeepAlive(sh)
 	return out, err
 }

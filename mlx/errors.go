@@ -23,8 +23,8 @@ var ErrShape = errors.New("mlx: invalid shape")
 
 // check turns an mlx-c return code into an error carrying MLX's message.
 // Only call it on the MLX thread, right after the C call.
-func check(op string, rc uintptr) error {
-	if int32(rc) == 0 {
+func check(op string, rc int32) error {
+	if rc == 0 {
 		return nil
 	}
 	return &Error{Op: op, Msg: takeError()}

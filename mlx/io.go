@@ -1,12 +1,6 @@
 package mlx
 
-import (
-	"fmt"
-	"runtime"
-	"unsafe"
-
-	"github.com/ebitengine/purego"
-)
+import "fmt"
 
 // LoadSafetensors loads every tensor of a safetensors file with MLX's own
 // loader, lazily: each array reads its bytes when evaluated (MLX preads the
@@ -14,7 +8,6 @@ import (
 // file's metadata. Package safetensors is the project's own reader; this is
 // here for interoperability checks against MLX.
 func LoadSafetensors(path string) (map[string]*Array, map[string]string, error) {
-	p := cString(path)
 	arrays := map[string]*Array{}
 	meta := map[string]string{}
 	err := doErr(func() error {
@@ -23,49 +16,45 @@ func LoadSafetensors(path string) (map[string]*Array, map[string]string, error) 
 			return err
 		}
 		m := new([2]uintptr)
-		m[0], _, _ = purego.SyscallN(lib.sym.mapArrayNew)
-		m[1], _, _ = purego.SyscallN(lib.sym.mapStringNew)
-		defer purego.SyscallN(lib.sym.mapArrayFree, m[0])
-		defer purego.SyscallN(lib.sym.mapStringFree, m[1])
-		rc, _, _ := purego.SyscallN(lib.sym.loadSafetensors, uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&m[1])),
-			uintptr(unsafe.Pointer(&p[0])), s)
-		runtime.KeepAlive(m)
-		if err := check("mlx_load_safetensors", rc); err != nil {
+		m[0] = mlx_map_string_to_array_new()
+		m[1] = mlx_map_string_to_string_new()
+		defer func() { mlx_map_string_to_array_free(m[0]) }()
+		defer func() { mlx_map_string_to_string_free(m[1]) }()
+		if err := check("mlx_load_safetensors", mlx_load_safetensors(&m[0], &m[1], path, s)); err != nil {
 			return fmt.Errorf("%w (file %s)", err, path)
 		}
-		it, _, _ := purego.SyscallN(lib.sym.mapArrayIterNew, m[0])
-		defer purego.SyscallN(lib.sym.mapArrayIterFree, it)
+		it := mlx_map_string_to_array_iterator_new(m[0])
+		defer mlx_map_string_to_array_iterator_free(it)
+		kv := new([2]uintptr) // key, value
 		for {
-			kv := new([2]uintptr) // key, array
-			rc, _, _ := purego.SyscallN(lib.sym.mapArrayIterNext, uintptr(unsafe.Pointer(&kv[0])), uintptr(unsafe.Pointer(&kv[1])), it)
-			if int32(rc) == 2 {
+			kv[1] = 0
+			rc := mlx_map_string_to_array_iterator_next(&kv[0], &kv[1], it)
+			if rc == 2 {
 				break
 			}
 			if err := check("mlx_map_string_to_array_iterator_next", rc); err != nil {
 				for _, a := range arrays {
-					purego.SyscallN(lib.sym.arrayFree, a.r.h)
+					mlx_array_free(a.r.h)
 					a.r.freed.Store(true)
 				}
 				return err
 			}
-			arrays[goString((*byte)(cPtr(kv[0])))] = newArray(kv[1])
+			arrays[goString(kv[0])] = newArray(kv[1])
 		}
-		sit, _, _ := purego.SyscallN(lib.sym.mapStringIterNew, m[1])
-		defer purego.SyscallN(lib.sym.mapStringIterFree, sit)
+		sit := mlx_map_string_to_string_iterator_new(m[1])
+		defer mlx_map_string_to_string_iterator_free(sit)
 		for {
-			kv := new([2]uintptr)
-			rc, _, _ := purego.SyscallN(lib.sym.mapStringIterNext, uintptr(unsafe.Pointer(&kv[0])), uintptr(unsafe.Pointer(&kv[1])), sit)
-			if int32(rc) == 2 {
+			rc := mlx_map_string_to_string_iterator_next(&kv[0], &kv[1], sit)
+			if rc == 2 {
 				break
 			}
 			if err := check("mlx_map_string_to_string_iterator_next", rc); err != nil {
 				return err
 			}
-			meta[goString((*byte)(cPtr(kv[0])))] = goString((*byte)(cPtr(kv[1])))
+			meta[goString(kv[0])] = goString(kv[1])
 		}
 		return nil
 	})
-	runtime.KeepAlive(p)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -75,39 +64,28 @@ func LoadSafetensors(path string) (map[string]*Array, map[string]string, error) 
 // SaveSafetensors writes the arrays (evaluating them) and metadata to path
 // with MLX's own writer.
 func SaveSafetensors(path string, arrays map[string]*Array, metadata map[string]string) error {
-	p := cString(path)
-	err := doErr(func() error {
-		ma, _, _ := purego.SyscallN(lib.sym.mapArrayNew)
-		defer purego.SyscallN(lib.sym.mapArrayFree, ma)
-		ms, _, _ := purego.SyscallN(lib.sym.mapStringNew)
-		defer purego.SyscallN(lib.sym.mapStringFree, ms)
+	return doErr(func() error {
+		ma := mlx_map_string_to_array_new()
+		defer mlx_map_string_to_array_free(ma)
+		ms := mlx_map_string_to_string_new()
+		defer mlx_map_string_to_string_free(ms)
 		for name, a := range arrays {
 			h, err := a.handle()
 			if err != nil {
 				return fmt.Errorf("array %q: %w", name, err)
 			}
-			k := cString(name)
-			rc, _, _ := purego.SyscallN(lib.sym.mapArrayInsert, ma, uintptr(unsafe.Pointer(&k[0])), h)
-			runtime.KeepAlive(k)
-			if err := check("mlx_map_string_to_array_insert", rc); err != nil {
+			if err := check("mlx_map_string_to_array_insert", mlx_map_string_to_array_insert(ma, name, h)); err != nil {
 				return err
 			}
 		}
 		for k, v := range metadata {
-			ck, cv := cString(k), cString(v)
-			rc, _, _ := purego.SyscallN(lib.sym.mapStringInsert, ms, uintptr(unsafe.Pointer(&ck[0])), uintptr(unsafe.Pointer(&cv[0])))
-			runtime.KeepAlive(ck)
-			runtime.KeepAlive(cv)
-			if err := check("mlx_map_string_to_string_insert", rc); err != nil {
+			if err := check("mlx_map_string_to_string_insert", mlx_map_string_to_string_insert(ms, k, v)); err != nil {
 				return err
 			}
 		}
-		rc, _, _ := purego.SyscallN(lib.sym.saveSafetensors, uintptr(unsafe.Pointer(&p[0])), ma, ms)
-		if err := check("mlx_save_safetensors", rc); err != nil {
+		if err := check("mlx_save_safetensors", mlx_save_safetensors(path, ma, ms)); err != nil {
 			return fmt.Errorf("%w (file %s)", err, path)
 		}
 		return nil
 	})
-	runtime.KeepAlive(p)
-	return err
 }

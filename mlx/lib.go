@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"github.com/ebitengine/purego"
 )
@@ -38,7 +36,7 @@ type Attempt struct {
 func (e *LoadError) Error() string {
 	var b strings.Builder
 	if len(e.Missing) > 0 {
-		fmt.Fprintf(&b, "mlx: %s lacks required symbols %s", e.Tried[len(e.Tried)-1].Path, strings.Join(e.Missing, ", "))
+		fmt.Fprintf(&b, "mlx: %s lacks %d required symbols (%s)", e.Tried[len(e.Tried)-1].Path, len(e.Missing), summarize(e.Missing, 3))
 		b.WriteString("; rebuild it against this MLX with `make setup` or point MLX_C_LIBRARY at a complete libmlxc")
 		return b.String()
 	}
@@ -73,115 +71,11 @@ func (a ABI) String() string {
 	return "mlx-c main"
 }
 
-// symbols holds the address of every C function package mlx calls. A field
-// tagged `optional` may be zero; any other missing symbol fails Load.
-type symbols struct {
-	setErrorHandler uintptr `sym:"mlx_set_error_handler"`
-
-	stringNew  uintptr `sym:"mlx_string_new"`
-	stringData uintptr `sym:"mlx_string_data"`
-	stringFree uintptr `sym:"mlx_string_free"`
-	version    uintptr `sym:"mlx_version"`
-
-	arrayFree           uintptr `sym:"mlx_array_free"`
-	arrayToString       uintptr `sym:"mlx_array_tostring"`
-	arrayNewData        uintptr `sym:"mlx_array_new_data"`
-	arrayNewManaged     uintptr `sym:"mlx_array_new_data_managed_payload" optional:"true"`
-	arraySize           uintptr `sym:"mlx_array_size"`
-	arrayNbytes         uintptr `sym:"mlx_array_nbytes"`
-	arrayNdim           uintptr `sym:"mlx_array_ndim"`
-	arrayShape          uintptr `sym:"mlx_array_shape"`
-	arrayDtype          uintptr `sym:"mlx_array_dtype"`
-	arrayEval           uintptr `sym:"mlx_array_eval"`
-	arrayDataUint8      uintptr `sym:"mlx_array_data_uint8"`
-	arrayIsRowContig    uintptr `sym:"_mlx_array_is_row_contiguous" optional:"true"`
-	vectorArrayNew      uintptr `sym:"mlx_vector_array_new"`
-	vectorArrayFree     uintptr `sym:"mlx_vector_array_free"`
-	vectorArrayNewData  uintptr `sym:"mlx_vector_array_new_data"`
-	vectorArraySize     uintptr `sym:"mlx_vector_array_size"`
-	vectorArrayGet      uintptr `sym:"mlx_vector_array_get"`
-	mapArrayNew         uintptr `sym:"mlx_map_string_to_array_new"`
-	mapArrayFree        uintptr `sym:"mlx_map_string_to_array_free"`
-	mapArrayInsert      uintptr `sym:"mlx_map_string_to_array_insert"`
-	mapArrayIterNew     uintptr `sym:"mlx_map_string_to_array_iterator_new"`
-	mapArrayIterFree    uintptr `sym:"mlx_map_string_to_array_iterator_free"`
-	mapArrayIterNext    uintptr `sym:"mlx_map_string_to_array_iterator_next"`
-	mapStringNew        uintptr `sym:"mlx_map_string_to_string_new"`
-	mapStringFree       uintptr `sym:"mlx_map_string_to_string_free"`
-	mapStringInsert     uintptr `sym:"mlx_map_string_to_string_insert"`
-	mapStringIterNew    uintptr `sym:"mlx_map_string_to_string_iterator_new"`
-	mapStringIterFree   uintptr `sym:"mlx_map_string_to_string_iterator_free"`
-	mapStringIterNext   uintptr `sym:"mlx_map_string_to_string_iterator_next"`
-	deviceNewType       uintptr `sym:"mlx_device_new_type"`
-	deviceFree          uintptr `sym:"mlx_device_free"`
-	getDefaultDevice    uintptr `sym:"mlx_get_default_device"`
-	setDefaultDevice    uintptr `sym:"mlx_set_default_device"`
-	deviceGetType       uintptr `sym:"mlx_device_get_type"`
-	deviceIsAvailable   uintptr `sym:"mlx_device_is_available" optional:"true"`
-	deviceCount         uintptr `sym:"mlx_device_count" optional:"true"`
-	streamFree          uintptr `sym:"mlx_stream_free"`
-	synchronize         uintptr `sym:"mlx_synchronize"`
-	defaultCPUStreamNew uintptr `sym:"mlx_default_cpu_stream_new"`
-	defaultGPUStreamNew uintptr `sym:"mlx_default_gpu_stream_new"`
-	metalIsAvailable    uintptr `sym:"mlx_metal_is_available"`
-	cudaIsAvailable     uintptr `sym:"mlx_cuda_is_available" optional:"true"`
-
-	eval      uintptr `sym:"mlx_eval"`
-	asyncEval uintptr `sym:"mlx_async_eval"`
-
-	clearCache      uintptr `sym:"mlx_clear_cache"`
-	activeMemory    uintptr `sym:"mlx_get_active_memory"`
-	cacheMemory     uintptr `sym:"mlx_get_cache_memory"`
-	memoryLimit     uintptr `sym:"mlx_get_memory_limit"`
-	peakMemory      uintptr `sym:"mlx_get_peak_memory"`
-	resetPeakMemory uintptr `sym:"mlx_reset_peak_memory"`
-	setCacheLimit   uintptr `sym:"mlx_set_cache_limit"`
-	setMemoryLimit  uintptr `sym:"mlx_set_memory_limit"`
-	setWiredLimit   uintptr `sym:"mlx_set_wired_limit"`
-
-	slice           uintptr `sym:"mlx_slice"`
-	split           uintptr `sym:"mlx_split"`
-	splitSections   uintptr `sym:"mlx_split_sections"`
-	concatenate     uintptr `sym:"mlx_concatenate_axis"`
-	contiguous      uintptr `sym:"mlx_contiguous"`
-	reshape         uintptr `sym:"mlx_reshape"`
-	transposeAxes   uintptr `sym:"mlx_transpose_axes"`
-	astype          uintptr `sym:"mlx_astype"`
-	view            uintptr `sym:"mlx_view"`
-	matmul          uintptr `sym:"mlx_matmul"`
-	add             uintptr `sym:"mlx_add"`
-	multiply        uintptr `sym:"mlx_multiply"`
-	sumAxes         uintptr `sym:"mlx_sum_axes"`
-	quantize        uintptr `sym:"mlx_quantize"`
-	dequantize      uintptr `sym:"mlx_dequantize"`
-	quantizedMatmul uintptr `sym:"mlx_quantized_matmul"`
-	takeAxis        uintptr `sym:"mlx_take_axis"`
-	zeros           uintptr `sym:"mlx_zeros"`
-
-	loadSafetensors uintptr `sym:"mlx_load_safetensors"`
-	saveSafetensors uintptr `sym:"mlx_save_safetensors"`
-
-	distInit        uintptr `sym:"mlx_distributed_init"`
-	distGroupFree   uintptr `sym:"mlx_distributed_group_free" optional:"true"`
-	distGroupRank   uintptr `sym:"mlx_distributed_group_rank"`
-	distGroupSize   uintptr `sym:"mlx_distributed_group_size"`
-	distGroupSplit  uintptr `sym:"mlx_distributed_group_split"`
-	distIsAvailable uintptr `sym:"mlx_distributed_is_available"`
-	distAllSum      uintptr `sym:"mlx_distributed_all_sum"`
-	distAllGather   uintptr `sym:"mlx_distributed_all_gather"`
-	distAllMax      uintptr `sym:"mlx_distributed_all_max"`
-	distAllMin      uintptr `sym:"mlx_distributed_all_min"`
-	distSumScatter  uintptr `sym:"mlx_distributed_sum_scatter"`
-	distSend        uintptr `sym:"mlx_distributed_send"`
-	distRecv        uintptr `sym:"mlx_distributed_recv"`
-}
-
 // library is the loaded C ABI library; nil until Load succeeds.
 type library struct {
 	path   string
 	handle uintptr
 	abi    ABI
-	sym    symbols
 }
 
 var (
@@ -310,14 +204,16 @@ func load(paths []string) (*library, error) {
 			continue
 		}
 		l := &library{path: p, handle: h}
-		missing := bindSymbols(h, &l.sym)
+		var table symbolTable
+		missing := bindSymbols(h, &table)
 		if len(missing) > 0 {
-			le.Tried = append(le.Tried, Attempt{p, fmt.Errorf("missing symbols %s", strings.Join(missing, ", "))})
+			le.Tried = append(le.Tried, Attempt{p, fmt.Errorf("missing %d symbols (%s)", len(missing), summarize(missing, 3))})
 			le.Missing = missing
 			_ = purego.Dlclose(h)
 			return nil, le
 		}
-		if l.sym.distGroupFree == 0 {
+		sym = table
+		if sym.mlx_distributed_group_free == 0 {
 			l.abi = ABIv06
 		}
 		return l, nil
@@ -325,24 +221,11 @@ func load(paths []string) (*library, error) {
 	return nil, le
 }
 
-// bindSymbols fills every uintptr field of s from its `sym` tag and returns
-// the required symbols that are missing.
-func bindSymbols(h uintptr, s *symbols) []string {
-	var missing []string
-	v := reflect.ValueOf(s).Elem()
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name := f.Tag.Get("sym")
-		addr, err := purego.Dlsym(h, name)
-		if err != nil || addr == 0 {
-			if f.Tag.Get("optional") != "true" {
-				missing = append(missing, name)
-			}
-			continue
-		}
-		// The fields are unexported, so set them through their address.
-		*(*uintptr)(unsafe.Pointer(v.Field(i).UnsafeAddr())) = addr
+// summarize lists the first n items and counts the rest, so that an error
+// stays one line a person can read.
+func summarize(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
 	}
-	return missing
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }

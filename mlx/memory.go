@@ -1,83 +1,75 @@
 package mlx
 
-import (
-	"unsafe"
-
-	"github.com/ebitengine/purego"
-)
-
-func sizeGetter(fn func() uintptr, op string) (uint64, error) {
+func sizeGetter(fn func(*uintptr) int32, op string) (uint64, error) {
 	var v uint64
 	err := doErr(func() error {
-		var n uintptr
-		rc, _, _ := purego.SyscallN(fn(), uintptr(unsafe.Pointer(&n)))
-		v = uint64(n)
-		return check(op, rc)
+		n := new(uintptr)
+		err := check(op, fn(n))
+		v = uint64(*n)
+		return err
 	})
 	return v, err
 }
 
-func sizeSetter(fn func() uintptr, op string, limit uint64) (uint64, error) {
+func sizeSetter(fn func(*uintptr, uintptr) int32, op string, limit uint64) (uint64, error) {
 	var prev uint64
 	err := doErr(func() error {
-		var n uintptr
-		rc, _, _ := purego.SyscallN(fn(), uintptr(unsafe.Pointer(&n)), uintptr(limit))
-		prev = uint64(n)
-		return check(op, rc)
+		n := new(uintptr)
+		err := check(op, fn(n, uintptr(limit)))
+		prev = uint64(*n)
+		return err
 	})
 	return prev, err
 }
 
 // ActiveMemory is the number of bytes held by live arrays, cache excluded.
 func ActiveMemory() (uint64, error) {
-	return sizeGetter(func() uintptr { return lib.sym.activeMemory }, "mlx_get_active_memory")
+	return sizeGetter(mlx_get_active_memory, "mlx_get_active_memory")
 }
 
 // PeakMemory is the highest ActiveMemory since start or ResetPeakMemory.
 func PeakMemory() (uint64, error) {
-	return sizeGetter(func() uintptr { return lib.sym.peakMemory }, "mlx_get_peak_memory")
+	return sizeGetter(mlx_get_peak_memory, "mlx_get_peak_memory")
 }
 
 // CacheMemory is the number of bytes MLX keeps cached for reuse.
 func CacheMemory() (uint64, error) {
-	return sizeGetter(func() uintptr { return lib.sym.cacheMemory }, "mlx_get_cache_memory")
+	return sizeGetter(mlx_get_cache_memory, "mlx_get_cache_memory")
 }
 
 // MemoryLimit is the memory limit MLX tries to stay under.
 func MemoryLimit() (uint64, error) {
-	return sizeGetter(func() uintptr { return lib.sym.memoryLimit }, "mlx_get_memory_limit")
+	return sizeGetter(mlx_get_memory_limit, "mlx_get_memory_limit")
 }
 
 // ResetPeakMemory sets the peak back to the current active memory.
 func ResetPeakMemory() error {
 	return doErr(func() error {
-		rc, _, _ := purego.SyscallN(lib.sym.resetPeakMemory)
-		return check("mlx_reset_peak_memory", rc)
+		return check("mlx_reset_peak_memory", mlx_reset_peak_memory())
 	})
 }
 
 // ClearCache returns MLX's cached buffers to the system.
 func ClearCache() error {
 	return doErr(func() error {
-		rc, _, _ := purego.SyscallN(lib.sym.clearCache)
-		return check("mlx_clear_cache", rc)
+		return check("mlx_clear_cache", mlx_clear_cache())
 	})
 }
 
 // SetMemoryLimit sets the memory limit and returns the previous one.
 func SetMemoryLimit(limit uint64) (uint64, error) {
-	return sizeSetter(func() uintptr { return lib.sym.setMemoryLimit }, "mlx_set_memory_limit", limit)
+	return sizeSetter(mlx_set_memory_limit, "mlx_set_memory_limit", limit)
 }
 
 // SetCacheLimit sets the cache limit and returns the previous one.
 func SetCacheLimit(limit uint64) (uint64, error) {
-	return sizeSetter(func() uintptr { return lib.sym.setCacheLimit }, "mlx_set_cache_limit", limit)
+	return sizeSetter(mlx_set_cache_limit, "mlx_set_cache_limit", limit)
 }
 
 // SetWiredLimit sets the wired (non-pageable) memory limit, which matters
 // only on Metal, and returns the previous one.
 func SetWiredLimit(limit uint64) (uint64, error) {
-	return sizeSetter(func() uintptr { return lib.sym.setWiredLimit }, "mlx_set_wired_limit", limit)
+	return sizeSetter(mlx_set_wired_limit, "mlx_set_wired_limit", limit)
 }
 
 // MemoryStats is every memory figure at one moment.
@@ -89,21 +81,20 @@ type MemoryStats struct {
 func Memory() (MemoryStats, error) {
 	var m MemoryStats
 	err := doErr(func() error {
+		n := new(uintptr)
 		for _, f := range []struct {
-			fn  uintptr
+			fn  func(*uintptr) int32
 			dst *uint64
 			op  string
 		}{
-			{lib.sym.activeMemory, &m.Active, "mlx_get_active_memory"},
-			{lib.sym.peakMemory, &m.Peak, "mlx_get_peak_memory"},
-			{lib.sym.cacheMemory, &m.Cache, "mlx_get_cache_memory"},
+			{mlx_get_active_memory, &m.Active, "mlx_get_active_memory"},
+			{mlx_get_peak_memory, &m.Peak, "mlx_get_peak_memory"},
+			{mlx_get_cache_memory, &m.Cache, "mlx_get_cache_memory"},
 		} {
-			var n uintptr
-			rc, _, _ := purego.SyscallN(f.fn, uintptr(unsafe.Pointer(&n)))
-			if err := check(f.op, rc); err != nil {
+			if err := check(f.op, f.fn(n)); err != nil {
 				return err
 			}
-			*f.dst = uint64(n)
+			*f.dst = uint64(*n)
 		}
 		return nil
 	})

@@ -519,9 +519,9 @@ func TestNewArrayFillWritesInPlace(t *testing.T) {
 
 	// MLX's CUDA back-end hands a freed buffer back only once the stream's
 	// completion handler has run, so settle the stream before each reading.
-	s := mlx.CPUStream
+	s := mlx.CPUStream()
 	if ok(mlx.DefaultDevice())(t) == mlx.GPU {
-		s = mlx.GPUStream
+		s = mlx.GPUStream()
 	}
 	require.NoError(t, mlx.Synchronize(s))
 	start := ok(mlx.ActiveMemory())(t)
@@ -577,7 +577,7 @@ func TestDevicesMemoryLimitsAndStreams(t *testing.T) {
 		assert.Equal(t, mlx.CPU, dev)
 		assert.Error(t, mlx.SetDefaultDevice(mlx.GPU), "no GPU stream without a GPU")
 	}
-	require.NoError(t, mlx.Synchronize(mlx.CPUStream))
+	require.NoError(t, mlx.Synchronize(mlx.CPUStream()))
 
 	prev := ok(mlx.SetCacheLimit(1 << 30))(t)
 	back := ok(mlx.SetCacheLimit(prev))(t)
@@ -612,7 +612,7 @@ func TestNonStrictDistributedInitWithoutALauncherGivesASingletonGroup(t *testing
 	assert.Equal(t, 0, g.Rank())
 	assert.Equal(t, 1, g.Size())
 	x := arr(t, []float32{1.5, -2})
-	s := ok(mlx.AllSum(x, g, mlx.CPUStream))(t)
+	s := ok(mlx.AllSum(x, g, mlx.CPUStream()))(t)
 	assert.Equal(t, []float32{1.5, -2}, floats(t, s))
 
 	_, err := mlx.DistributedInit(true, "ring")

@@ -1,9 +1,13 @@
 package mlx
 
 import (
+	"fmt"
+	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -16,8 +20,28 @@ import (
 // which also serialises access to MLX's process-wide state.
 
 type call struct {
-	fn   func()
-	done chan struct{} // nil for a posted (fire-and-forget) call
+	fn       func()
+	done     chan struct{} // nil for a posted (fire-and-forget) call
+	panicked *ThreadPanic  // set when fn panicked
+}
+
+// ThreadPanic is what a panic on the MLX thread becomes: it is raised again
+// on the goroutine whose call panicked (so that goroutine's stack is the
+// one printed), carrying the original value and the MLX thread's stack.
+type ThreadPanic struct {
+	Value any
+	Stack []byte // the MLX thread's stack when it panicked
+}
+
+func (p *ThreadPanic) Error() string {
+	return fmt.Sprintf("mlx: panic on the MLX thread: %v\n\n%s", p.Value, p.Stack)
+}
+
+// Unwrap returns the original value when it is an error (a runtime error,
+// say), so errors.As still finds it.
+func (p *ThreadPanic) Unwrap() error {
+	err, _ := p.Value.(error)
+	return err
 }
 
 // Handing a call to a thread that is parked costs a futex wake-up of that
@@ -88,6 +112,9 @@ var (
 	// itself is a call from inside Do and runs at once.
 	workerTID uintptr
 	batching  atomic.Int32
+
+	// trips counts the calls handed to the MLX thread (Do counts one).
+	trips atomic.Int64
 )
 
 func startWorker() error {
@@ -98,12 +125,12 @@ func startWorker() error {
 		workerTID = threadID()
 		// The handler must be in place before any other call: mlx-c's
 		// default handler exits the process.
-		_, _, _ = purego.SyscallN(lib.sym.setErrorHandler, errorHandlerCallback(), 0, 0)
+		mlx_set_error_handler(errorHandlerCallback(), 0, 0)
 		close(ready)
 		for {
 			c := nextCall()
 			drainFrees()
-			c.fn()
+			run(c)
 			if c.done != nil {
 				c.done <- struct{}{}
 			}
@@ -111,6 +138,26 @@ func startWorker() error {
 	}()
 	<-ready
 	return nil
+}
+
+// run runs one call, catching a panic so that it reaches the caller instead
+// of ending the process from the MLX thread.
+func run(c *call) {
+	defer func() {
+		if p := recover(); p != nil {
+			tp, ok := p.(*ThreadPanic)
+			if !ok {
+				tp = &ThreadPanic{Value: p, Stack: debug.Stack()}
+			}
+			if c.done == nil {
+				// Nobody waits for a posted call: there is no caller to
+				// hand the panic to, and a silent failure would hide a bug.
+				panic(tp)
+			}
+			c.panicked = tp
+		}
+	}()
+	c.fn()
 }
 
 // nextCall polls for a call for a while, then parks until one comes.
@@ -134,7 +181,11 @@ func nextCall() *call {
 // onWorker reports whether the caller is code running inside Do on the MLX
 // thread.
 func onWorker() bool {
-	return haveThreadID && batching.Load() > 0 && threadID() == workerTID
+	if !haveThreadID || batching.Load() == 0 {
+		return false
+	}
+	tid := threadID()
+	return tid != 0 && tid == workerTID
 }
 
 // do runs fn on the MLX thread and returns when it has finished.
@@ -145,11 +196,21 @@ func do(fn func()) {
 	}
 	c := callPool.Get().(*call)
 	c.fn = fn
+	trips.Add(1)
 	calls <- c
 	waitDone(c.done)
-	c.fn = nil
+	p := c.panicked
+	c.fn, c.panicked = nil, nil
 	callPool.Put(c)
+	if p != nil {
+		panic(p)
+	}
 }
+
+// stuckAfter is how long a call may wait behind a running Do before the
+// wait is reported: Do's fn must not wait for goroutines that call this
+// package, and when it does the process deadlocks silently.
+var stuckAfter = 5 * time.Second
 
 func waitDone(done chan struct{}) {
 	n := callerSpin.polls()
@@ -165,6 +226,18 @@ func waitDone(done chan struct{}) {
 		}
 	}
 	callerSpin.done(false, n)
+	t := time.NewTimer(stuckAfter)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	if batching.Load() > 0 {
+		logger().Warn("mlx: a call has waited " + stuckAfter.String() + " for the MLX thread, which is running a Do: " +
+			"if that Do's fn waits for this goroutine (or for anything that calls mlx), the process is deadlocked; " +
+			"fn must not wait for goroutines that call mlx")
+	}
 	<-done
 }
 
@@ -176,6 +249,7 @@ func post(fn func()) {
 		fn()
 		return
 	}
+	trips.Add(1)
 	calls <- &call{fn: fn}
 }
 
@@ -183,8 +257,11 @@ func post(fn func()) {
 // there directly, without a trip between threads each. Use it for a burst of
 // small calls (build a few ops, evaluate, read the result, free), where the
 // trips would cost more than the work. Other goroutines' calls wait until fn
-// returns, so fn must not wait for goroutines that call this package. A
-// panic in fn is re-raised on the caller's goroutine.
+// returns, so fn must not wait for goroutines that call this package (a
+// call stuck behind a Do for seconds is logged, see SetLogger). A panic in
+// fn is raised again on the caller's goroutine with its original value; a
+// panic inside any other call of this package reaches the caller as a
+// *ThreadPanic, which also carries the MLX thread's stack.
 //
 // Where the OS thread cannot be identified (not linux or darwin), fn simply
 // runs on the caller's goroutine.
@@ -200,6 +277,8 @@ func Do(fn func() error) error {
 	do(func() {
 		batching.Add(1)
 		defer batching.Add(-1)
+		// fn is the caller's own code: its panic goes back as it was
+		// raised, as if fn had run on the caller's goroutine.
 		defer func() { panicked = recover() }()
 		err = fn()
 	})
@@ -237,7 +316,7 @@ func drainFrees() {
 	pendingFrees = nil
 	pendingMu.Unlock()
 	for _, h := range hs {
-		_, _, _ = purego.SyscallN(lib.sym.arrayFree, h)
+		mlx_array_free(h)
 	}
 }
 
@@ -252,7 +331,7 @@ var (
 func errorHandlerCallback() uintptr {
 	errorCallbackOnce.Do(func() {
 		errorCallbackPtr = purego.NewCallback(func(msg *byte, _ unsafe.Pointer) {
-			lastError = goString(msg)
+			lastError = goString(uintptr(unsafe.Pointer(msg)))
 		})
 	})
 	return errorCallbackPtr
@@ -268,32 +347,16 @@ func takeError() string {
 	return m
 }
 
-// goString copies a NUL-terminated C string.
-func goString(p *byte) string {
-	if p == nil {
-		return ""
+var logPtr atomic.Pointer[slog.Logger]
+
+// SetLogger sets where the package reports what it cannot return as an
+// error (a call stuck behind a Do, for one); nil restores the default,
+// slog.Default().
+func SetLogger(l *slog.Logger) { logPtr.Store(l) }
+
+func logger() *slog.Logger {
+	if l := logPtr.Load(); l != nil {
+		return l
 	}
-	n := 0
-	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
-		n++
-	}
-	return string(unsafe.Slice(p, n))
-}
-
-// cString returns a NUL-terminated copy of s; keep it alive across the call.
-func cString(s string) []byte {
-	b := make([]byte, len(s)+1)
-	copy(b, s)
-	return b
-}
-
-// cPtr turns an address returned by C into a pointer. The memory is C's, so
-// the garbage collector neither moves nor frees it; reading the bits through
-// a *uintptr keeps vet's unsafeptr check (meant for Go memory) quiet.
-func cPtr(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
-
-// slotAddr zeroes result slot i and returns its address for C to write to.
-func slotAddr(i int) uintptr {
-	slots[i] = 0
-	return uintptr(unsafe.Pointer(&slots[i]))
+	return slog.Default()
 }

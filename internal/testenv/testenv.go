@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -78,8 +79,15 @@ func Python(t testing.TB) string {
 // its standard output, failing t with the script's standard error otherwise.
 func RunPython(t testing.TB, script string, args ...string) []byte {
 	t.Helper()
+	return RunPythonStdin(t, script, "", args...)
+}
+
+// RunPythonStdin is RunPython with stdin as the script's standard input.
+func RunPythonStdin(t testing.TB, script, stdin string, args ...string) []byte {
+	t.Helper()
 	py := Python(t)
 	cmd := exec.Command(py, append([]string{"-c", script}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
 	out, err := cmd.Output()
 	if err != nil {
