@@ -225,6 +225,41 @@ func NewArrayExternal(data unsafe.Pointer, nbytes int, shape []int, dt Dtype, re
 	return out, err
 }
 
+// newUninitializedLocked allocates an evaluated, row-contiguous array whose
+// bytes the caller will write. With this project's library that is one
+// allocation; with an official libmlxc, which has no such function, it is
+// zeros made contiguous and evaluated (every byte written twice).
+func newUninitializedLocked(shape []int32, dt Dtype) (*Array, error) {
+	res := slot(0)
+	if sym._mlx_array_new_uninitialized != 0 {
+		if err := check("_mlx_array_new_uninitialized", _mlx_array_new_uninitialized(res, shape, int32(dt))); err != nil {
+			return nil, err
+		}
+		return newArray(*res), nil
+	}
+	s, err := defaultStreamLocked()
+	if err != nil {
+		return nil, err
+	}
+	if err := check("mlx_zeros", mlx_zeros(res, shape, int32(dt), s)); err != nil {
+		return nil, err
+	}
+	z := *res
+	defer mlx_array_free(z)
+	// zeros is a broadcast of one element; contiguous gives the array a
+	// buffer of its own, which nothing else references.
+	c := slot(1)
+	if err := check("mlx_contiguous", mlx_contiguous(c, z, false, s)); err != nil {
+		return nil, err
+	}
+	out := newArray(*c)
+	if err := check("mlx_array_eval", mlx_array_eval(out.r.h)); err != nil {
+		out.Free()
+		return nil, err
+	}
+	return out, nil
+}
+
 // NewArrayFill allocates an evaluated, row-contiguous array of the given
 // shape and dtype in MLX's own memory and lets fill write its bytes in
 // place, on the caller's goroutine (so that several arrays can be filled at
@@ -232,7 +267,10 @@ func NewArrayExternal(data unsafe.Pointer, nbytes int, shape []int, dt Dtype, re
 // during the call. This is how a loader reads a tensor straight into the
 // memory that becomes the MLX array: one copy, no staging buffer.
 //
-// If fill returns an error the array is freed and the error returned.
+// The bytes given to fill are uninitialised (with this project's C ABI
+// library the memory is allocated and not written, so each byte is written
+// once, by fill): fill must write every one of them. If fill returns an
+// error the array is freed and the error returned.
 func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, error) {
 	if !dt.Valid() {
 		return nil, fmt.Errorf("mlx: invalid dtype %d", int32(dt))
@@ -246,24 +284,9 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 	var out *Array
 	var ptr uintptr
 	err = doErr(func() error {
-		s, err := defaultStreamLocked()
+		var err error
+		out, err = newUninitializedLocked(cs, dt)
 		if err != nil {
-			return err
-		}
-		z := slot(0)
-		if err := check("mlx_zeros", mlx_zeros(z, cs, int32(dt), s)); err != nil {
-			return err
-		}
-		zh := *z
-		defer mlx_array_free(zh)
-		// zeros is a broadcast of one element; contiguous gives the array a
-		// buffer of its own, which nothing else references.
-		c := slot(1)
-		if err := check("mlx_contiguous", mlx_contiguous(c, zh, false, s)); err != nil {
-			return err
-		}
-		out = newArray(*c)
-		if err := check("mlx_array_eval", mlx_array_eval(out.r.h)); err != nil {
 			return err
 		}
 		if nbytes > 0 {
@@ -279,7 +302,9 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 		return nil, err
 	}
 	if nbytes > 0 {
-		if err := fill(unsafe.Slice((*byte)(cPtr(ptr)), nbytes)); err != nil {
+		dst := unsafe.Slice((*byte)(cPtr(ptr)), nbytes)
+		prefault(dst)
+		if err := fill(dst); err != nil {
 			out.Free()
 			return nil, err
 		}

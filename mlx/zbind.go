@@ -36,6 +36,7 @@ type symbolTable struct {
 	mlx_array_eval                         uintptr
 	mlx_array_data_uint8                   uintptr
 	_mlx_array_is_row_contiguous           uintptr
+	_mlx_array_new_uninitialized           uintptr
 	mlx_vector_array_new                   uintptr
 	mlx_vector_array_free                  uintptr
 	mlx_vector_array_new_data              uintptr
@@ -233,6 +234,7 @@ func bindSymbols(h uintptr, sym *symbolTable) (missing []string) {
 	sym.mlx_array_eval = look("mlx_array_eval", false)
 	sym.mlx_array_data_uint8 = look("mlx_array_data_uint8", false)
 	sym._mlx_array_is_row_contiguous = look("_mlx_array_is_row_contiguous", true)
+	sym._mlx_array_new_uninitialized = look("_mlx_array_new_uninitialized", true)
 	sym.mlx_vector_array_new = look("mlx_vector_array_new", false)
 	sym.mlx_vector_array_free = look("mlx_vector_array_free", false)
 	sym.mlx_vector_array_new_data = look("mlx_vector_array_new_data", false)
@@ -548,6 +550,17 @@ func _mlx_array_is_row_contiguous(res *bool, arr uintptr) int32 {
 	}
 	r, _, _ := purego.SyscallN(sym._mlx_array_is_row_contiguous, uintptr(unsafe.Pointer(res)), arr)
 	runtime.KeepAlive(res)
+	return int32(r)
+}
+
+// _mlx_array_new_uninitialized calls C's int _mlx_array_new_uninitialized(mlx_array*, const int*, size_t, mlx_dtype).
+func _mlx_array_new_uninitialized(res *uintptr, shape []int32, dtype int32) int32 {
+	if sym._mlx_array_new_uninitialized == 0 {
+		return missingSymbol("_mlx_array_new_uninitialized")
+	}
+	r, _, _ := purego.SyscallN(sym._mlx_array_new_uninitialized, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype))
+	runtime.KeepAlive(res)
+	runtime.KeepAlive(shape)
 	return int32(r)
 }
 

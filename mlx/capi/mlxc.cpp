@@ -381,6 +381,25 @@ const uint8_t* mlx_array_data_uint8(const mlx_array a) {
       nullptr, [&] { return arr(a).data<uint8_t>(); });
 }
 
+int _mlx_array_new_uninitialized(
+    mlx_array* res,
+    const int* shape,
+    size_t shape_num,
+    mlx_dtype dtype) {
+  return guarded([&] {
+    auto sh = to_shape(shape, shape_num);
+    auto dt = to_dtype(dtype);
+    size_t n = 1;
+    for (auto d : sh) {
+      if (d < 0) {
+        throw std::invalid_argument("negative dimension in shape");
+      }
+      n *= size_t(d);
+    }
+    put_array(res, mx::array(mx::allocator::malloc(n * dt.size()), std::move(sh), dt));
+  });
+}
+
 int _mlx_array_is_row_contiguous(bool* res, const mlx_array a) {
   return guarded([&] { *res = arr(a).flags().row_contiguous; });
 }

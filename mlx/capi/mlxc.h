@@ -135,6 +135,18 @@ mlx_dtype mlx_array_dtype(const mlx_array arr);
 int mlx_array_eval(mlx_array arr);
 const uint8_t* mlx_array_data_uint8(const mlx_array arr);
 MLXC_OPTIONAL int _mlx_array_is_row_contiguous(bool* res, const mlx_array arr);
+/*
+ * This library's own: an evaluated, row-contiguous array of the given shape
+ * in memory from MLX's allocator (counted as active memory), left
+ * uninitialised. The caller writes every byte through mlx_array_data_uint8
+ * before anything reads it. It is how a loader fills an array with a single
+ * write of each byte.
+ */
+MLXC_OPTIONAL int _mlx_array_new_uninitialized(
+    mlx_array* res,
+    const int* shape,
+    size_t shape_num,
+    mlx_dtype dtype);
 
 /* vector.h */
 mlx_vector_array mlx_vector_array_new(void);
