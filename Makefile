@@ -117,6 +117,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzPlan -fuzztime 2m ./netcfg/
 	$(GO) test -run '^$$' -fuzz FuzzReadCluster -fuzztime 2m ./netcfg/
 	$(GO) test -run '^$$' -fuzz FuzzParseHostfile -fuzztime 2m ./jaccl/
+	$(GO) test -run '^$$' -fuzz FuzzProcParsers -fuzztime 2m ./memguard/
 
 clean:
 	rm -rf build bin

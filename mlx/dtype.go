@@ -32,8 +32,14 @@ var dtypeInfo = [...]struct {
 	Bfloat16: {"bfloat16", 2}, Complex64: {"complex64", 8},
 }
 
-// Dtypes lists every MLX dtype.
-var Dtypes = []Dtype{Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Float16, Float32, Float64, Bfloat16, Complex64}
+// Dtypes returns every MLX dtype, in mlx_dtype order.
+func Dtypes() []Dtype {
+	out := make([]Dtype, len(dtypeInfo))
+	for i := range out {
+		out[i] = Dtype(i)
+	}
+	return out
+}
 
 // Valid reports whether d is one of the MLX dtypes.
 func (d Dtype) Valid() bool { return d >= 0 && int(d) < len(dtypeInfo) }
@@ -56,7 +62,7 @@ func (d Dtype) String() string {
 
 // ParseDtype is the inverse of String.
 func ParseDtype(s string) (Dtype, error) {
-	for _, d := range Dtypes {
+	for _, d := range Dtypes() {
 		if d.String() == s {
 			return d, nil
 		}
