@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -449,10 +450,18 @@ func (g *Group) Eval(ctx context.Context, arrays ...*mlx.Array) error {
 		return fmt.Errorf("jaccl: %w", context.Cause(ctx))
 	}
 	// Timers rather than a goroutine per call: the common case must cost
-	// what mlx.Eval costs (see BenchmarkGroupEvalOverhead).
-	var fired atomic.Bool
+	// what mlx.Eval costs (see BenchmarkGroupEvalOverhead). The state decides
+	// the race between a timer and the collective finishing: whichever moves
+	// it from running first wins, so a timer that fires just as the
+	// collective returns can neither break the group nor end the process.
+	const (
+		running = iota
+		finished
+		fired
+	)
+	var state atomic.Int32
 	fire := func(err error) {
-		if !fired.CompareAndSwap(false, true) {
+		if !state.CompareAndSwap(running, fired) {
 			return
 		}
 		g.broken.CompareAndSwap(nil, &err)
@@ -473,11 +482,23 @@ func (g *Group) Eval(ctx context.Context, arrays ...*mlx.Array) error {
 		defer stop()
 	}
 	err := mlx.Eval(arrays...)
-	if fired.Load() {
+	if !state.CompareAndSwap(running, finished) {
+		// A timer won: it records why the group broke a moment after.
+		for g.broken.Load() == nil {
+			runtime.Gosched()
+		}
 		return *g.broken.Load()
+	}
+	if testHookAfterEval != nil {
+		testHookAfterEval()
 	}
 	return g.explainEval(err)
 }
+
+// testHookAfterEval runs after a collective has returned and before its
+// watchdogs are stopped, where a test widens the window a late timer can
+// fire in.
+var testHookAfterEval func()
 
 func defaultOnHang(err error) {
 	fmt.Fprintln(os.Stderr, err)

@@ -515,3 +515,35 @@ func TestInitRejectsAnUnknownBackend(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnknownBackend)
 	assert.True(t, strings.HasPrefix(err.Error(), "jaccl: "), err.Error())
 }
+
+func TestAWatchdogFiringAsTheCollectiveReturnsNeitherBreaksTheGroupNorEndsTheProcess(t *testing.T) {
+	if err := mlx.Load(); err != nil {
+		testenv.Unavailable(t, "MLX is not loadable: %v", err)
+	}
+	hung := make(chan error, 1)
+	g, err := Init(context.Background(), Options{Timeout: 20 * time.Millisecond, OnHang: func(err error) { hung <- err }})
+	require.NoError(t, err)
+	defer g.Close()
+	x, err := mlx.FromSlice([]float32{1, 2})
+	require.NoError(t, err)
+	defer x.Free()
+	sum, err := g.AllSum(x)
+	require.NoError(t, err)
+	defer sum.Free()
+
+	// Hold the window between the collective's return and the watchdog
+	// check open until the timer has fired.
+	testHookAfterEval = func() { time.Sleep(100 * time.Millisecond) }
+	defer func() { testHookAfterEval = nil }()
+	require.NoError(t, g.Eval(context.Background(), sum), "the collective finished: a late timer must not turn it into an error")
+	select {
+	case err := <-hung:
+		t.Fatalf("the late watchdog called OnHang: %v", err)
+	default:
+	}
+	testHookAfterEval = nil
+	again, err := g.AllSum(x)
+	require.NoError(t, err)
+	defer again.Free()
+	require.NoError(t, g.Eval(context.Background(), again), "the group is still usable")
+}
