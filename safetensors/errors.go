@@ -26,7 +26,7 @@ var ErrNotRegular = errors.New("safetensors: not a regular file")
 // was truncated or rewritten in place after Open. The process keeps running;
 // the file must be opened again.
 type ChangedError struct {
-	Path string // file name, "" for a File from NewReader
+	Path string  // file name, "" for a File from NewReader
 	Addr uintptr // the address that faulted
 }
 
