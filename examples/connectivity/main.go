@@ -70,6 +70,10 @@ flags:
 		fmt.Fprintf(stderr, "connectivity: unexpected argument %q (see --help)\n", fs.Arg(0))
 		return 2
 	}
+	if *timeout <= 0 {
+		fmt.Fprintf(stderr, "connectivity: --timeout %v: give a positive duration such as 60s\n", *timeout)
+		return 2
+	}
 	b, err := chooseBackend(*backend, jaccl.EnvBackend())
 	if err != nil {
 		fmt.Fprintln(stderr, "connectivity:", err)

@@ -142,6 +142,7 @@ func TestRunReportsUsageAndBadInput(t *testing.T) {
 		{"an unknown flag is a usage error", []string{"--ranks", "2"}, 2, "flag provided but not defined"},
 		{"a stray argument is a usage error", []string{"extra"}, 2, `unexpected argument "extra"`},
 		{"an unknown back-end is named", []string{"--backend", "tcp"}, 2, `unknown back-end "tcp"`},
+		{"a negative timeout is refused", []string{"--timeout", "-1s"}, 2, "--timeout -1s: give a positive duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
