@@ -170,6 +170,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	if o.workers < 0 {
 		return bad("--workers %d: want 0 or more", o.workers)
 	}
+	if o.timeout <= 0 {
+		return bad("--timeout %v: want a positive duration such as 60s", o.timeout)
+	}
 	for _, f := range strings.Split(*tp, ",") {
 		var n int
 		if _, err := fmt.Sscanf(strings.TrimSpace(f), "%d", &n); err != nil || n < 1 {
