@@ -138,7 +138,7 @@ func TestRunReportsUsageAndBadInput(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{"help prints an example invocation", []string{"--help"}, 0, "launch -n 2 -- ./connectivity"},
+		{"help prints an example invocation", []string{"--help"}, 0, "bin/launch -n 2 -- bin/connectivity"},
 		{"an unknown flag is a usage error", []string{"--ranks", "2"}, 2, "flag provided but not defined"},
 		{"a stray argument is a usage error", []string{"extra"}, 2, `unexpected argument "extra"`},
 		{"an unknown back-end is named", []string{"--backend", "tcp"}, 2, `unknown back-end "tcp"`},

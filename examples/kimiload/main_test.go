@@ -239,7 +239,7 @@ func TestUsageAndBadInput(t *testing.T) {
 		code     int
 		contains string
 	}{
-		{"help shows a launcher example", []string{"--help"}, 0, "launch -n 2 -- kimiload --model"},
+		{"help shows a launcher example", []string{"--help"}, 0, "bin/launch -n 2 -- bin/kimiload --model"},
 		{"a model is required", nil, 2, "--model DIR is required"},
 		{"an unknown strategy is a usage error", []string{"--model", "x", "--strategy", "eager"}, 2, `--strategy "eager"`},
 		{"plan-only needs a model or a description", []string{"--plan-only"}, 2, "needs --describe"},
