@@ -28,7 +28,11 @@
 // AllGatherSlice evaluate under a watchdog (Options.Timeout): MLX cannot be
 // interrupted inside a collective, so a peer that stops answering ends this
 // rank with an error that names it, and the launcher stops the job. A peer
-// that dies is noticed by the back-end itself within milliseconds.
+// that dies is noticed by the back-end itself within milliseconds. Init is
+// bounded the same way (Options.InitTimeout, MLXDIST_INIT_TIMEOUT, 30 s by
+// default): a rank that never arrives — stopped, or stuck before init —
+// ends the ranks waiting for it with an error naming the peers they waited
+// for.
 //
 // # Hostfiles
 //
@@ -54,7 +58,9 @@
 // about 15 seconds), prefixes every output line with its rank, and treats the
 // job as one unit: the first rank to fail stops the others (SIGTERM to each
 // rank's process group, SIGKILL after a grace period) and its exit status
-// becomes the launcher's. Ranks on 127.0.0.1 or localhost run directly, on
+// becomes the launcher's. Local ranks mark when they join their group, so
+// the launcher names the ranks that never joined, and stops a job whose
+// ranks are all stuck in start-up once the init timeout has passed. Ranks on 127.0.0.1 or localhost run directly, on
 // ports the kernel reports free; other hosts are reached with ssh -tt, so
 // that stopping ssh hangs up the remote rank.
 //

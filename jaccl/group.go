@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,7 @@ var (
 	ErrWorldSize          = errors.New("the group's size differs from the number of ranks the launcher set up")
 	ErrSplitUnsupported   = errors.New("the back-end cannot split a group (only mpi and nccl can)")
 	ErrCollectiveTimeout  = errors.New("a collective did not finish in time: a peer is hung or its host unreachable")
+	ErrInitTimeout        = errors.New("the group did not form in time: a rank never joined")
 )
 
 // ErrClosed is returned by every method of a Group after Close.
@@ -35,6 +37,23 @@ var ErrClosed = errors.New("jaccl: use of a closed group")
 // without closing its sockets (a frozen or powered-off host), which TCP
 // alone would wait on forever.
 const DefaultTimeout = 60 * time.Second
+
+// DefaultInitTimeout bounds Init when neither Options.InitTimeout nor
+// InitTimeoutEnv says otherwise. jaccl's ranks retry rank 0's coordinator
+// for about 15 seconds, so a healthy job forms well within it; a rank that
+// was stopped, crashed before init or cannot reach its peers would
+// otherwise keep every other rank waiting inside MLX for ever.
+const DefaultInitTimeout = 30 * time.Second
+
+// InitTimeoutEnv names the variable (a Go duration, "20s") that sets Init's
+// timeout when Options.InitTimeout is zero; the launcher sets it for every
+// rank from its --init-timeout.
+const InitTimeoutEnv = "MLXDIST_INIT_TIMEOUT"
+
+// JoinedEnv names a path prefix a launcher sets for a local rank: Init
+// creates PREFIX.init when it starts and PREFIX when the group has formed,
+// so that the launcher can tell which ranks never joined.
+const JoinedEnv = "MLXDIST_JOINED"
 
 // Options tune Init.
 type Options struct {
@@ -49,9 +68,16 @@ type Options struct {
 	// Timeout bounds each evaluating helper; 0 means DefaultTimeout and a
 	// negative value waits forever.
 	Timeout time.Duration
+	// InitTimeout bounds Init itself; 0 means $MLXDIST_INIT_TIMEOUT, else
+	// DefaultInitTimeout, and a negative value waits forever. MLX cannot be
+	// interrupted inside init, so on timeout Init hands an ErrInitTimeout
+	// error, naming the peers this rank waited for, to OnHang, which by
+	// default ends the process.
+	InitTimeout time.Duration
 	// OnHang is called, on another goroutine, when an Eval passes its
 	// deadline or its context is done while MLX is still inside the
-	// evaluation. MLX cannot be interrupted, so the process can do nothing
+	// evaluation, and by Init when the group does not form within
+	// InitTimeout. MLX cannot be interrupted, so the process can do nothing
 	// more with MLX; nil prints the error to standard error and exits with
 	// status 1, which lets the launcher stop the other ranks.
 	OnHang func(error)
@@ -94,8 +120,12 @@ type Group struct {
 // ErrWorldSize): a group of one would make every collective return its input
 // and the job would silently compute the wrong thing.
 //
-// Back-ends block in init until every peer has joined; cancelling ctx makes
+// Back-ends block in init until every peer has joined. Cancelling ctx makes
 // Init return, but MLX's thread stays in init, so the process should exit.
+// A group that has not formed within the init timeout (Options.InitTimeout,
+// InitTimeoutEnv, DefaultInitTimeout) is an ErrInitTimeout error naming the
+// peers this rank waited for, handed to Options.OnHang, which by default
+// ends the process with status 1 so that the launcher stops the job.
 func Init(ctx context.Context, opt Options) (*Group, error) {
 	requested := opt.Backend
 	if requested == "" {
@@ -135,21 +165,54 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 		g   *mlx.Group
 		err error
 	}
+	initTimeout, err := initTimeout(opt.InitTimeout)
+	if err != nil {
+		return nil, err
+	}
+	onHang := opt.OnHang
+	if onHang == nil {
+		onHang = defaultOnHang
+	}
+	joined := os.Getenv(JoinedEnv)
+	if joined != "" {
+		// Best effort: a launcher that cannot see the mark only names fewer
+		// ranks in its error.
+		_ = os.WriteFile(joined+".init", nil, 0o666)
+	}
 	done := make(chan result, 1)
 	go func() {
 		g, err := mlx.DistributedInit(strict, b.MLXName())
 		done <- result{g, err}
 	}()
-	var res result
-	select {
-	case res = <-done:
-	case <-ctx.Done():
+	var expired <-chan time.Time
+	if initTimeout > 0 && want != 1 {
+		t := time.NewTimer(initTimeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	abandon := func() {
 		go func() {
 			if r := <-done; r.g != nil {
 				r.g.Free()
 			}
 		}()
+	}
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		abandon()
 		return nil, fmt.Errorf("jaccl: initialising %s: %w", b, context.Cause(ctx))
+	case <-expired:
+		abandon()
+		err := &BackendError{Backend: b, Kind: ErrInitTimeout,
+			Cause: fmt.Errorf("rank %s of %d: no group within %v; waiting for %s", envOr("MLX_RANK", "?"), want, initTimeout, awaitedPeers(b)),
+			Fix:   "look at the output and hosts of the ranks named: one that was stopped, crashed before init or cannot reach this host keeps the group from forming; for slow starts raise " + InitTimeoutEnv + " (launch --init-timeout)"}
+		onHang(err)
+		return nil, err
+	}
+	if res.err == nil && joined != "" {
+		_ = os.WriteFile(joined, nil, 0o666)
 	}
 	if res.err != nil {
 		return nil, Explain(fmt.Errorf("jaccl: initialising %s: %w", b, res.err))
@@ -166,10 +229,7 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 			Fix: "start every rank with one launcher and one hostfile; a stale MLX_* variable in the shell can also cause this"}
 	}
 
-	g := &Group{g: res.g, backend: b, stream: mlx.CPUStream(), timeout: opt.Timeout, onHang: opt.OnHang}
-	if g.onHang == nil {
-		g.onHang = defaultOnHang
-	}
+	g := &Group{g: res.g, backend: b, stream: mlx.CPUStream(), timeout: opt.Timeout, onHang: onHang}
 	if b == NCCL {
 		g.stream = mlx.GPUStream()
 	}
@@ -180,6 +240,63 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 		opt.Logger.Info("distributed group ready", "backend", string(b), "rank", g.Rank(), "size", size, "strict", strict)
 	}
 	return g, nil
+}
+
+// initTimeout resolves Options.InitTimeout against InitTimeoutEnv.
+func initTimeout(opt time.Duration) (time.Duration, error) {
+	if opt != 0 {
+		return opt, nil
+	}
+	v := os.Getenv(InitTimeoutEnv)
+	if v == "" {
+		return DefaultInitTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d == 0 {
+		return 0, fmt.Errorf("jaccl: %s=%q is not a duration such as 30s (negative waits for ever)", InitTimeoutEnv, v)
+	}
+	return d, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// awaitedPeers names the ranks this one waits for in init, with their
+// addresses where the launcher's files say them: every other rank of a ring
+// hostfile, the coordinator of jaccl.
+func awaitedPeers(b Backend) string {
+	rank, _ := strconv.Atoi(os.Getenv("MLX_RANK"))
+	switch b {
+	case JACCL, JACCLRing:
+		if c := firstEnv("MLX_JACCL_COORDINATOR", "JACCL_COORDINATOR"); c != "" {
+			return "the other ranks, through rank 0's coordinator " + c
+		}
+	case Ring:
+		data, err := os.ReadFile(os.Getenv("MLX_HOSTFILE"))
+		var list [][]string
+		if err == nil && json.Unmarshal(data, &list) == nil {
+			var peers []string
+			for r, addrs := range list {
+				if r != rank && len(addrs) > 0 {
+					peers = append(peers, fmt.Sprintf("rank %d (%s)", r, addrs[0]))
+				}
+			}
+			return summarize(peers, 4)
+		}
+	}
+	return "the other ranks"
+}
+
+// summarize lists the first max items, then how many more there are.
+func summarize(items []string, max int) string {
+	if len(items) <= max {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:max], ", "), len(items)-max)
 }
 
 // resolveInitBackend picks the back-end to initialise: the one asked for, or
@@ -209,8 +326,9 @@ func resolveInitBackend(requested, launched Backend) (Backend, error) {
 // EnvBackend reports which back-end a launcher set up in this process's
 // environment: jaccl when MLX_IBV_DEVICES (or JACCL_IBV_DEVICES) is set,
 // jaccl-ring when MLX_JACCL_RING is also set, ring for MLX_HOSTFILE, nccl
-// for NCCL_HOST_IP, mpi when mpirun's rank variables are present; "" when
-// none is. When several are set, MLX's own order for "any" decides (nccl,
+// for NCCL_HOST_IP, mpi when mpirun's rank variables are present, ring for
+// a one-rank job (MLX_WORLD_SIZE=1, MLX_RANK=0, nothing else); "" when none
+// is. When several are set, MLX's own order for "any" decides (nccl,
 // ring, mpi, jaccl).
 func EnvBackend() Backend {
 	switch {
@@ -225,6 +343,11 @@ func EnvBackend() Backend {
 			return JACCLRing
 		}
 		return JACCL
+	case os.Getenv("MLX_WORLD_SIZE") == "1" && os.Getenv("MLX_RANK") == "0":
+		// A launcher's one-rank ring job: it gets no MLX_HOSTFILE (MLX's
+		// ring blocks on a one-entry list), and every other back-end
+		// leaves a mark of its own.
+		return Ring
 	}
 	return ""
 }

@@ -95,6 +95,23 @@ func groupRankMain(name string) int {
 		}
 		fmt.Println("all_sum finished although a peer hung")
 		return 0
+	case "stop-before-init":
+		// Rank 1 stops itself before init, as a rank frozen right after
+		// it was spawned; the others wait in init until their timeout,
+		// or for ever with JACCL_GROUP_WAIT_FOREVER.
+		if os.Getenv("MLX_RANK") == "1" {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		}
+		var o Options
+		if os.Getenv("JACCL_GROUP_WAIT_FOREVER") != "" {
+			o.InitTimeout = -1
+		}
+		g, err := Init(ctx, o)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println("group formed without rank 1:", g)
+		return 0
 	case "mixed":
 		// Odd ranks are Python, even ranks Go, in one ring.
 		if r, _ := strconv.Atoi(os.Getenv("MLX_RANK")); r%2 == 1 {
@@ -493,6 +510,7 @@ func TestEnvBackendAndLaunchedSizeReadTheLaunchersEnvironment(t *testing.T) {
 		{"jaccl-ring", map[string]string{"MLX_IBV_DEVICES": devices, "MLX_JACCL_RING": "1"}, JACCLRing, 2, "MLX_IBV_DEVICES"},
 		{"nccl", map[string]string{"NCCL_HOST_IP": "10.0.0.1", "MLX_WORLD_SIZE": "4"}, NCCL, 4, "MLX_WORLD_SIZE"},
 		{"mpirun", map[string]string{"OMPI_COMM_WORLD_SIZE": "3"}, MPI, 3, "OMPI_COMM_WORLD_SIZE"},
+		{"a one-rank launch is a ring group of one", map[string]string{"MLX_WORLD_SIZE": "1", "MLX_RANK": "0"}, Ring, 1, "MLX_WORLD_SIZE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/mlxdist/mlxdist/internal/atomicfile"
 )
 
 // ErrHostfile is matched by every *HostfileError through errors.Is.
@@ -119,7 +121,8 @@ func ParseHostfile(data []byte) (*Hostfile, error) {
 	return hf, nil
 }
 
-// WriteHostfile writes hf to path as indented JSON in mlx.launch's format.
+// WriteHostfile writes hf to path as indented JSON in mlx.launch's format,
+// atomically: a reader sees the old file or the whole new one.
 func WriteHostfile(path string, hf *Hostfile) error {
 	data, err := hf.MarshalJSON()
 	if err != nil {
@@ -130,7 +133,7 @@ func WriteHostfile(path string, hf *Hostfile) error {
 		return fmt.Errorf("jaccl: %w", err)
 	}
 	out.WriteByte('\n')
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, out.Bytes(), 0o666); err != nil {
 		return fmt.Errorf("jaccl: %w", err)
 	}
 	return nil

@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +54,11 @@ type LaunchConfig struct {
 	Grace time.Duration
 	// SSH is the ssh program; empty means "ssh" from PATH.
 	SSH string
+	// InitTimeout is how long the ranks may take to form their group; 0
+	// means DefaultInitTimeout. Every rank gets it as InitTimeoutEnv, and
+	// the launcher ends the job when a local rank of a program built on
+	// this package has not joined once it has passed (see Launch).
+	InitTimeout time.Duration
 	// Logger receives one line per rank started and stopped; nil is silent.
 	Logger *slog.Logger
 }
@@ -72,22 +79,63 @@ type RankError struct {
 	// Hint is a *BackendError when the rank's output showed a known
 	// back-end failure, nil otherwise.
 	Hint error
+	// SSH is ssh's own error line when a remote rank's ssh failed (exit
+	// status 255): an unknown host, a refused connection, a rejected key.
+	SSH string
+	// NotJoined lists the local ranks that had not joined the group when
+	// this rank failed, when the program reports joining (see JoinedEnv).
+	NotJoined []int
 
 	signal int
 }
 
 func (e *RankError) Error() string {
-	msg := fmt.Sprintf("jaccl: rank %d (%s)", e.Rank, e.Host)
+	msg := fmt.Sprintf("launch: rank %d (%s)", e.Rank, e.Host)
 	if e.State != "" {
 		msg += " failed: " + e.State
 	} else {
 		msg += " could not start: " + e.Err.Error()
+	}
+	if e.SSH != "" {
+		msg += ": " + e.SSH
+	}
+	if len(e.NotJoined) > 0 {
+		msg += "; " + rankList(e.NotJoined) + " never joined the group"
 	}
 	if e.Hint != nil {
 		msg += "; " + e.Hint.Error()
 	}
 	return msg
 }
+
+// rankList reads "rank 1" or "ranks 1, 2, 3, 4 and 3 more".
+func rankList(ranks []int) string {
+	s := make([]string, len(ranks))
+	for i, r := range ranks {
+		s[i] = strconv.Itoa(r)
+	}
+	if len(s) == 1 {
+		return "rank " + s[0]
+	}
+	return "ranks " + summarize(s, 4)
+}
+
+// JoinError reports local ranks that had not joined the group when the
+// init timeout passed (and every rank was still running): stopped, stuck
+// before init, or waiting on a peer that is. The launcher stopped the job.
+type JoinError struct {
+	Ranks   []int
+	Hosts   []string
+	Timeout time.Duration
+}
+
+func (e *JoinError) Error() string {
+	return fmt.Sprintf("launch: %s (%s) did not join the group within %v; the job was stopped (raise --init-timeout for slow starts)",
+		rankList(e.Ranks), summarize(slices.Compact(slices.Clone(e.Hosts)), 3), e.Timeout)
+}
+
+// Is makes errors.Is(err, ErrInitTimeout) true.
+func (e *JoinError) Is(target error) bool { return target == ErrInitTimeout }
 
 // Unwrap exposes the process error and the hint to errors.Is and errors.As.
 func (e *RankError) Unwrap() []error {
@@ -120,22 +168,30 @@ func (e *RankError) ExitStatus() int {
 // after cfg.Grace) and Launch returns a *RankError for the rank that failed
 // first. Cancelling ctx stops every rank the same way and returns ctx's
 // error.
+//
+// Every rank gets the init timeout (cfg.InitTimeout) as InitTimeoutEnv, so
+// Init ends a rank whose group does not form, and local ranks get a
+// JoinedEnv path to mark joining: a rank's failure then names the local
+// ranks that never joined (RankError.NotJoined), and when ranks are still
+// unjoined well past the timeout with none failed (all stuck at once),
+// Launch stops the job and returns a *JoinError. Programs that never call
+// Init (Python scripts) leave no marks and are left alone.
 func Launch(ctx context.Context, cfg LaunchConfig) error {
 	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
-		return errors.New("jaccl: no command to launch")
+		return errors.New("launch: no command to launch")
 	}
 	hf := cfg.Hostfile
 	switch {
 	case hf != nil && cfg.N > 0:
-		return errors.New("jaccl: set either a rank count or a hostfile, not both")
+		return errors.New("launch: set either a rank count or a hostfile, not both")
 	case hf == nil && cfg.N <= 0:
-		return errors.New("jaccl: need a rank count above zero or a hostfile")
+		return errors.New("launch: need a rank count above zero or a hostfile")
 	case hf == nil:
 		hf = LocalHostfile(cfg.N)
 	}
 	backend := resolveBackend(cfg.Backend, hf.Backend)
 	if backend == MPI {
-		return errors.New("jaccl: the mpi back-end is launched by mpirun, not by this launcher")
+		return errors.New("launch: the mpi back-end is launched by mpirun, not by this launcher")
 	}
 	if err := hf.Validate(backend); err != nil {
 		return err
@@ -159,12 +215,25 @@ func Launch(ctx context.Context, cfg LaunchConfig) error {
 	if dir == "" {
 		wd, err := os.Getwd()
 		if err != nil {
-			return fmt.Errorf("jaccl: %w", err)
+			return fmt.Errorf("launch: %w", err)
 		}
 		dir = wd
 	}
+	if strictDir && anyLocal(hf) {
+		// Otherwise exec's chdir failure reads as if the program were missing.
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return fmt.Errorf("launch: working directory %s does not exist here; it must exist on every host", dir)
+		}
+	}
 
-	opt := EnvOptions{Backend: backend, Port: cfg.Port, NCCLPort: cfg.NCCLPort, Env: cfg.Env, Verbose: cfg.Verbose}
+	initTimeout := cfg.InitTimeout
+	rankEnv := cfg.Env
+	if initTimeout != 0 {
+		rankEnv = append(slices.Clone(cfg.Env), InitTimeoutEnv+"="+initTimeout.String())
+	} else {
+		initTimeout = DefaultInitTimeout
+	}
+	opt := EnvOptions{Backend: backend, Port: cfg.Port, NCCLPort: cfg.NCCLPort, Env: rankEnv, Verbose: cfg.Verbose}
 	if allLocal(hf) {
 		// Several ranks of one machine cannot share mlx.launch's fixed
 		// ports with a previous run still in TIME_WAIT or another job, so
@@ -191,7 +260,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) error {
 
 	tmp, err := os.MkdirTemp("", "jaccl-launch-")
 	if err != nil {
-		return fmt.Errorf("jaccl: %w", err)
+		return fmt.Errorf("launch: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 
@@ -208,6 +277,8 @@ func Launch(ctx context.Context, cfg LaunchConfig) error {
 				stopAll(ranks, grace, results)
 				return err
 			}
+			p.joinMark = filepath.Join(tmp, "rank"+strconv.Itoa(r))
+			env = append(env, JoinedEnv+"="+p.joinMark)
 			p.cmd = exec.Command(cfg.Command[0], cfg.Command[1:]...)
 			p.cmd.Env = Environ(os.Environ(), env)
 			p.cmd.Dir = dir
@@ -219,7 +290,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) error {
 			r, w, err := os.Pipe()
 			if err != nil {
 				stopAll(ranks, grace, results)
-				return fmt.Errorf("jaccl: %w", err)
+				return fmt.Errorf("launch: %w", err)
 			}
 			p.cmd.Stdin, p.stdin = r, w
 		}
@@ -242,9 +313,22 @@ func Launch(ctx context.Context, cfg LaunchConfig) error {
 		go p.wait(results)
 	}
 
-	var failed *RankError
+	var failed error
 	stopping := false
 	done := ctx.Done()
+	// The join watchdog: local ranks of a program built on this package
+	// mark when they enter Init and when their group has formed. Once the
+	// init timeout, plus a margin for the ranks' own timeouts to speak
+	// first, has passed since the first rank entered Init, ranks still
+	// unjoined stop the job: this catches every rank stuck at once, which
+	// no rank's own timeout can report.
+	var joinCheck <-chan time.Time
+	var joinTimer *time.Timer
+	if initTimeout > 0 {
+		joinTimer = time.NewTimer(initTimeout + joinMargin)
+		defer joinTimer.Stop()
+		joinCheck = joinTimer.C
+	}
 	for remaining := len(ranks); remaining > 0; {
 		select {
 		case res := <-results:
@@ -252,8 +336,32 @@ func Launch(ctx context.Context, cfg LaunchConfig) error {
 			p := ranks[res.rank]
 			log.Info("rank exited", "rank", p.rank, "state", p.cmd.ProcessState.String())
 			if res.err != nil && !stopping {
-				failed = p.failure(res.err)
+				re := p.failure(res.err)
+				if js := joinStatus(ranks, p.rank); js.tracking {
+					re.NotJoined = js.named()
+				}
+				failed = re
 				stopping = true
+				stopOthers(ranks, grace)
+			}
+		case <-joinCheck:
+			js := joinStatus(ranks, -1)
+			switch waited := time.Since(js.firstInit); {
+			case stopping || (js.tracking && len(js.missing) == 0):
+				joinCheck = nil
+			case !js.tracking:
+				joinTimer.Reset(initTimeout)
+			case waited < initTimeout+joinMargin:
+				joinTimer.Reset(initTimeout + joinMargin - waited)
+			default:
+				je := &JoinError{Ranks: js.named(), Timeout: initTimeout}
+				for _, r := range je.Ranks {
+					je.Hosts = append(je.Hosts, ranks[r].host)
+				}
+				log.Info("ranks did not join", "ranks", je.Ranks)
+				failed = je
+				stopping = true
+				joinCheck = nil
 				stopOthers(ranks, grace)
 			}
 		case <-done:
@@ -268,7 +376,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) error {
 		return failed
 	}
 	if err := context.Cause(ctx); err != nil {
-		return fmt.Errorf("jaccl: launch stopped: %w", err)
+		return fmt.Errorf("launch: stopped: %w", err)
 	}
 	return nil
 }
@@ -287,9 +395,61 @@ type rankResult struct {
 	err  error
 }
 
+// joinMargin is how long the launcher's join watchdog waits past the init
+// timeout, so that a rank's own, more specific, timeout error comes first.
+const joinMargin = 3 * time.Second
+
+// joinState is what the join marks of the local ranks say.
+type joinState struct {
+	tracking  bool      // some rank marked entering Init: the program reports joins
+	firstInit time.Time // when the first rank entered Init
+	missing   []int     // local ranks without a joined mark
+	absent    []int     // those of missing that never entered Init
+}
+
+// joinStatus reads the join marks of the local ranks, leaving out skip.
+func joinStatus(ranks []*rankProc, skip int) joinState {
+	var js joinState
+	for _, p := range ranks {
+		if p.joinMark == "" {
+			continue
+		}
+		if st, err := os.Stat(p.joinMark + ".init"); err == nil {
+			if !js.tracking || st.ModTime().Before(js.firstInit) {
+				js.firstInit = st.ModTime()
+			}
+			js.tracking = true
+		} else if p.rank != skip {
+			js.absent = append(js.absent, p.rank)
+		}
+		if _, err := os.Stat(p.joinMark); err == nil {
+			js.tracking = true
+		} else if p.rank != skip {
+			js.missing = append(js.missing, p.rank)
+		}
+	}
+	return js
+}
+
+// named returns the ranks to blame: those that never entered Init when
+// there are any, else every rank still waiting.
+func (js joinState) named() []int {
+	var absent []int
+	for _, r := range js.absent {
+		if slices.Contains(js.missing, r) {
+			absent = append(absent, r)
+		}
+	}
+	if len(absent) > 0 {
+		return absent
+	}
+	return js.missing
+}
+
 type rankProc struct {
 	rank     int
 	host     string
+	joinMark string // path prefix of a local rank's join marks (JoinedEnv), "" for a remote one
 	cmd      *exec.Cmd
 	stdin    *os.File // write end of a remote rank's stdin
 	out, err *linePrefixer
@@ -316,6 +476,11 @@ func (p *rankProc) failure(err error) *RankError {
 		re.signal = signalNumber(ps)
 	}
 	re.Hint = ExplainText(p.tail.String())
+	if p.stdin != nil && re.ExitCode == 255 {
+		// ssh's own status for a failure of its own: its last line says
+		// what (an unknown host, a refused connection, a rejected key).
+		re.SSH = p.tail.last()
+	}
 	return re
 }
 
@@ -359,6 +524,15 @@ func isLocalHost(h string) bool {
 	return h == "127.0.0.1" || h == "localhost" || h == "::1"
 }
 
+func anyLocal(hf *Hostfile) bool {
+	for _, h := range hf.Hosts {
+		if isLocalHost(h.SSH) {
+			return true
+		}
+	}
+	return false
+}
+
 func allLocal(hf *Hostfile) bool {
 	for _, h := range hf.Hosts {
 		if !isLocalHost(h.SSH) {
@@ -389,7 +563,7 @@ func freePorts(hf *Hostfile) ([]int, error) {
 	for _, a := range addrs {
 		l, err := net.Listen("tcp4", net.JoinHostPort(a, "0"))
 		if err != nil {
-			return nil, fmt.Errorf("jaccl: picking a free port on %s: %w", a, err)
+			return nil, fmt.Errorf("launch: picking a free port on %s: %w", a, err)
 		}
 		lns = append(lns, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
@@ -406,9 +580,11 @@ func sshProgram(s string) string {
 
 // SSHArgs returns the arguments of the ssh command that runs script on host.
 // -tt forces a terminal so the remote program receives a hang-up when the
-// connection closes: stopping ssh then stops the rank.
+// connection closes: stopping ssh then stops the rank. LogLevel=ERROR keeps
+// ssh's own errors (an unknown host, a refused connection) and drops its
+// chatter ("Connection to host closed").
 func SSHArgs(host, script string) []string {
-	return []string{"-tt", "-o", "LogLevel=QUIET", host, script}
+	return []string{"-tt", "-o", "LogLevel=ERROR", host, script}
 }
 
 // RemoteScript returns the POSIX shell command a remote host runs for one
@@ -509,3 +685,13 @@ func (t *tailLines) add(s string) {
 }
 
 func (t *tailLines) String() string { return strings.Join(t.lines, "\n") }
+
+// last returns the last line that is not blank.
+func (t *tailLines) last() string {
+	for i := len(t.lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(t.lines[i]); l != "" {
+			return l
+		}
+	}
+	return ""
+}

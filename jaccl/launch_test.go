@@ -328,7 +328,7 @@ func TestRemoteScriptForTheSeedsSecondStudio(t *testing.T) {
 		`f=$(mktemp) && printf '%s' '[[null,["rdma_en3","rdma_en5"]],[["rdma_en3","rdma_en5"],null]]` + "\n" + `' > "$f" || exit 1; export MLX_IBV_DEVICES="$f"; ` +
 		`exec ./kimiload --model 'models/Kimi K2.5'`
 	assert.Equal(t, want, script)
-	assert.Equal(t, []string{"-tt", "-o", "LogLevel=QUIET", "hwStudio2.local", script}, SSHArgs("hwStudio2.local", script))
+	assert.Equal(t, []string{"-tt", "-o", "LogLevel=ERROR", "hwStudio2.local", script}, SSHArgs("hwStudio2.local", script))
 }
 
 // Running the remote script with a local shell checks the quoting and the
@@ -393,5 +393,5 @@ func TestMLXLaunchStartsAGoProgram(t *testing.T) {
 func TestRankErrorExitStatusForASignal(t *testing.T) {
 	re := &RankError{Rank: 2, Host: "h", ExitCode: -1, State: "signal: killed", Err: errors.New("signal: killed"), signal: 9}
 	assert.Equal(t, 137, re.ExitStatus())
-	assert.Equal(t, "jaccl: rank 2 (h) failed: signal: killed", re.Error())
+	assert.Equal(t, "launch: rank 2 (h) failed: signal: killed", re.Error())
 }

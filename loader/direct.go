@@ -2,9 +2,9 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
-	"runtime/debug"
 	"sync"
 
 	"github.com/mlxdist/mlxdist/mlx"
@@ -117,24 +117,24 @@ const (
 // read from the file.
 func fill(f *safetensors.File, tp *TensorPlan, n, k int, mode ReadMode, dst []byte) (read int64, err error) {
 	if mode == ReadMmap && f.Mapped() {
-		// A file truncated under the mapping faults on access; make that an
-		// error of this tensor instead of a crash of the process.
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("reading the mapping faulted (file truncated?): %v", p)
+		// A file truncated under the mapping faults on access; Protect makes
+		// that a safetensors.ErrChanged error of this tensor instead of a
+		// crash of the process.
+		var pos int
+		err = f.Protect(func() error {
+			data, err := f.Data(tp.Name)
+			if err != nil {
+				return err
 			}
-		}()
-		data, err := f.Data(tp.Name)
-		if err != nil {
-			return 0, err
-		}
-		base := tp.info.Offset
-		pos := 0
-		err = tp.runs(n, k, func(off, length int64) error {
-			pos += copy(dst[pos:], data[off-base:off-base+length])
-			return nil
+			base := tp.info.Offset
+			return tp.runs(n, k, func(off, length int64) error {
+				pos += copy(dst[pos:], data[off-base:off-base+length])
+				return nil
+			})
 		})
+		if errors.Is(err, safetensors.ErrChanged) {
+			err = errors.Join(ErrChanged, err)
+		}
 		if err == nil {
 			f.Release([]safetensors.Range{{Offset: tp.info.Offset, Length: tp.info.Size()}})
 		}

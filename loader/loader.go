@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -141,15 +142,28 @@ type ShardLoader struct {
 // A directory Reshard wrote for one rank (it holds a ShardStampName stamp)
 // loads only for that rank and world size, every tensor read whole: its
 // files already hold the rank's parts. Another rank gets ErrShardMismatch.
+//
+// Shard files Reshard wrote, found without their stamp, are the remains of
+// an interrupted reshard (or of a stamp removed by hand): Open refuses them
+// with ErrUnstampedShard rather than load a fraction of the model as if it
+// were whole.
 func Open(path string, o Options) (*ShardLoader, error) {
+	stamped := false
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		if o.PlanOptions, err = presharded(path, o.PlanOptions); err != nil {
 			return nil, err
 		}
+		stamped = o.PlanOptions.Rules != nil && strings.HasPrefix(o.PlanOptions.Rules.Name, "presharded ")
 	}
 	d, err := safetensors.OpenDir(path)
 	if err != nil {
 		return nil, err
+	}
+	if !stamped {
+		if err := checkUnstamped(path, d); err != nil {
+			d.Close()
+			return nil, err
+		}
 	}
 	l, err := New(d, o)
 	if err != nil {

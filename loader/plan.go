@@ -175,8 +175,8 @@ func (e *PlanError) Is(target error) bool { return target == ErrWontFit }
 // NewPlan plans the load of tensors — from a checkpoint's headers
 // (safetensors.Dir.Tensors) or from a model described without files, where
 // only Name, DType, Shape and End−Begin (the size) matter — for one rank.
-// It validates every split first and returns every *ShardError found,
-// joined.
+// It validates every split first and returns every *ShardError found in
+// one *ShardErrors, whose message is a one-line summary.
 func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	if o.WorldSize <= 0 {
 		o.WorldSize = 1
@@ -215,7 +215,7 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 		}
 		splits[t.Name] = s
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinShardErrors(errs); err != nil {
 		return nil, err
 	}
 	if err := checkQuantized(byName, splits, n); err != nil {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mlxdist/mlxdist/internal/atomicfile"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
@@ -54,6 +55,22 @@ func ReadShardStamp(dir string) (*ShardStamp, error) {
 	return &s, nil
 }
 
+// ErrUnstampedShard is returned by Open for a checkpoint whose files Reshard
+// wrote but whose stamp is missing: an interrupted or damaged reshard.
+var ErrUnstampedShard = errors.New("loader: resharded files without their stamp")
+
+// checkUnstamped refuses shard files that carry Reshard's metadata in a
+// directory without a stamp.
+func checkUnstamped(path string, d *safetensors.Dir) error {
+	for _, f := range d.Files() {
+		if v, ok := f.Metadata()[shardMetaKey]; ok {
+			return fmt.Errorf("%w: %s holds rank %s's shard file %s but no %s; run reshard again to write it whole",
+				ErrUnstampedShard, path, v, filepath.Base(f.Path()), ShardStampName)
+		}
+	}
+	return nil
+}
+
 // presharded adapts the options of a load from a resharded checkpoint: the
 // files already hold this rank's parts, so every tensor is read whole.
 func presharded(dir string, o PlanOptions) (PlanOptions, error) {
@@ -69,6 +86,12 @@ func presharded(dir string, o PlanOptions) (PlanOptions, error) {
 	return o, nil
 }
 
+// ErrUnsafeOutput is matched by the error Reshard returns before writing
+// anything when dst would overwrite what it must not: the source checkpoint
+// (dst is src, inside it, or holds it) or a directory of files Reshard did
+// not write.
+var ErrUnsafeOutput = errors.New("loader: unsafe reshard output directory")
+
 // Reshard writes rank o.Rank's shard of the checkpoint at src, as o's rules
 // split it for o.WorldSize ranks, to the directory dst: every tensor cut to
 // the rank's part (replicated tensors whole), in files grouped as the
@@ -81,11 +104,24 @@ func presharded(dir string, o PlanOptions) (PlanOptions, error) {
 // disk; from its own shard it pulls exactly its bytes. Open recognises the
 // stamp and loads such a checkpoint for that rank only.
 //
+// Nothing is written into dst itself until the end: the shard is built in a
+// temporary directory beside dst, every file synced, and renamed into place
+// only when the stamp is on disk; a failure (a full disk, a source file
+// truncated under it, ctx cancelled) removes the temporary directory and
+// leaves dst as it was. dst may be missing, empty, or an earlier Reshard
+// output, which is replaced whole; anything else, and any dst that resolves
+// (through links, "..", or the same device and inode) to src, a directory
+// inside it or one holding it, is refused with ErrUnsafeOutput before any
+// file is opened. No source file is ever opened for writing.
+//
 // Reshard needs no MLX: it copies bytes. It holds one tensor's part in
 // memory at a time. progress, when set, is called after every tensor with
 // the bytes written so far and the total.
 func Reshard(ctx context.Context, src, dst string, o PlanOptions, progress func(done, total int64)) (*ShardStamp, error) {
 	o.Strategy = Direct
+	if err := checkReshardOutput(src, dst); err != nil {
+		return nil, err
+	}
 	if st, err := ReadShardStamp(src); err != nil {
 		return nil, err
 	} else if st != nil {
@@ -100,14 +136,24 @@ func Reshard(ctx context.Context, src, dst string, o PlanOptions, progress func(
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	out, err := atomicfile.CreateDir(dst)
+	if err != nil {
 		return nil, fmt.Errorf("loader: %w", err)
 	}
-	// A stamp left by an earlier run would vouch for files about to change.
-	if err := os.Remove(filepath.Join(dst, ShardStampName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("loader: %w", err)
+	stamp, err := writeShard(ctx, d, plan, src, out.Path(), progress)
+	if err != nil {
+		out.Abort()
+		return nil, err
 	}
+	if err := out.Commit(); err != nil {
+		return nil, fmt.Errorf("loader: move the shard into %s: %w", dst, err)
+	}
+	return stamp, nil
+}
 
+// writeShard writes the shard files, index, other files and stamp of plan
+// into the empty directory tmp.
+func writeShard(ctx context.Context, d *safetensors.Dir, plan *Plan, src, tmp string, progress func(done, total int64)) (*ShardStamp, error) {
 	byFile := map[string][]*TensorPlan{}
 	var total int64
 	for i := range plan.Sections {
@@ -134,9 +180,9 @@ func Reshard(ctx context.Context, src, dst string, o PlanOptions, progress func(
 		for k, v := range f.Metadata() {
 			meta[k] = v
 		}
-		meta["mlxdist.shard"] = strconv.Itoa(plan.Rank) + "/" + strconv.Itoa(plan.WorldSize)
+		meta[shardMetaKey] = strconv.Itoa(plan.Rank) + "/" + strconv.Itoa(plan.WorldSize)
 		base := filepath.Base(f.Path())
-		w, err := safetensors.Create(filepath.Join(dst, base), specs, meta)
+		w, err := safetensors.Create(filepath.Join(tmp, base), specs, meta)
 		if err != nil {
 			return nil, err
 		}
@@ -167,22 +213,116 @@ func Reshard(ctx context.Context, src, dst string, o PlanOptions, progress func(
 			return nil, err
 		}
 	}
-	if err := writeJSON(filepath.Join(dst, "model.safetensors.index.json"), map[string]any{
+	if err := writeJSON(filepath.Join(tmp, safetensors.IndexName), map[string]any{
 		"metadata":   map[string]any{"total_size": total},
 		"weight_map": weightMap,
 	}); err != nil {
 		return nil, err
 	}
-	if err := copyOtherFiles(src, dst); err != nil {
+	if err := copyOtherFiles(src, tmp); err != nil {
 		return nil, err
 	}
 	abs, _ := filepath.Abs(src)
 	stamp := &ShardStamp{Rank: plan.Rank, WorldSize: plan.WorldSize, Rules: plan.Rules, Source: abs,
 		Tensors: len(weightMap), Bytes: total}
-	if err := writeJSON(filepath.Join(dst, ShardStampName), stamp); err != nil {
+	if err := writeJSON(filepath.Join(tmp, ShardStampName), stamp); err != nil {
 		return nil, err
 	}
 	return stamp, nil
+}
+
+// shardMetaKey is the metadata key every shard file Reshard writes carries
+// ("rank/world"), so that shard files without their stamp are recognised.
+const shardMetaKey = "mlxdist.shard"
+
+// checkReshardOutput refuses a dst that overlaps src or holds files Reshard
+// did not write, before anything is created.
+func checkReshardOutput(src, dst string) error {
+	srcReal, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return fmt.Errorf("loader: %w", err)
+	}
+	if srcReal, err = filepath.Abs(srcReal); err != nil {
+		return fmt.Errorf("loader: %w", err)
+	}
+	srcInfo, err := os.Stat(srcReal)
+	if err != nil {
+		return fmt.Errorf("loader: %w", err)
+	}
+	dstReal, err := resolveMissing(dst)
+	if err != nil {
+		return fmt.Errorf("loader: %w", err)
+	}
+	overlap := func(why string) error {
+		return fmt.Errorf("%w: --out %s %s the source %s; choose a directory outside the source", ErrUnsafeOutput, dst, why, src)
+	}
+	switch {
+	case dstReal == srcReal:
+		return overlap("is")
+	case within(dstReal, srcReal):
+		return overlap("is inside")
+	case within(srcReal, dstReal):
+		return overlap("holds")
+	}
+	// Links and "..", resolved above, are not the only ways to name one
+	// directory twice: a bind mount is the same device and inode.
+	for p := dstReal; ; p = filepath.Dir(p) {
+		if st, err := os.Stat(p); err == nil && os.SameFile(st, srcInfo) {
+			return overlap("is the same directory as, or inside,")
+		}
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	st, err := os.Stat(dstReal)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loader: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%w: --out %s is a file, not a directory", ErrUnsafeOutput, dst)
+	}
+	entries, err := os.ReadDir(dstReal)
+	if err != nil {
+		return fmt.Errorf("loader: %w", err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if s, err := ReadShardStamp(dstReal); err != nil || s == nil {
+		return fmt.Errorf("%w: --out %s holds %d files that reshard did not write; give a new or empty directory, or one an earlier reshard wrote", ErrUnsafeOutput, dst, len(entries))
+	}
+	return nil
+}
+
+// resolveMissing returns the absolute path of p with every link resolved,
+// for a p whose last elements may not exist yet.
+func resolveMissing(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for cur := abs; ; cur = filepath.Dir(cur) {
+		if real, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(append([]string{real}, rest...)...), nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		if filepath.Dir(cur) == cur {
+			return abs, nil
+		}
+		rest = append([]string{filepath.Base(cur)}, rest...)
+	}
+}
+
+// within reports whether p lies strictly inside dir (both absolute and
+// clean).
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 func writeJSON(path string, v any) error {
@@ -190,11 +330,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("loader: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("loader: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o666); err != nil {
 		return fmt.Errorf("loader: %w", err)
 	}
 	return nil
@@ -226,16 +362,16 @@ func copyFile(from, to string) error {
 		return fmt.Errorf("loader: %w", err)
 	}
 	defer in.Close()
-	out, err := os.Create(to)
+	out, err := atomicfile.Create(to, 0o666)
 	if err != nil {
 		return fmt.Errorf("loader: %w", err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+		out.Abort()
 		return fmt.Errorf("loader: copy %s: %w", from, err)
 	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("loader: %w", err)
+	if err := out.Commit(); err != nil {
+		return fmt.Errorf("loader: copy %s: %w", from, err)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/mlxdist/mlxdist/safetensors"
@@ -94,6 +96,65 @@ func (e *ShardError) Error() string {
 
 // Is makes errors.Is(err, ErrShard) true.
 func (e *ShardError) Is(target error) bool { return target == ErrShard }
+
+// ShardErrors holds every *ShardError a plan found. Its message is one
+// line a person can read — how many tensors, the first in full, a few more
+// names and a count — while Unwrap hands each one to errors.As and
+// errors.Is.
+type ShardErrors struct {
+	Errs []*ShardError
+}
+
+func (e *ShardErrors) Error() string {
+	first := e.Errs[0]
+	if len(e.Errs) == 1 {
+		return first.Error()
+	}
+	msg := fmt.Sprintf("loader: %d tensors cannot be split into %d parts; the first, %q: axis %d of size %d: %s",
+		len(e.Errs), first.N, first.Tensor, first.Axis, first.Dim, first.Detail)
+	names := make([]string, 0, 3)
+	for _, se := range e.Errs[1:min(len(e.Errs), 4)] {
+		names = append(names, strconv.Quote(se.Tensor))
+	}
+	msg += "; also " + strings.Join(names, ", ")
+	if more := len(e.Errs) - 1 - len(names); more > 0 {
+		msg += fmt.Sprintf(" and %d more", more)
+	}
+	return msg
+}
+
+// Unwrap returns every *ShardError.
+func (e *ShardErrors) Unwrap() []error {
+	out := make([]error, len(e.Errs))
+	for i, se := range e.Errs {
+		out[i] = se
+	}
+	return out
+}
+
+// joinShardErrors returns nil for no errors, the one *ShardError alone, or
+// a *ShardErrors sorted by tensor name; errors of other types are joined
+// after it.
+func joinShardErrors(errs []error) error {
+	var ses []*ShardError
+	var other []error
+	for _, err := range errs {
+		if se, ok := err.(*ShardError); ok {
+			ses = append(ses, se)
+		} else {
+			other = append(other, err)
+		}
+	}
+	if len(ses) == 0 {
+		return errors.Join(other...)
+	}
+	slices.SortFunc(ses, func(a, b *ShardError) int { return strings.Compare(a.Tensor, b.Tensor) })
+	var head error = &ShardErrors{Errs: ses}
+	if len(ses) == 1 {
+		head = ses[0]
+	}
+	return errors.Join(append([]error{head}, other...)...)
+}
 
 // A Split is what a rule resolves to for one tensor and world size: the
 // axis and the bounds of the fused segments along it; a rank keeps part k
@@ -249,7 +310,7 @@ func checkQuantized(tensors map[string]safetensors.TensorInfo, splits map[string
 				Detail: fmt.Sprintf("the input axis holds %d quantization groups in %d packed words; both must divide by %d so the split lands on a group boundary", groups, words, n)})
 		}
 	}
-	return errors.Join(errs...)
+	return joinShardErrors(errs)
 }
 
 func rx(s string) *regexp.Regexp { return regexp.MustCompile(s) }

@@ -217,9 +217,27 @@ func (g *Guard) exceeded(label string, used, extra uint64) *ExceededError {
 
 // String describes the guard's configuration:
 // "memguard: limit 460.80 GB (physical 512.00 GB, headroom 51.20 GB from default)".
+//
+// A headroom of zero (MLX_MEMORY_GUARD_GB=0) is allowed but says so: the
+// guard then lets a load use every byte, and macOS panics before it is
+// refused.
 func (g *Guard) String() string {
-	return fmt.Sprintf("memguard: limit %s (physical %s, headroom %s from %s)",
+	msg := fmt.Sprintf("memguard: limit %s (physical %s, headroom %s from %s)",
 		units.FormatGB(g.Limit()), units.FormatGB(g.physical), units.FormatGB(g.headroom), g.headroomFrom)
+	if w := g.Warning(); w != "" {
+		msg += "; warning: " + w
+	}
+	return msg
+}
+
+// Warning returns what is unsafe about the guard's settings, "" when
+// nothing is: today a headroom of zero, which leaves the system nothing.
+func (g *Guard) Warning() string {
+	if g.headroom == 0 {
+		return fmt.Sprintf("no headroom (%s): nothing is kept for the system, so memory can run out before the guard refuses a load; set %s to at least %s",
+			g.headroomFrom, EnvHeadroom, units.FormatGB(MinDefaultHeadroom))
+	}
+	return ""
 }
 
 // A Report is one measurement against a guard's limit, for logging.

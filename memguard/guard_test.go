@@ -272,3 +272,17 @@ func TestReportLogsAsAGroupOfGBFigures(t *testing.T) {
 	assert.Equal(t, `level=INFO msg=loaded memory.active="309.91 GB" memory.limit="460.80 GB" `+
 		`memory.free="150.89 GB" memory.physical="512.00 GB" memory.headroom="51.20 GB"`+"\n", buf.String())
 }
+
+func TestAZeroHeadroomIsAllowedButWarnedAbout(t *testing.T) {
+	env := func(string) (string, bool) { return "0", true }
+	g, err := New(WithPhysical(64e9), WithLookupEnv(env))
+	require.NoError(t, err)
+	assert.Zero(t, g.Headroom())
+	assert.Contains(t, g.Warning(), "no headroom (MLX_MEMORY_GUARD_GB)")
+	assert.Contains(t, g.String(), "warning: no headroom")
+
+	g, err = New(WithPhysical(64e9))
+	require.NoError(t, err)
+	assert.Empty(t, g.Warning())
+	assert.NotContains(t, g.String(), "warning")
+}

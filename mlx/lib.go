@@ -40,11 +40,14 @@ func (e *LoadError) Error() string {
 		b.WriteString("; rebuild it against this MLX with `make setup` or point MLX_C_LIBRARY at a complete libmlxc")
 		return b.String()
 	}
-	b.WriteString("mlx: no MLX C library could be loaded; tried:")
-	for _, a := range e.Tried {
-		fmt.Fprintf(&b, "\n  %s: %v", a.Path, a.Err)
+	b.WriteString("mlx: no MLX C library could be loaded (tried ")
+	for i, a := range e.Tried {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %v", a.Path, a.Err)
 	}
-	b.WriteString("\nrun `make setup` (builds the C ABI library against pip's MLX), install mlx-c (`brew install mlx-c` on macOS), or set MLX_C_LIBRARY to a libmlxc")
+	b.WriteString("); run `make setup` (builds the C ABI library against pip's MLX), install mlx-c (`brew install mlx-c` on macOS), or set MLX_C_LIBRARY to a libmlxc")
 	return b.String()
 }
 

@@ -54,6 +54,24 @@ func TestLoadNamesTheMissingSymbolsOfAnIncompleteLibrary(t *testing.T) {
 	assert.Less(t, len(msg), 400, "one line a person can read, not every symbol name")
 }
 
+func TestALibraryThatIsNotMLXGivesOneShortLine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("libc.so.6 is the C library's name on Linux")
+	}
+	_, err := load([]string{"libc.so.6"})
+	var le *LoadError
+	require.ErrorAs(t, err, &le)
+	require.Greater(t, len(le.Missing), 50, "libc lacks nearly every symbol")
+	msg := err.Error()
+	assert.NotContains(t, msg, "\n")
+	assert.Less(t, len(msg), 400, msg)
+	assert.Contains(t, msg, "more")
+	assert.Contains(t, msg, "MLX_C_LIBRARY")
+
+	_, err = load([]string{filepath.Join(t.TempDir(), "a.so"), filepath.Join(t.TempDir(), "b.so")})
+	assert.NotContains(t, err.Error(), "\n", "a list of places tried is one line too")
+}
+
 func TestTheBuiltLibraryIsFoundFromTheModuleRootAndSpeaksTheMainABI(t *testing.T) {
 	if os.Getenv(EnvLibrary) != "" {
 		t.Skip("MLX_C_LIBRARY chooses the library")

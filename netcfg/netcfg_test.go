@@ -161,7 +161,15 @@ func TestHubAttachedPeerIsOneCable(t *testing.T) {
 	assert.Contains(t, c.Nodes[0].Routes, "10.10.0.0/16")
 	assert.Contains(t, c.Nodes[0].Other, Addressed{Interface: "utun4", Address: "100.101.2.3/32"})
 
-	_, err := MakePlan(c, Options{})
+	// The default pool is routed away; the next private pool is taken,
+	// and the plan says why.
+	auto, err := MakePlan(c, Options{})
+	require.NoError(t, err)
+	assert.Equal(t, "172.31.0.0/16", auto.Pool.String())
+	assert.Contains(t, auto.PoolNote, "route 10.10.0.0/16 on hwStudio1")
+
+	// A pool given by hand is never replaced.
+	_, err = MakePlan(c, Options{Pool: DefaultPool})
 	var ex *PoolExhaustedError
 	require.ErrorAs(t, err, &ex)
 	assert.Contains(t, err.Error(), "route 10.10.0.0/16 on hwStudio1")
@@ -233,10 +241,8 @@ func TestOverlapsAreAvoidedAndNamed(t *testing.T) {
 			func(c *Cluster) { c.Nodes[3].Other = []Addressed{{"utun4", "10.10.0.1/32"}} }, "", "10.10.1.0/30", "utun4 address 10.10.0.1/32 on m4", false},
 		{"a route is avoided",
 			func(c *Cluster) { c.Nodes[0].Routes = []string{"10.10.0.0/23"} }, "", "10.10.2.0/30", "route 10.10.0.0/23 on m1", false},
-		{"the Tailscale range is always reserved",
-			func(c *Cluster) {}, "100.100.0.0/16", "", "Tailscale", true},
-		{"a pool covered by a VPN route is exhausted with the reason",
-			func(c *Cluster) { c.Nodes[2].Routes = []string{"10.0.0.0/8"} }, "", "", "route 10.0.0.0/8 on m3", true},
+		{"a pool given by hand and covered by a VPN route is exhausted with the reason",
+			func(c *Cluster) { c.Nodes[2].Routes = []string{"10.0.0.0/8"} }, "10.10.0.0/16", "", "route 10.0.0.0/8 on m3", true},
 		{"a pool too small for six cables is exhausted",
 			func(c *Cluster) {}, "10.10.0.0/28", "", "room for 4 of 6 cables", true},
 	}

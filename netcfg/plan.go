@@ -2,9 +2,11 @@ package netcfg
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -24,6 +26,28 @@ const (
 // DefaultPool is where cable subnets come from unless Options.Pool says
 // otherwise: cable i gets 10.10.i.0/30, the shape the seed cluster used.
 var DefaultPool = netip.MustParsePrefix("10.10.0.0/16")
+
+// PrivatePools are the ranges a pool must lie inside: the private ranges of
+// RFC 1918 and link-local space. A public pool would give Thunderbolt ports
+// addresses that belong to someone else's network.
+var PrivatePools = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+}
+
+// fallbackPools are tried, in order, after DefaultPool when Options.Pool is
+// not set and the default pool has no room (a VPN that routes all of
+// 10.0.0.0/8, say).
+var fallbackPools = []netip.Prefix{
+	netip.MustParsePrefix("172.31.0.0/16"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+}
+
+// ErrPublicPool is matched by the error MakePlan returns for a pool that is
+// not inside PrivatePools.
+var ErrPublicPool = errors.New("netcfg: the pool is not private address space")
 
 // MinMacOS is the first macOS with RDMA over Thunderbolt for jaccl.
 const MinMacOS = "26.2"
@@ -46,7 +70,7 @@ var alwaysReserved = []struct {
 // Options tune MakePlan.
 type Options struct {
 	Backend Backend      // BackendJACCL when empty
-	Pool    netip.Prefix // DefaultPool when invalid (zero)
+	Pool    netip.Prefix // DefaultPool when invalid (zero), then the next free private pool
 	Envs    []string     // the hostfile's "envs"
 }
 
@@ -121,7 +145,10 @@ type Step struct {
 type Plan struct {
 	Backend Backend      `json:"backend"`
 	Pool    netip.Prefix `json:"pool"`
-	Nodes   []string     `json:"nodes"`
+	// PoolNote says why the pool is not DefaultPool when MakePlan chose
+	// another by itself.
+	PoolNote string   `json:"pool_note,omitempty"`
+	Nodes    []string `json:"nodes"`
 	// Thunderbolt lists each node's Thunderbolt interfaces; Protected its
 	// LAN and other interfaces, which no command may name.
 	Thunderbolt map[string][]string `json:"thunderbolt"`
@@ -161,7 +188,7 @@ type PoolExhaustedError struct {
 func (e *PoolExhaustedError) Error() string {
 	msg := fmt.Sprintf("netcfg: pool %s has room for %d of %d cables", e.Pool, e.Assigned, e.Cables)
 	if len(e.Overlaps) > 0 {
-		msg += "; subnets overlapped " + strings.Join(e.Overlaps, "; ")
+		msg += "; subnets overlapped " + summarize(e.Overlaps, 3, "; ")
 	}
 	return msg + "; choose another pool with --pool"
 }
@@ -172,8 +199,19 @@ type PreflightError struct {
 	Problems []string
 }
 
+// Error names the first problems and counts the rest, so that a large
+// cluster's report stays one readable line; Problems holds them all.
 func (e *PreflightError) Error() string {
-	return fmt.Sprintf("netcfg: cluster not ready for %s: %s", e.Backend, strings.Join(e.Problems, "; "))
+	return fmt.Sprintf("netcfg: cluster not ready for %s: %s", e.Backend, summarize(e.Problems, 3, "; "))
+}
+
+// summarize joins the first max items with sep, then says how many more
+// there are.
+func summarize(items []string, max int, sep string) string {
+	if len(items) <= max {
+		return strings.Join(items, sep)
+	}
+	return fmt.Sprintf("%s%sand %d more", strings.Join(items[:max], sep), sep, len(items)-max)
 }
 
 type reservation struct {
@@ -227,12 +265,57 @@ func MakePlan(c *Cluster, opts Options) (*Plan, error) {
 	default:
 		return nil, fmt.Errorf("netcfg: unknown backend %q (want jaccl, jaccl-ring or ring)", opts.Backend)
 	}
-	pool := opts.Pool
-	if !pool.IsValid() {
-		pool = DefaultPool
+	if err := checkEnvs(opts.Envs); err != nil {
+		return nil, err
 	}
+	if !opts.Pool.IsValid() {
+		p, err := planPool(c, opts, DefaultPool)
+		var ex *PoolExhaustedError
+		if !errors.As(err, &ex) {
+			return p, err
+		}
+		for _, alt := range fallbackPools {
+			if p, err2 := planPool(c, opts, alt); err2 == nil {
+				p.PoolNote = fmt.Sprintf("the default pool %s has no room: %s", DefaultPool, summarize(ex.Overlaps, 2, "; "))
+				return p, nil
+			}
+		}
+		return nil, err
+	}
+	return planPool(c, opts, opts.Pool)
+}
+
+// checkEnvs refuses hostfile envs the launchers would reject.
+func checkEnvs(envs []string) error {
+	for _, e := range envs {
+		name, _, ok := strings.Cut(e, "=")
+		if !ok || !envName.MatchString(name) {
+			return fmt.Errorf("netcfg: env %q is not NAME=value with NAME a shell variable name", e)
+		}
+	}
+	return nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// checkPool refuses pools a cable subnet cannot come from.
+func checkPool(pool netip.Prefix) error {
 	if !pool.Addr().Is4() || pool.Bits() > 30 {
-		return nil, fmt.Errorf("netcfg: pool %s must be an IPv4 prefix of /30 or larger", pool)
+		return fmt.Errorf("netcfg: pool %s must be an IPv4 prefix of /30 or larger", pool)
+	}
+	for _, priv := range PrivatePools {
+		if priv.Bits() <= pool.Bits() && priv.Contains(pool.Addr()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s is not inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 169.254.0.0/16; choose a pool there, such as the default %s",
+		ErrPublicPool, pool, DefaultPool)
+}
+
+// planPool is MakePlan with one pool.
+func planPool(c *Cluster, opts Options, pool netip.Prefix) (*Plan, error) {
+	if err := checkPool(pool); err != nil {
+		return nil, err
 	}
 	pool = pool.Masked()
 	if err := preflight(c, opts.Backend); err != nil {
@@ -516,8 +599,25 @@ func (p *Plan) WriteText(w io.Writer) error {
 	for _, l := range p.Links {
 		fmt.Fprintf(&b, "# cable %s <-> %s: %s (%s, %s)\n", l.A, l.B, l.Subnet, l.AddrA.Addr(), l.AddrB.Addr())
 	}
+	if p.PoolNote != "" {
+		fmt.Fprintf(&b, "# pool %s chosen because %s\n", p.Pool, p.PoolNote)
+	}
+	// One line per reason, however many subnets it cost.
+	var reasons []string
+	byReason := map[string][]netip.Prefix{}
 	for _, s := range p.Skipped {
-		fmt.Fprintf(&b, "# skipped %s: %s\n", s.Subnet, s.Reason)
+		if byReason[s.Reason] == nil {
+			reasons = append(reasons, s.Reason)
+		}
+		byReason[s.Reason] = append(byReason[s.Reason], s.Subnet)
+	}
+	for _, r := range reasons {
+		subs := byReason[r]
+		if len(subs) == 1 {
+			fmt.Fprintf(&b, "# skipped %s: %s\n", subs[0], r)
+			continue
+		}
+		fmt.Fprintf(&b, "# skipped %d subnets, %s to %s: %s\n", len(subs), subs[0], subs[len(subs)-1], r)
 	}
 	for _, n := range p.Nodes {
 		fmt.Fprintf(&b, "\n## %s\n", n)

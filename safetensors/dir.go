@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -40,6 +42,11 @@ func OpenDir(path string) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !st.IsDir() {
+		if err := checkRegular(path, st); err != nil {
+			return nil, err
+		}
+	}
 	d := &Dir{path: path}
 	var weightMap map[string]string
 	var paths []string
@@ -59,6 +66,16 @@ func OpenDir(path string) (*Dir, error) {
 			}
 		}
 		slices.Sort(paths)
+		var missing []string
+		for _, p := range paths {
+			if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+				missing = append(missing, filepath.Base(p))
+			}
+		}
+		if len(missing) > 0 {
+			return nil, &IndexError{Files: missing, Detail: fmt.Sprintf("%s: the index lists %s, missing from the directory: the checkpoint is incomplete (an interrupted copy or conversion?); copy or write it again",
+				path, summarize(missing, 3))}
+		}
 	default:
 		paths, err = filepath.Glob(filepath.Join(path, "*.safetensors"))
 		if err != nil {
@@ -246,4 +263,13 @@ func (d *Dir) Close() error {
 		errs = append(errs, f.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// summarize lists the first max items, then how many more there are, so a
+// message about a thousand files stays one readable line.
+func summarize(items []string, max int) string {
+	if len(items) <= max {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:max], ", "), len(items)-max)
 }

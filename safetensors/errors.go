@@ -13,6 +13,34 @@ var ErrFormat = errors.New("safetensors: invalid format")
 // ErrSplit is matched by every *SplitError.
 var ErrSplit = errors.New("safetensors: invalid split")
 
+// ErrChanged is matched by every *ChangedError: a mapped file that shrank
+// or was rewritten in place while open, so that reading its mapping faulted.
+var ErrChanged = errors.New("safetensors: file changed while open")
+
+// ErrNotRegular is returned by Open and OpenDir for a path that is not a
+// regular file (or, for OpenDir, a directory): a FIFO, a device or a socket,
+// which reading would block on or never finish.
+var ErrNotRegular = errors.New("safetensors: not a regular file")
+
+// ChangedError reports a read of a mapped file that faulted because the file
+// was truncated or rewritten in place after Open. The process keeps running;
+// the file must be opened again.
+type ChangedError struct {
+	Path string  // file name, "" for a File from NewReader
+	Addr uintptr // the address that faulted
+}
+
+func (e *ChangedError) Error() string {
+	name := e.Path
+	if name == "" {
+		name = "the file"
+	}
+	return fmt.Sprintf("safetensors: %s was truncated or rewritten while open (reading its mapping faulted at %#x); open it again", name, e.Addr)
+}
+
+// Is makes errors.Is(err, ErrChanged) true.
+func (e *ChangedError) Is(target error) bool { return target == ErrChanged }
+
 // Reason classifies a *FormatError by the rule of the format the input
 // breaks, so that callers and tests can tell the classes apart without
 // parsing messages.

@@ -30,7 +30,18 @@ type File struct {
 // Open opens the safetensors file at path, reads and validates its header
 // and maps the file read-only. No tensor data is read: pages come in only
 // when Data, ReadPart or ReadRanges touch them.
+//
+// A path that is not a regular file (a FIFO, a device, a socket) is refused
+// with ErrNotRegular before it is opened, since reading one could block
+// forever.
 func Open(path string) (*File, error) {
+	pre, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRegular(path, pre); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -39,6 +50,10 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		f.Close()
 		return nil, err
+	}
+	if !os.SameFile(pre, st) {
+		f.Close()
+		return nil, fmt.Errorf("safetensors: %s was replaced while being opened; try again", path)
 	}
 	h, err := readHeader(f, st.Size())
 	if err != nil {
@@ -60,6 +75,25 @@ func Open(path string) (*File, error) {
 		sf.data = data
 	}
 	return sf, nil
+}
+
+// checkRegular refuses anything but a regular file, naming what it is.
+func checkRegular(path string, st os.FileInfo) error {
+	if st.Mode().IsRegular() {
+		return nil
+	}
+	kind := "special file"
+	switch m := st.Mode(); {
+	case m.IsDir():
+		kind = "directory"
+	case m&os.ModeNamedPipe != 0:
+		kind = "named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		kind = "socket"
+	case m&os.ModeDevice != 0:
+		kind = "device"
+	}
+	return fmt.Errorf("%w: %s is a %s; give a .safetensors file or a checkpoint directory", ErrNotRegular, path, kind)
 }
 
 // NewReader reads a safetensors file of the given size from r, as
@@ -164,6 +198,11 @@ var errClosed = errors.New("safetensors: file already closed")
 // slice is the mapping itself: no copy is made, it is read-only (writing to
 // it faults), and it is valid only until Close; copy what must outlive the
 // File. For an unmapped file Data reads into a new slice.
+//
+// Read a mapped slice only inside Protect: should another process truncate
+// the file meanwhile, touching the vanished pages raises SIGBUS, which
+// outside Protect ends the whole process. ReadPart and the other Read
+// methods copy under that protection themselves.
 func (f *File) Data(name string) ([]byte, error) {
 	t, err := f.lookup(name)
 	if err != nil {

@@ -123,12 +123,15 @@ func (f *File) copySlab(s slab, dst []byte) (int, error) {
 	}
 	f.advise(s)
 	pos := 0
-	s.each(func(off, n int64) bool {
-		pos += copy(dst[pos:], f.data[off:off+n])
-		return true
+	err := f.Protect(func() error {
+		s.each(func(off, n int64) bool {
+			pos += copy(dst[pos:], f.data[off:off+n])
+			return true
+		})
+		return nil
 	})
 	f.bytesRead.Add(int64(pos))
-	return pos, nil
+	return pos, err
 }
 
 func (f *File) advise(s slab) {
@@ -170,11 +173,14 @@ func (f *File) ReadRanges(rs []Range, dst []byte) (int, error) {
 		return f.ReadRangesAt(rs, dst)
 	}
 	pos := 0
-	for _, r := range rs {
-		pos += copy(dst[pos:], f.data[r.Offset:r.End()])
-	}
+	err := f.Protect(func() error {
+		for _, r := range rs {
+			pos += copy(dst[pos:], f.data[r.Offset:r.End()])
+		}
+		return nil
+	})
 	f.bytesRead.Add(int64(pos))
-	return pos, nil
+	return pos, err
 }
 
 // ReadRangesAt is ReadRanges reading with ReadAt.

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/mlxdist/mlxdist/internal/atomicfile"
 )
 
 // TensorSpec names a tensor to be written: everything but its bytes.
@@ -33,10 +34,12 @@ type TensorData struct {
 //
 // The file is written under a temporary name in the same directory and
 // renamed over path by Close, so a file that another process (or this one)
-// has mapped is replaced, never truncated under it.
+// has mapped is replaced, never truncated under it, and a failed or
+// interrupted write leaves path as it was. The file gets mode 0666 less the
+// umask, as os.Create gives.
 type Writer struct {
 	path    string
-	tmp     *os.File
+	tmp     *atomicfile.File
 	specs   []TensorSpec
 	offsets []int64 // begin of each spec, plus the total at the end
 	written int64
@@ -52,11 +55,7 @@ func Create(path string, specs []TensorSpec, metadata map[string]string) (*Write
 	if err != nil {
 		return nil, err
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
+	tmp, err := atomicfile.Create(path, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: create %s: %w", path, err)
 	}
@@ -199,21 +198,12 @@ func (w *Writer) Close() error {
 	if w.err == nil && w.written != w.offsets[len(w.specs)] {
 		w.err = fmt.Errorf("safetensors: %s: %d of %d data bytes written", w.path, w.written, w.offsets[len(w.specs)])
 	}
-	if w.err == nil {
-		if err := w.tmp.Sync(); err != nil {
-			w.err = fmt.Errorf("safetensors: sync %s: %w", w.path, err)
-		}
-	}
-	if err := w.tmp.Close(); err != nil && w.err == nil {
-		w.err = fmt.Errorf("safetensors: close %s: %w", w.path, err)
-	}
-	if w.err == nil {
-		if err := os.Rename(w.tmp.Name(), w.path); err != nil {
-			w.err = fmt.Errorf("safetensors: %w", err)
-		}
-	}
 	if w.err != nil {
-		os.Remove(w.tmp.Name())
+		w.tmp.Abort()
+		return w.err
+	}
+	if err := w.tmp.Commit(); err != nil {
+		w.err = fmt.Errorf("safetensors: write %s: %w", w.path, err)
 	}
 	return w.err
 }
@@ -225,8 +215,7 @@ func (w *Writer) Abort() {
 	}
 	w.done = true
 	w.err = errors.New("safetensors: writer aborted")
-	w.tmp.Close()
-	os.Remove(w.tmp.Name())
+	w.tmp.Abort()
 }
 
 // WriteFile writes the tensors, in order, and metadata to a safetensors file
@@ -286,21 +275,7 @@ func WriteDir(dir string, shards [][]TensorData, metadata map[string]string) err
 }
 
 func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Close()
-	} else {
-		tmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.WriteFile(path, b, 0o666); err != nil {
 		return fmt.Errorf("safetensors: write %s: %w", path, err)
 	}
 	return nil

@@ -2,8 +2,8 @@
 // the others: each rank all-sums rank+1, so n ranks must all print
 // n(n+1)/2, then its active memory, then PASSED.
 //
-//	launch -n 2 -- ./connectivity
-//	launch --hostfile hosts.json -- ./connectivity
+//	bin/launch -n 2 -- bin/connectivity
+//	bin/launch --hostfile hosts.json -- bin/connectivity
 //	mlx.launch --backend ring -n 2 -- ./connectivity
 //
 // Output of a healthy two-rank job (each line also carries the launcher's
@@ -52,8 +52,8 @@ Run as every rank of a distributed job. Each rank all-sums rank+1 and checks
 the result against n(n+1)/2; a wrong sum prints FAILED and exits with status 1.
 
 examples:
-  launch -n 2 -- ./connectivity
-  launch --hostfile hosts.json -- ./connectivity
+  bin/launch -n 2 -- bin/connectivity
+  bin/launch --hostfile hosts.json -- bin/connectivity
   mlx.launch --backend ring -n 2 -- ./connectivity
 
 flags:
@@ -68,6 +68,10 @@ flags:
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "connectivity: unexpected argument %q (see --help)\n", fs.Arg(0))
+		return 2
+	}
+	if *timeout <= 0 {
+		fmt.Fprintf(stderr, "connectivity: --timeout %v: give a positive duration such as 60s\n", *timeout)
 		return 2
 	}
 	b, err := chooseBackend(*backend, jaccl.EnvBackend())

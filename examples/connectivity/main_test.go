@@ -138,10 +138,11 @@ func TestRunReportsUsageAndBadInput(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{"help prints an example invocation", []string{"--help"}, 0, "launch -n 2 -- ./connectivity"},
+		{"help prints an example invocation", []string{"--help"}, 0, "bin/launch -n 2 -- bin/connectivity"},
 		{"an unknown flag is a usage error", []string{"--ranks", "2"}, 2, "flag provided but not defined"},
 		{"a stray argument is a usage error", []string{"extra"}, 2, `unexpected argument "extra"`},
 		{"an unknown back-end is named", []string{"--backend", "tcp"}, 2, `unknown back-end "tcp"`},
+		{"a negative timeout is refused", []string{"--timeout", "-1s"}, 2, "--timeout -1s: give a positive duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

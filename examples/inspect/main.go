@@ -82,17 +82,11 @@ func run(w io.Writer, path string, asJSON bool) error {
 	r.Tensors = make([]tensorLine, 0, ckpt.Len())
 	for _, t := range ckpt.Tensors() {
 		_, f, _ := ckpt.Tensor(t.Name)
-		data, err := f.Data(t.Name)
+		sum, err := hashTensor(f, t.Name)
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(data)
-		// The pages were only needed for the hash: let them go so that
-		// inspecting a checkpoint larger than memory stays small.
-		if err := f.ReleaseTensor(t.Name); err != nil {
-			return err
-		}
-		r.Tensors = append(r.Tensors, tensorLine{t.Name, t.DType.String(), t.Shape, t.Size(), hex.EncodeToString(sum[:]), t.File})
+		r.Tensors = append(r.Tensors, tensorLine{t.Name, t.DType.String(), t.Shape, t.Size(), sum, t.File})
 	}
 	r.Totals.Tensors = ckpt.Len()
 	r.Totals.Bytes = ckpt.TotalBytes()
@@ -114,4 +108,28 @@ func run(w io.Writer, path string, asJSON bool) error {
 	_, err = fmt.Fprintf(w, "total: %d tensors, %d bytes (%s), %d files\n",
 		r.Totals.Tensors, r.Totals.Bytes, units.FormatGB(uint64(r.Totals.Bytes)), r.Totals.Files)
 	return err
+}
+
+// hashTensor returns the SHA-256 of a tensor's bytes, read from the mapping
+// under Protect: a file truncated while it is read is an error naming it,
+// not a crash.
+func hashTensor(f *safetensors.File, name string) (string, error) {
+	var sum [sha256.Size]byte
+	err := f.Protect(func() error {
+		data, err := f.Data(name)
+		if err != nil {
+			return err
+		}
+		sum = sha256.Sum256(data)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	// The pages were only needed for the hash: let them go so that
+	// inspecting a checkpoint larger than memory stays small.
+	if err := f.ReleaseTensor(name); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sum[:]), nil
 }

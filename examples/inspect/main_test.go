@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mlxdist/mlxdist/safetensors"
 	"github.com/stretchr/testify/assert"
@@ -60,4 +65,45 @@ func TestInspectFailsCleanlyOnCorruptInput(t *testing.T) {
 	help, err := exec.Command(bin, "--help").CombinedOutput()
 	require.NoError(t, err)
 	assert.Contains(t, string(help), "example:")
+}
+
+func TestAFIFOIsRefusedInsteadOfBlocking(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	bin := testenv.GoBuild(t, ".")
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "model.safetensors")
+	require.NoError(t, unix.Mkfifo(fifo, 0o644))
+	for _, p := range []string{fifo, dir} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := exec.CommandContext(ctx, bin, p)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		blocked := ctx.Err()
+		cancel()
+		require.NoError(t, blocked, "inspect %s blocked", p)
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, p)
+		assert.Equal(t, 1, ee.ExitCode())
+		msg := strings.TrimRight(stderr.String(), "\n")
+		assert.NotContains(t, msg, "\n")
+		assert.Contains(t, msg, "named pipe")
+	}
+}
+
+func TestAFileTruncatedWhileHashedIsAnErrorNamingIt(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "w.safetensors")
+	page := int64(os.Getpagesize())
+	require.NoError(t, safetensors.WriteFile(p, []safetensors.TensorData{
+		{Name: "w", DType: safetensors.U8, Shape: []int64{8, page}, Data: make([]byte, 8*page)},
+	}, nil))
+	f, err := safetensors.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, os.Truncate(p, f.DataOffset()))
+	_, err = hashTensor(f, "w")
+	require.ErrorIs(t, err, safetensors.ErrChanged)
+	assert.Contains(t, err.Error(), p)
 }

@@ -5,8 +5,8 @@
 // time, active and peak memory, free memory, guard status, bytes read and
 // peak / shard — the seed's "loading benchmark" table.
 //
-//	launch -n 2 -- kimiload --model DIR --verify
-//	launch --hostfile hosts.json -- kimiload --model DIR --strategy eval-shard-eval
+//	bin/launch -n 2 -- bin/kimiload --model DIR --verify
+//	bin/launch --hostfile hosts.json -- bin/kimiload --model DIR --strategy eval-shard-eval
 //	kimiload --plan-only --describe kimi-k2.5
 //
 // Each rank plans its load from the shard files' headers before it reads a
@@ -51,9 +51,9 @@ strategies, on nodes of --memory-gb (512 GB by default for a plan); with
 set beside the seed's measured figures.
 
 examples:
-  launch -n 2 -- kimiload --model /tmp/kimi-tiny --verify
-  launch -n 2 -- kimiload --model /tmp/kimi-tiny --strategy eval-shard-eval --verbose
-  launch --hostfile hosts.json -- kimiload --model ~/models/Kimi-K2.5
+  bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --verify
+  bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --strategy eval-shard-eval --verbose
+  bin/launch --hostfile hosts.json -- bin/kimiload --model ~/models/Kimi-K2.5
   kimiload --model /tmp/kimi-tiny                  # one rank, no launcher
   kimiload --plan-only --describe kimi-k2.5
   kimiload --plan-only --model /tmp/kimi-tiny --tp 2,4,8
@@ -169,6 +169,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	}
 	if o.workers < 0 {
 		return bad("--workers %d: want 0 or more", o.workers)
+	}
+	if o.timeout <= 0 {
+		return bad("--timeout %v: want a positive duration such as 60s", o.timeout)
 	}
 	for _, f := range strings.Split(*tp, ",") {
 		var n int

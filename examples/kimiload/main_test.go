@@ -239,13 +239,15 @@ func TestUsageAndBadInput(t *testing.T) {
 		code     int
 		contains string
 	}{
-		{"help shows a launcher example", []string{"--help"}, 0, "launch -n 2 -- kimiload --model"},
+		{"help shows a launcher example", []string{"--help"}, 0, "bin/launch -n 2 -- bin/kimiload --model"},
 		{"a model is required", nil, 2, "--model DIR is required"},
 		{"an unknown strategy is a usage error", []string{"--model", "x", "--strategy", "eager"}, 2, `--strategy "eager"`},
 		{"plan-only needs a model or a description", []string{"--plan-only"}, 2, "needs --describe"},
 		{"describe knows kimi-k2.5 only", []string{"--plan-only", "--describe", "gpt"}, 2, `--describe "gpt"`},
 		{"a bad TP list is a usage error", []string{"--plan-only", "--describe", "kimi-k2.5", "--tp", "two"}, 2, `--tp "two"`},
 		{"a missing checkpoint is one line and status 1", []string{"--model", filepath.Join(workDir, "nothing-here")}, 1, "kimiload: "},
+		{"a negative timeout is a usage error", []string{"--model", "x", "--timeout", "-1s"}, 2, "--timeout -1s"},
+		{"a model TP=3 cannot split is one line and status 1", []string{"--plan-only", "--describe", "kimi-k2.5", "--tp", "3"}, 1, "cannot be split into 3 parts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

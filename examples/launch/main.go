@@ -3,8 +3,8 @@
 // Each output line is prefixed with its rank; when a rank fails the others
 // are stopped and launch exits with the failed rank's status.
 //
-//	launch -n 2 -- ./connectivity
-//	launch --hostfile hosts.json -- ./kimiload --model DIR
+//	bin/launch -n 2 -- bin/connectivity
+//	bin/launch --hostfile hosts.json -- bin/kimiload --model DIR
 package main
 
 import (
@@ -44,6 +44,7 @@ func main() {
 	cwd := fs.String("cwd", "", "working `DIR` of every rank (default: this directory, where it exists)")
 	port := fs.Int("port", 0, "first ring port and jaccl coordinator port on remote hosts (default 32323)")
 	grace := fs.Duration("grace", 5*time.Second, "time a stopped rank gets between SIGTERM and SIGKILL")
+	initTimeout := fs.Duration("init-timeout", jaccl.DefaultInitTimeout, "how long the ranks may take to form their group before the job is stopped")
 	var env envList
 	fs.Var(&env, "env", "export `NAME=value` on every rank (repeatable)")
 	fs.Usage = func() {
@@ -54,12 +55,14 @@ back-end reads (MLX_RANK, MLX_WORLD_SIZE, MLX_HOSTFILE for ring;
 MLX_IBV_DEVICES and MLX_JACCL_COORDINATOR for jaccl). Rank 0 starts first.
 Hosts other than 127.0.0.1/localhost are reached over ssh, in the same
 working directory. Output lines are prefixed with "[rank] ". If a rank fails
-the others are stopped and launch exits with that rank's status.
+the others are stopped and launch exits with that rank's status. Ranks
+that have not formed their group within --init-timeout (a rank stopped or
+stuck before init) end the job too, naming them.
 
 examples:
-  launch -n 2 -- ./connectivity
-  launch --hostfile hosts.json -- ./kimiload --model DIR
-  launch -n 4 -- python train.py
+  bin/launch -n 2 -- bin/connectivity
+  bin/launch --hostfile hosts.json -- bin/kimiload --model DIR
+  bin/launch -n 4 -- python train.py
 
 flags:
 `)
@@ -71,8 +74,19 @@ flags:
 		}
 		os.Exit(2)
 	}
-	if err := run(fs.Args(), *n, *hostfile, *backend, *verbose, *cwd, *port, *grace, env); err != nil {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := checkFlags(set, *n, *port, *grace, *initTimeout); err != nil {
 		fmt.Fprintln(os.Stderr, "launch:", err)
+		os.Exit(2)
+	}
+	if err := run(fs.Args(), *n, *hostfile, *backend, *verbose, *cwd, *port, *grace, *initTimeout, env); err != nil {
+		// The launcher's own errors already say "launch:".
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "launch: ") {
+			msg = "launch: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		var re *jaccl.RankError
 		if errors.As(err, &re) {
 			os.Exit(re.ExitStatus())
@@ -81,14 +95,29 @@ flags:
 	}
 }
 
-func run(command []string, n int, hostfile, backend string, verbose bool, cwd string, port int, grace time.Duration, env []string) error {
+// checkFlags refuses values no job can use, naming the flag.
+func checkFlags(set map[string]bool, n, port int, grace, initTimeout time.Duration) error {
+	switch {
+	case set["n"] && n < 1:
+		return fmt.Errorf("-n %d: a job needs at least one rank", n)
+	case port < 0 || port > 65535:
+		return fmt.Errorf("--port %d: a TCP port is 1 to 65535 (0 picks the default)", port)
+	case grace < 0:
+		return fmt.Errorf("--grace %v: give a duration of 0 or more", grace)
+	case initTimeout <= 0:
+		return fmt.Errorf("--init-timeout %v: give a positive duration such as 30s", initTimeout)
+	}
+	return nil
+}
+
+func run(command []string, n int, hostfile, backend string, verbose bool, cwd string, port int, grace, initTimeout time.Duration, env []string) error {
 	if len(command) == 0 {
-		return errors.New("no command given: put it after --, as in launch -n 2 -- ./connectivity")
+		return errors.New("no command given: put it after --, as in launch -n 2 -- bin/connectivity")
 	}
 	if (n > 0) == (hostfile != "") {
 		return errors.New("give exactly one of -n N and --hostfile FILE")
 	}
-	cfg := jaccl.LaunchConfig{Command: command, N: n, Env: env, Verbose: verbose, Dir: cwd, Port: port, Grace: grace}
+	cfg := jaccl.LaunchConfig{Command: command, N: n, Env: env, Verbose: verbose, Dir: cwd, Port: port, Grace: grace, InitTimeout: initTimeout}
 	if hostfile != "" {
 		hf, err := jaccl.ReadHostfile(hostfile)
 		if err != nil {

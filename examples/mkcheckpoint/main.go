@@ -29,6 +29,10 @@ const usage = `usage: mkcheckpoint [flags] --out DIR
 Writes a checkpoint with the structure of a real model and random data:
 shard files, model.safetensors.index.json, config.json, a tokenizer and a
 stamp. A second run with the same flags finds the stamp and writes nothing.
+The checkpoint is built beside DIR and moved into place when complete, so
+an interrupted run leaves DIR as it was. A DIR holding files this tool did
+not write is refused; --force replaces it whole (never one that holds
+subdirectories).
 --describe prints the tensor list (name, dtype, shape, bytes) and totals
 instead of writing.
 
@@ -71,7 +75,7 @@ func main() {
 	fs.IntVar(&f.files, "files", 0, "number of shard files (0: the model's own, or its size per file when scaled)")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed of the random data; equal seeds give equal bytes")
 	fs.BoolVar(&f.describe, "describe", false, "print the tensor list and totals, write nothing")
-	fs.BoolVar(&f.force, "force", false, "rewrite even if DIR already holds this checkpoint")
+	fs.BoolVar(&f.force, "force", false, "replace DIR whole, even when it holds this checkpoint or files this tool did not write")
 	fs.BoolVar(&f.vision, "vision", true, "include the vision tower, kimi-k2.5 only")
 	fs.IntVar(&f.parallel, "parallel", 0, "shard files written at once (0: up to 4)")
 	fs.Usage = func() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,4 +70,25 @@ func TestWriteThenRerunSkips(t *testing.T) {
 	out.Reset()
 	require.NoError(t, run(f, &out, &bytes.Buffer{}))
 	assert.Contains(t, out.String(), "already holds this checkpoint")
+}
+
+func TestADirectoryOfAnotherCheckpointIsRefusedUnlessForced(t *testing.T) {
+	f := defaults()
+	f.model, f.scale, f.layers, f.files = "llama", 1.0/16, 2, 2
+	f.out = t.TempDir()
+	other := filepath.Join(f.out, "model-00001-of-00003.safetensors")
+	require.NoError(t, os.WriteFile(other, []byte("another checkpoint's bytes"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(f.out, "mlxdist-shard.json"), []byte(`{"rank":0,"world_size":2}`), 0o644))
+
+	err := run(f, &bytes.Buffer{}, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--force")
+	assert.NotContains(t, err.Error(), "\n")
+	assert.FileExists(t, other, "a file it did not write was removed")
+
+	f.force = true
+	require.NoError(t, run(f, &bytes.Buffer{}, &bytes.Buffer{}))
+	assert.NoFileExists(t, other)
+	assert.NoFileExists(t, filepath.Join(f.out, "mlxdist-shard.json"), "the old rank stamp would claim the new checkpoint")
+	assert.FileExists(t, filepath.Join(f.out, "mkcheckpoint.json"))
 }

@@ -39,15 +39,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 Writes rank K's shard of a checkpoint (every tensor cut to the rank's part as
 the loader's rules split it; replicated tensors whole) with its index, the
-source's config and tokenizer files, and a stamp. The loader and kimiload load
+source's config and tokenizer files, and a stamp. The shard is built beside
+DIR and moved into place when complete; DIR must be new, empty or an earlier
+reshard's output, and outside the source. The loader and kimiload load
 such a directory for that rank only, reading exactly its bytes: a rank's half
 of a tensor split on its last axis no longer pulls every page of the full
 tensor from disk. No MLX is needed.
 
 examples:
-  reshard --model ~/models/Kimi-K2.5 --world 2 --rank 0 --out ~/models/Kimi-K2.5-tp2-rank0
-  reshard --model build/demo-kimi --world 2 --out build/demo-kimi-rank{rank}
-  launch -n 2 -- kimiload --model build/demo-kimi-rank{rank} --verify
+  bin/reshard --model ~/models/Kimi-K2.5 --world 2 --rank 0 --out ~/models/Kimi-K2.5-tp2-rank0
+  bin/reshard --model build/demo-kimi --world 2 --out build/demo-kimi-rank{rank}
+  bin/launch -n 2 -- bin/kimiload --model build/demo-kimi-rank{rank} --verify
 
 flags:
 `)

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -62,4 +65,58 @@ func TestBadInvocationsExitTwoWithAReason(t *testing.T) {
 	var out, errb bytes.Buffer
 	assert.Equal(t, 1, run([]string{"--model", t.TempDir(), "--out", t.TempDir(), "--rank", "0"}, &out, &errb), "an empty source")
 	assert.Contains(t, errb.String(), "reshard: ")
+}
+
+// smallKimi writes a small checkpoint with Kimi K2.5's structure.
+func smallKimi(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "full")
+	spec := ckptgen.KimiK25().Scale(1.0 / 16)
+	spec.Layers, spec.Experts, spec.ActiveExperts, spec.Files, spec.Vision = 2, 4, 4, 2, false
+	_, err := ckptgen.Write(context.Background(), dir, spec, &ckptgen.Options{Seed: 3})
+	require.NoError(t, err)
+	return dir
+}
+
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		sum := sha256.Sum256(b)
+		out[e.Name()] = hex.EncodeToString(sum[:])
+	}
+	return out
+}
+
+func TestAnOutputThatIsTheSourceIsRefusedAndTheSourceKept(t *testing.T) {
+	model := smallKimi(t)
+	link := filepath.Join(t.TempDir(), "link")
+	require.NoError(t, os.Symlink(model, link))
+	before := snapshot(t, model)
+	for _, out := range []string{model, model + "/", link, filepath.Join(model, "rank{rank}")} {
+		t.Run(out, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"--model", model, "--world", "2", "--rank", "0", "--out", out, "--quiet"}, &stdout, &stderr)
+			assert.Equal(t, 1, code)
+			msg := strings.TrimRight(stderr.String(), "\n")
+			assert.Contains(t, msg, "outside the source")
+			assert.NotContains(t, msg, "\n")
+			assert.Equal(t, before, snapshot(t, model), "the source changed")
+		})
+	}
+}
+
+func TestAWorldSizeThatCannotSplitTheModelIsOneLine(t *testing.T) {
+	model := smallKimi(t)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--model", model, "--world", "3", "--rank", "0", "--out", filepath.Join(t.TempDir(), "r"), "--quiet"}, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	msg := strings.TrimRight(stderr.String(), "\n")
+	assert.NotContains(t, msg, "\n")
+	assert.Contains(t, msg, "cannot be split into 3 parts")
+	assert.Contains(t, msg, "more")
 }

@@ -24,9 +24,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/mlxdist/mlxdist/internal/atomicfile"
 	"github.com/mlxdist/mlxdist/netcfg"
 )
 
@@ -134,7 +136,7 @@ func writeJSON(path string, stdout io.Writer, v any) error {
 		_, err = stdout.Write(b)
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	return atomicfile.WriteFile(path, b, 0o666)
 }
 
 func readPlan(path string) (*netcfg.Plan, error) {
@@ -166,11 +168,16 @@ func runner(local, sudo bool, p *netcfg.Plan) netcfg.Runner {
 	return netcfg.SSHRunner{Hosts: hosts, Sudo: sudo, Options: []string{"-o", "BatchMode=yes", "-o", "ConnectTimeout=5"}}
 }
 
-func needMacOS(what string) error {
-	if runtime.GOOS != "darwin" {
-		return fmt.Errorf("%s needs macOS (this is %s); run it on a node, or use --hosts to reach the nodes over ssh", what, runtime.GOOS)
+// needMacOS refuses to run what on another system; remote says how the
+// command reaches the nodes from elsewhere, "" when it cannot.
+func needMacOS(what, remote string) error {
+	if runtime.GOOS == "darwin" {
+		return nil
 	}
-	return nil
+	if remote == "" {
+		return fmt.Errorf("%s needs macOS (this is %s); run it on the node itself", what, runtime.GOOS)
+	}
+	return fmt.Errorf("%s needs macOS (this is %s); run it on a node, or %s", what, runtime.GOOS, remote)
 }
 
 func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
@@ -189,7 +196,7 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 	case *local && *hosts != "":
 		return errors.New("use --local or --hosts, not both")
 	case *local:
-		if err := needMacOS("discover --local"); err != nil {
+		if err := needMacOS("discover --local", "use --hosts to reach the nodes over ssh"); err != nil {
 			return err
 		}
 		name, _ := os.Hostname()
@@ -229,17 +236,25 @@ func runDiscover(ctx context.Context, args []string, stdout io.Writer) error {
 
 type envList []string
 
-func (e *envList) String() string     { return strings.Join(*e, ",") }
-func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
+func (e *envList) String() string { return strings.Join(*e, ",") }
+
+func (e *envList) Set(v string) error {
+	if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	*e = append(*e, v)
+	return nil
+}
 
 func runPlan(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("plan", "Plan one /30 per cable, the per-node commands and the mlx.launch hostfile,\noffline, from a cluster description. Exits 1 with the reason when no safe plan exists.")
 	cluster := fs.String("cluster", "", "cluster description (JSON) from discover or written by hand")
 	backend := fs.String("backend", "jaccl", "jaccl (full mesh), jaccl-ring (ring) or ring (TCP over Thunderbolt)")
-	pool := fs.String("pool", netcfg.DefaultPool.String(), "IPv4 pool the cable /30s come from")
+	pool := fs.String("pool", netcfg.DefaultPool.String(), "private IPv4 pool the cable /30s come from (left at the default, the next free private pool is taken when it is full)")
 	hostfile := fs.String("hostfile", "", "write the mlx.launch hostfile here")
 	out := fs.String("out", "", "write the plan (JSON, for apply/verify/persist) here")
 	asJSON := fs.Bool("json", false, "print the plan as JSON instead of commands")
+	verbose := fs.Bool("verbose", false, "when the cluster is not ready, list every problem on its own line")
 	var envs envList
 	fs.Var(&envs, "env", "KEY=VALUE for the hostfile's envs (repeatable)")
 	if err := parse(fs, args); err != nil {
@@ -261,7 +276,20 @@ func runPlan(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--pool %q is not a CIDR prefix", *pool)
 	}
-	p, err := netcfg.MakePlan(c, netcfg.Options{Backend: netcfg.Backend(*backend), Pool: pfx, Envs: envs})
+	var opts netcfg.Options
+	opts.Backend, opts.Envs = netcfg.Backend(*backend), envs
+	if *pool != netcfg.DefaultPool.String() {
+		// Left at its default, the pool may give way to the next free
+		// private one; given by hand, it is kept or refused.
+		opts.Pool = pfx
+	}
+	p, err := netcfg.MakePlan(c, opts)
+	var pf *netcfg.PreflightError
+	if errors.As(err, &pf) && *verbose {
+		for _, prob := range pf.Problems {
+			fmt.Fprintln(os.Stderr, "tbnet: not ready:", prob)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -290,7 +318,7 @@ func runPlan(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runApply(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("apply", "Compare each node with the plan and run only the missing commands\n(none on a converged node). Prints them and changes nothing unless --apply.")
-	planPath := fs.String("plan", "", "plan written by `tbnet plan --out`")
+	planPath := fs.String("plan", "", "plan `FILE` written by tbnet plan --out")
 	apply := fs.Bool("apply", false, "run the commands (otherwise a dry run)")
 	snap := fs.String("snapshot", "", "save the state before changes here (for rollback)")
 	local := fs.Bool("local", false, "run on this Mac only (with --node)")
@@ -346,7 +374,7 @@ func printCommands(w io.Writer, nodes []string, cmds map[string][]netcfg.Command
 
 func runVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("verify", "Check that planned addresses are present, no Thunderbolt port is in a bridge,\neach /30 peer answers a ping, and the RDMA devices exist. Exits 1 on any failure.")
-	planPath := fs.String("plan", "", "plan written by `tbnet plan --out`")
+	planPath := fs.String("plan", "", "plan `FILE` written by tbnet plan --out")
 	local := fs.Bool("local", false, "run on this Mac (a one-node view)")
 	asJSON := fs.Bool("json", false, "print findings as JSON")
 	if err := parse(fs, args); err != nil {
@@ -387,7 +415,7 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runPersist(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("persist", "Write the LaunchDaemon plist and the plan for one node, and print the\ncommands that install it (run once at boot; no periodic re-runs).")
-	planPath := fs.String("plan", "", "plan written by `tbnet plan --out`")
+	planPath := fs.String("plan", "", "plan `FILE` written by tbnet plan --out")
 	node := fs.String("node", "", "the node this daemon runs on")
 	out := fs.String("out", ".", "directory to write the plist and plan into")
 	binary := fs.String("binary", netcfg.DaemonBinary, "where tbnet is installed on the node")
@@ -409,6 +437,9 @@ func runPersist(ctx context.Context, args []string, stdout io.Writer) error {
 	if *node == "" {
 		return fmt.Errorf("--node is required (one of %s)", strings.Join(p.Nodes, ", "))
 	}
+	if !slices.Contains(p.Nodes, *node) {
+		return fmt.Errorf("--node %s is not in the plan; give one of %s", *node, strings.Join(p.Nodes, ", "))
+	}
 	plist, err := d.Plist()
 	if err != nil {
 		return err
@@ -418,7 +449,7 @@ func runPersist(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	plistPath := filepath.Join(*out, netcfg.DaemonLabel+".plist")
 	planCopy := filepath.Join(*out, "tbnet-plan.json")
-	if err := os.WriteFile(plistPath, plist, 0o644); err != nil {
+	if err := atomicfile.WriteFile(plistPath, plist, 0o644); err != nil {
 		return err
 	}
 	if err := writeJSON(planCopy, stdout, p); err != nil {
@@ -444,7 +475,7 @@ func runReconcile(ctx context.Context, args []string, stdout io.Writer) error {
 	if *node == "" {
 		return errors.New("--node is required")
 	}
-	if err := needMacOS("reconcile"); err != nil {
+	if err := needMacOS("reconcile", ""); err != nil {
 		return err
 	}
 	p, err := readPlan(*planPath)
@@ -464,7 +495,7 @@ func runReconcile(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runRollback(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("rollback", "Undo what changed since a snapshot on the Thunderbolt ports: remove added\naddresses, re-add bridge members. Never touches routes. Dry run unless --apply.")
-	snapPath := fs.String("snapshot", "", "snapshot written by `tbnet apply --snapshot`")
+	snapPath := fs.String("snapshot", "", "snapshot `FILE` written by tbnet apply --snapshot")
 	planPath := fs.String("plan", "", "plan, for the nodes' ssh names (optional)")
 	apply := fs.Bool("apply", false, "run the commands")
 	local := fs.Bool("local", false, "run on this Mac")
@@ -504,7 +535,7 @@ func runDiagnose(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("diagnose", "Explain an MLX / jaccl error using the discovered state: the likely cause and\nthe fix, naming the node and interface.")
 	text := fs.String("error", "", "the error text (or give --error-file)")
 	file := fs.String("error-file", "", "file holding the error output ('-' for standard input)")
-	statePath := fs.String("state", "", "state written by `tbnet discover --state`")
+	statePath := fs.String("state", "", "state `FILE` written by tbnet discover --state")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

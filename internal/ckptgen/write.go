@@ -11,12 +11,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/mlxdist/mlxdist/internal/atomicfile"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
@@ -108,10 +108,13 @@ func (s Spec) Layout() ([][]TensorDesc, error) {
 //
 // If dir already holds a complete checkpoint of the same spec and seed, as
 // its stamp and file sizes say, Write returns at once with Skipped set.
-// Otherwise the stamp is removed first, so an interrupted Write never leaves
-// a checkpoint that looks complete; shard files named like
-// "model-*-of-*.safetensors" that the new layout does not produce are
-// removed too, because mlx-lm loads every model*.safetensors it finds.
+// Otherwise the checkpoint is written into a temporary directory beside dir
+// and renamed over it once the stamp is on disk, so dir holds either what
+// it held before or the whole new checkpoint, and nothing of an older one
+// survives: no stale shard file (mlx-lm loads every model*.safetensors it
+// finds), no stamp of another tool. A dir that is neither missing, empty
+// nor an earlier Write's output is refused with ErrNotEmpty unless
+// opts.Force, which replaces it whole.
 func Write(ctx context.Context, dir string, s Spec, opts *Options) (*Result, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -135,17 +138,58 @@ func Write(ctx context.Context, dir string, s Spec, opts *Options) (*Result, err
 			return res, nil
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("ckptgen: %w", err)
-	}
-	if err := os.Remove(filepath.Join(dir, StampName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("ckptgen: %w", err)
-	}
-	if err := removeStale(dir, res.Files); err != nil {
+	if err := checkTarget(dir, opts.Force); err != nil {
 		return nil, err
 	}
+	out, err := atomicfile.CreateDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("ckptgen: %w", err)
+	}
+	if err := writeAll(ctx, out.Path(), s, layout, hash, res, opts); err != nil {
+		out.Abort()
+		return nil, err
+	}
+	if err := out.Commit(); err != nil {
+		return nil, fmt.Errorf("ckptgen: move the checkpoint into %s: %w", dir, err)
+	}
+	return res, nil
+}
+
+// ErrNotEmpty is returned by Write for a directory that holds files Write
+// did not write, unless Options.Force.
+var ErrNotEmpty = errors.New("ckptgen: the directory holds files this tool did not write")
+
+// checkTarget refuses a dir with content but without Write's stamp, and,
+// even when forced, a dir with subdirectories: a checkpoint is flat, and a
+// mistyped --out (a home or project directory) must not be replaced.
+func checkTarget(dir string, force bool) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ckptgen: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			return fmt.Errorf("%w: %s holds the directory %s, so it is no checkpoint; give a new or empty directory",
+				ErrNotEmpty, dir, e.Name())
+		}
+	}
+	if force {
+		return nil
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, StampName)); err == nil && json.Valid(b) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s holds %d files and no %s; give a new or empty directory, or --force to replace it whole",
+		ErrNotEmpty, dir, len(entries), StampName)
+}
+
+// writeAll writes the whole checkpoint into the empty directory dir.
+func writeAll(ctx context.Context, dir string, s Spec, layout [][]TensorDesc, hash string, res *Result, opts *Options) error {
 	if err := writeShards(ctx, dir, layout, res, opts); err != nil {
-		return nil, err
+		return err
 	}
 
 	st := stamp{Hash: hash, Seed: opts.Seed, Spec: s, TotalSize: res.TensorBytes}
@@ -153,7 +197,7 @@ func Write(ctx context.Context, dir string, s Spec, opts *Options) (*Result, err
 	for i, name := range res.Files {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
-			return nil, fmt.Errorf("ckptgen: %w", err)
+			return fmt.Errorf("ckptgen: %w", err)
 		}
 		res.FileBytes += fi.Size()
 		st.ShardFiles = append(st.ShardFiles, stampFile{name, fi.Size()})
@@ -174,10 +218,10 @@ func Write(ctx context.Context, dir string, s Spec, opts *Options) (*Result, err
 		{StampName, st}, // last: it vouches for everything before it
 	} {
 		if err := writeJSON(filepath.Join(dir, f.name), f.v); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // complete reports whether dir holds a finished checkpoint with this hash
@@ -207,39 +251,12 @@ func complete(dir, hash string, files []string) (int64, bool) {
 	return total, true
 }
 
-var shardFilePattern = regexp.MustCompile(`^model-\d+-of-\d+\.safetensors$`)
-
-func removeStale(dir string, keep []string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("ckptgen: %w", err)
-	}
-	want := map[string]bool{}
-	for _, k := range keep {
-		want[k] = true
-	}
-	for _, e := range entries {
-		n := e.Name()
-		if (shardFilePattern.MatchString(n) && !want[n]) || n == "model.safetensors" {
-			if err := os.Remove(filepath.Join(dir, n)); err != nil {
-				return fmt.Errorf("ckptgen: remove stale shard file: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("ckptgen: encode %s: %w", filepath.Base(path), err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("ckptgen: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o666); err != nil {
 		return fmt.Errorf("ckptgen: %w", err)
 	}
 	return nil

@@ -1,0 +1,37 @@
+package loader
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/safetensors"
+)
+
+func TestAPlanThatCannotSplitManyTensorsSaysSoInOneLine(t *testing.T) {
+	c := kimiLike(9)
+	var infos []safetensors.TensorInfo
+	for _, td := range c.tensors {
+		infos = append(infos, safetensors.TensorInfo{Name: td.Name, DType: td.DType, Shape: td.Shape, End: int64(len(td.Data))})
+	}
+	_, err := NewPlan(infos, PlanOptions{Rank: 0, WorldSize: 3, Rules: DeepSeekV3Rules(4)})
+	require.Error(t, err)
+	var all *ShardErrors
+	require.True(t, errors.As(err, &all), "%v", err)
+	require.Greater(t, len(all.Errs), 4)
+	msg := err.Error()
+	assert.NotContains(t, msg, "\n")
+	assert.Less(t, len(msg), 600, msg)
+	assert.Contains(t, msg, "more")
+	assert.True(t, strings.HasPrefix(msg, "loader: "), msg)
+	// Every tensor is still there for a caller that wants them all.
+	var se *ShardError
+	assert.True(t, errors.As(err, &se))
+	assert.ErrorIs(t, err, ErrShard)
+	for _, e := range all.Errs {
+		assert.Equal(t, 3, e.N)
+	}
+}
