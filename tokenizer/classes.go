@@ -12,16 +12,16 @@ import (
 
 // class bits, precomputed for ASCII.
 const (
-	cLetter uint16 = 1 << iota // \p{L}
-	cNumber                    // \p{N}
-	cSpace                     // \s (White_Space)
-	cMark                      // \p{M}
-	cUpperish                  // Lu Lt Lm Lo M (the "upper" side of the cased patterns)
-	cLowerish                  // Ll Lm Lo M (the "lower" side)
-	cHan                       // \p{Han}
-	cPunct                     // \p{P}
-	cSymbol                    // \p{S}
-	cNewline                   // \r or \n
+	cLetter   uint16 = 1 << iota // \p{L}
+	cNumber                      // \p{N}
+	cSpace                       // \s (White_Space)
+	cMark                        // \p{M}
+	cUpperish                    // Lu Lt Lm Lo M (the "upper" side of the cased patterns)
+	cLowerish                    // Ll Lm Lo M (the "lower" side)
+	cHan                         // \p{Han}
+	cPunct                       // \p{P}
+	cSymbol                      // \p{S}
+	cNewline                     // \r or \n
 )
 
 var asciiClass [utf8.RuneSelf]uint16

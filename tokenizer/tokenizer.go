@@ -45,13 +45,13 @@ type Tokenizer struct {
 // addedToken is a token the text is split on before the model sees it: a
 // tiktoken special token, or a Hugging Face added token with its flags.
 type addedToken struct {
-	content      string
-	id           int
-	special      bool
-	lstrip       bool
-	rstrip       bool
-	singleWord   bool
-	normalized   bool
+	content    string
+	id         int
+	special    bool
+	lstrip     bool
+	rstrip     bool
+	singleWord bool
+	normalized bool
 }
 
 // preStep is one step of a Hugging Face pre-tokenizer: it splits a piece
