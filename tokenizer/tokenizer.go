@@ -97,6 +97,14 @@ func (t *Tokenizer) EncodePlain(text string) []int {
 	return t.encode(text, false, nil)
 }
 
+// EncodePrompt returns the ids of a rendered chat prompt as
+// apply_chat_template(..., tokenize=True) gives them: special tokens written
+// in the text become their ids and nothing is added around it, since the
+// template wrote its own BOS.
+func (t *Tokenizer) EncodePrompt(prompt string) []int {
+	return t.encode(prompt, true, nil)
+}
+
 func (t *Tokenizer) encode(text string, specials bool, out []int) []int {
 	var scratch []part
 	var syms []int
