@@ -25,6 +25,14 @@ func (b *rankBPE) encode(piece string, out []int, scratch *[]part) []int {
 		// checks that.
 		return append(out, b.ranks[piece])
 	}
+	if len(piece) >= heapMergeFrom {
+		return b.encodeLong(piece, out)
+	}
+	return b.scan(piece, out, scratch)
+}
+
+// scan is encode's merge loop: a scan for the lowest rank per merge.
+func (b *rankBPE) scan(piece string, out []int, scratch *[]part) []int {
 	parts := (*scratch)[:0]
 	for i := 0; i <= len(piece); i++ {
 		parts = append(parts, part{i, math.MaxInt})
@@ -80,6 +88,9 @@ func pairKey(a, b int) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b))
 
 // merge applies the merges to syms in place and returns the merged ids.
 func (b *mergeBPE) merge(syms []int) []int {
+	if len(syms) >= heapMergeFrom {
+		return b.mergeLong(syms)
+	}
 	for len(syms) > 1 {
 		best, at := merge{rank: math.MaxInt}, -1
 		for i := 0; i+1 < len(syms); i++ {

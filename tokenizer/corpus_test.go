@@ -43,7 +43,11 @@ func corpus(seed uint64, n int, specials []string) []string {
 	// Fixed cases first: edges that a random mix may miss.
 	out = append(out, "", " ", "a", "  a", "a  ", "a \n", "\n\n\n", " \r\n  \r\n x", "   \t  end",
 		"trailing spaces   ", "x\u3000\u3000y", "안녕하세요, 세계! 저는 한국어로 말합니다.",
-		"Don't STOP'S now I'M", "123456789012", "\u0301a", "a\u0301\u0301b")
+		"Don't STOP'S now I'M", "123456789012", "\u0301a", "a\u0301\u0301b",
+		// Pieces long enough to merge through the heap, and runs past
+		// Kimi's 25,000-character cut.
+		strings.Repeat("안녕하세요", 100), strings.Repeat("thequickbrownfox", 50), strings.Repeat(" ", 500)+"x",
+		strings.Repeat("x", 26000)+strings.Repeat(" ", 25001)+"y")
 	for _, s := range specials {
 		out = append(out, s, "x"+s+"y", " "+s+" ", s+s)
 	}

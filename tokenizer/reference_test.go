@@ -2,7 +2,10 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"strings"
+	"unicode/utf8"
 	"path/filepath"
 	"testing"
 
@@ -54,7 +57,14 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 	specials := []string{"<|endoftext|>", "<s>", "</s>", "<|begin_of_text|>", "<|eot_id|>", "<|im_start|>",
 		"<|im_end|>", "<｜User｜>", "<｜Assistant｜>", "[BOS]", "[EOS]", "<|im_middle|>", "<tool_call>",
 		"<mask>", "<lstrip>", "<rstrip>", "word", " word ", "<|reserved_token_9999|>"}
-	texts := corpus(1, 3000, specials)
+	// TOKENIZER_CORPUS sets the corpus size and seed for a long run (see the
+	// package's fuzz notes); the default is a few seconds' worth.
+	n, seed := 3000, uint64(1)
+	if v := os.Getenv("TOKENIZER_CORPUS"); v != "" {
+		_, err := fmt.Sscanf(v, "%d,%d", &n, &seed)
+		require.NoError(t, err, "TOKENIZER_CORPUS=SIZE,SEED")
+	}
+	texts := corpus(seed, n, specials)
 	exp := reference(t, texts, "")
 	require.NotEmpty(t, exp)
 	for name, e := range exp {
@@ -68,8 +78,24 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 			if ok {
 				assert.Equal(t, e.BOS, bos, "BOS id")
 			}
-			bad := 0
+			bad, held, specialIDs := 0, 0, 0
 			for i, s := range texts {
+				// Streaming gives whole characters and adds up to Decode.
+				d := tok.NewStreamDecoder()
+				var streamed strings.Builder
+				for _, id := range e.Encode[i] {
+					out := d.Add(id)
+					if out == "" {
+						held++
+					}
+					require.True(t, utf8.ValidString(out), "stream of %q returned %q", s, out)
+					streamed.WriteString(out)
+				}
+				streamed.WriteString(d.Flush())
+				assert.Equal(t, e.Decode[i], streamed.String(), "streamed decode of %q", s)
+				if roundTrips[name] && utf8.ValidString(s) {
+					assert.Equal(t, s, tok.Decode(tok.EncodePlain(s)), "Decode(EncodePlain(%q))", s)
+				}
 				got := tok.Encode(s)
 				if !assert.Equal(t, e.Encode[i], nonNil(got), "Encode(%q)", s) {
 					bad++
@@ -80,13 +106,25 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 				if !assert.Equal(t, e.Decode[i], tok.Decode(e.Encode[i]), "Decode(Encode(%q))", s) {
 					bad++
 				}
+				for _, id := range e.Encode[i] {
+					if tok.IsSpecial(id) {
+						specialIDs++
+					}
+				}
 				if bad > 10 {
 					t.Fatal("too many differences")
 				}
 			}
+			assert.Positive(t, specialIDs, "no special token in the text became its id")
+			assert.Positive(t, held, "no id left a character unfinished: the corpus misses multi-token characters")
 		})
 	}
 }
+
+// roundTrips are the configurations whose decode gives the text back: all
+// but the one that adds a prefix space.
+var roundTrips = map[string]bool{"gpt2": true, "llama3": true, "qwen2": true, "o200k": true, "deepseek": true,
+	"kimi-hf": true, "kimi": true, "flags": true}
 
 func nonNil(ids []int) []int {
 	if ids == nil {
