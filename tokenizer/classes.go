@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -30,6 +31,25 @@ func init() {
 	for r := rune(0); r < utf8.RuneSelf; r++ {
 		asciiClass[r] = classOfSlow(r)
 	}
+}
+
+// bmpClass holds the classes of the Basic Multilingual Plane, built on
+// first use (a few milliseconds) rather than at program start: the tables
+// of package unicode take a dozen lookups per rune, the hot path of every
+// scanner.
+var (
+	bmpOnce  sync.Once
+	bmpClass *[0x10000]uint16
+)
+
+func buildClassTable() {
+	bmpOnce.Do(func() {
+		var t [0x10000]uint16
+		for r := range rune(0x10000) {
+			t[r] = classOfSlow(r)
+		}
+		bmpClass = &t
+	})
 }
 
 func classOfSlow(r rune) uint16 {
@@ -73,6 +93,9 @@ func classAt(s string, i int) (uint16, int) {
 		return asciiClass[b], 1
 	}
 	r, n := utf8.DecodeRuneInString(s[i:])
+	if r < 0x10000 {
+		return bmpClass[r], n
+	}
 	return classOfSlow(r), n
 }
 

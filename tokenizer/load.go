@@ -277,6 +277,7 @@ func readTiktokenFile(path string) (map[string]int, error) {
 }
 
 func newTokenizer() *Tokenizer {
+	buildClassTable()
 	t := &Tokenizer{bos: -1, eos: -1, pad: -1, unk: -1}
 	for i := range t.byteID {
 		t.byteID[i] = -1

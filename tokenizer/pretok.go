@@ -344,6 +344,7 @@ func deepSeekWords(s string, i int) int {
 
 // matcherFor returns the scanner for a pattern, or an error naming it.
 func matcherFor(pattern string) (matcher, error) {
+	buildClassTable()
 	var w *wordScanner
 	switch pattern {
 	case PatternKimi:

@@ -30,6 +30,11 @@ type expected struct {
 // configurations, or all) and returns what it recorded, by configuration.
 func reference(t *testing.T, texts []string, configs string) map[string]expected {
 	t.Helper()
+	return referenceB(t, texts, configs)
+}
+
+func referenceB(t testing.TB, texts []string, configs string) map[string]expected {
+	t.Helper()
 	dir := t.TempDir()
 	// TOKENIZER_REFERENCE_DIR keeps the model directories for a look after a failure.
 	if d := os.Getenv("TOKENIZER_REFERENCE_DIR"); d != "" {

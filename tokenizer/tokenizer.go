@@ -1,7 +1,7 @@
 package tokenizer
 
 import (
-	"sort"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -25,8 +25,12 @@ type Tokenizer struct {
 	unk          int
 	hfVocab      map[string]int
 
-	added   []addedToken // matched in the text before the model sees it
-	byFirst [256][]int   // indices into added, longest first, by first byte
+	added []addedToken // matched in the text before the model sees it
+	// byText finds an added token by its text; lengths holds, by first
+	// byte, the lengths of the added tokens that start with it, longest
+	// first, so that a position costs a lookup per distinct length.
+	byText  map[string]int
+	lengths [256][]int
 
 	prefix, suffix []int // the post-processor's ids around a sequence
 
@@ -63,19 +67,25 @@ type preStep struct {
 }
 
 func (t *Tokenizer) indexAdded() {
-	for i := range t.byFirst {
-		t.byFirst[i] = nil
+	t.byText = make(map[string]int, len(t.added))
+	for i := range t.lengths {
+		t.lengths[i] = nil
 	}
 	for i, a := range t.added {
 		if a.content == "" {
 			continue
 		}
+		if _, dup := t.byText[a.content]; !dup {
+			t.byText[a.content] = i
+		}
 		b := a.content[0]
-		t.byFirst[b] = append(t.byFirst[b], i)
+		if !slices.Contains(t.lengths[b], len(a.content)) {
+			t.lengths[b] = append(t.lengths[b], len(a.content))
+		}
 	}
-	for b := range t.byFirst {
-		l := t.byFirst[b]
-		sort.SliceStable(l, func(i, j int) bool { return len(t.added[l[i]].content) > len(t.added[l[j]].content) })
+	for b := range t.lengths {
+		slices.Sort(t.lengths[b])
+		slices.Reverse(t.lengths[b])
 	}
 }
 
@@ -122,16 +132,19 @@ func (t *Tokenizer) encode(text string, specials bool, out []int) []int {
 func (t *Tokenizer) encodeAdded(text string, specials bool, out []int, scratch *[]part, syms *[]int) []int {
 	last := 0
 	for i := 0; i < len(text); i++ {
-		cands := t.byFirst[text[i]]
-		if len(cands) == 0 {
-			continue
-		}
-		for _, ci := range cands {
-			a := &t.added[ci]
-			if (a.special && !specials) || !strings.HasPrefix(text[i:], a.content) {
+		for _, n := range t.lengths[text[i]] {
+			if i+n > len(text) {
 				continue
 			}
-			start, end := i, i+len(a.content)
+			ai, ok := t.byText[text[i:i+n]]
+			if !ok {
+				continue
+			}
+			a := &t.added[ai]
+			if a.special && !specials {
+				continue
+			}
+			start, end := i, i+n
 			if a.singleWord && !singleWord(text, start, end) {
 				continue
 			}
@@ -326,10 +339,8 @@ func (t *Tokenizer) IsSpecial(id int) bool {
 
 // TokenID returns the id of a special or added token by its text.
 func (t *Tokenizer) TokenID(token string) (int, bool) {
-	for _, a := range t.added {
-		if a.content == token {
-			return a.id, true
-		}
+	if i, ok := t.byText[token]; ok {
+		return t.added[i].id, true
 	}
 	return -1, false
 }
