@@ -66,7 +66,7 @@ func FuzzEncode(f *testing.F) {
 	for _, s := range corpus(7, 200, []string{"[BOS]", "<|im_end|>"}) {
 		f.Add(s)
 	}
-	f.Add("\xe4\xb8")                  // a character cut short
+	f.Add("\xe4\xb8")                   // a character cut short
 	f.Add("a\xffb\xc0\x80\xed\xa0\x80") // bytes that are never UTF-8
 	tok := fuzzTokenizer(f)
 	var matchers []matcher
