@@ -2,9 +2,11 @@
 // the model's own tokenizer does, in pure Go: no cgo, no MLX, the standard
 // library only.
 //
-// It reads the two layouts the supported models ship: a Hugging Face
+// It reads the layouts the supported models ship: a Hugging Face
 // tokenizer.json with a byte-level BPE model (Llama 3, DeepSeek-V3, Qwen,
-// GPT-2 and their kin), and Kimi K2's tiktoken.model, whose base ranks are
+// GPT-2 and their kin) or a SentencePiece-style one whose spaces are "▁"
+// and whose missing characters fall back to <0xNN> byte tokens (Llama 2,
+// Mistral, TinyLlama), and Kimi K2's tiktoken.model, whose base ranks are
 // followed by a block of special ids up to config.json's vocab_size (named
 // in tokenizer_config.json's added_tokens_decoder, the rest
 // <|reserved_token_ID|>).

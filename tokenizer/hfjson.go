@@ -86,19 +86,37 @@ func loadHF(path string) (*Tokenizer, error) {
 	case m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "":
 		return nil, unsupported("end_of_word_suffix %q", *m.EndOfWordSuffix)
 	}
-	if err := checkNormalizer(f.Normalizer); err != nil {
-		return nil, unsupported("%v", err)
-	}
 	t := newTokenizer()
+	if err := t.parseNormalizer(f.Normalizer); err != nil {
+		return nil, unsupported("%v", err)
+	}
 	// The pre-tokenizer decides whether the model is byte-level.
-	if err := t.parsePreTokenizer(f.PreTokenizer); err != nil {
+	if !isNull(f.PreTokenizer) || t.spm == nil {
+		if err := t.parsePreTokenizer(f.PreTokenizer); err != nil {
+			return nil, unsupported("%v", err)
+		}
+	}
+	switch {
+	case t.bytes && t.spm != nil:
+		return nil, unsupported("a byte-level pre-tokenizer after a metaspace normalizer")
+	case !t.bytes && t.spm == nil:
+		return nil, unsupported("neither a byte-level nor a metaspace (SentencePiece-style) BPE")
+	}
+	if err := t.checkDecoder(f.Decoder); err != nil {
 		return nil, unsupported("%v", err)
 	}
-	if !t.bytes {
-		return nil, unsupported("pre-tokenizer without a byte-level step (only byte-level BPE)")
-	}
-	if err := checkDecoder(f.Decoder); err != nil {
-		return nil, unsupported("%v", err)
+	if t.spm != nil {
+		t.byteFallback = m.ByteFallback
+		t.fuseUnk = m.FuseUnk
+		t.spm.byteTok = map[int]byte{}
+		for b := 0; b < 256; b++ {
+			if id, ok := m.Vocab[fmt.Sprintf("<0x%02X>", b)]; ok {
+				t.byteID[b] = id
+				t.spm.byteTok[id] = byte(b)
+			} else if t.byteFallback {
+				return nil, fmt.Errorf("%w: %s: byte_fallback without the token <0x%02X>", ErrFormat, path, b)
+			}
+		}
 	}
 
 	maxID := -1
@@ -117,6 +135,11 @@ func loadHF(path string) (*Tokenizer, error) {
 	for tok, id := range m.Vocab {
 		if id < 0 {
 			return nil, fmt.Errorf("%w: %s: token %q has negative id %d", ErrFormat, path, tok, id)
+		}
+		if t.spm != nil {
+			raw[tok] = id
+			t.tokens[id] = []byte(tok)
+			continue
 		}
 		bs, ok := byteLevelDecode(tok)
 		if ok {
@@ -156,7 +179,7 @@ func loadHF(path string) (*Tokenizer, error) {
 		id := *a.ID
 		t.added = append(t.added, addedToken{content: a.Content, id: id, special: a.Special,
 			lstrip: a.LStrip, rstrip: a.RStrip, singleWord: a.SingleWord, normalized: a.Normalized})
-		if bs, ok := byteLevelDecode(a.Content); ok {
+		if bs, ok := byteLevelDecode(a.Content); ok && t.spm == nil {
 			t.tokens[id] = bs
 		} else {
 			t.tokens[id] = []byte(a.Content)
@@ -194,7 +217,9 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 	return pairs, nil
 }
 
-func checkNormalizer(raw json.RawMessage) error {
+// parseNormalizer accepts no normalizer, or the one of SentencePiece-style
+// tokenizers: prepend "▁" and replace every space with it.
+func (t *Tokenizer) parseNormalizer(raw json.RawMessage) error {
 	if isNull(raw) {
 		return nil
 	}
@@ -202,27 +227,89 @@ func checkNormalizer(raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return err
 	}
-	if c.Type == "Sequence" && len(c.Normalizers) == 0 {
-		return nil
+	if c.Type != "Sequence" {
+		return fmt.Errorf("normalizer %q", c.Type)
 	}
-	return fmt.Errorf("normalizer %q", c.Type)
+	prepend, replace := false, false
+	for _, n := range c.Normalizers {
+		var x struct {
+			Type    string `json:"type"`
+			Prepend string `json:"prepend"`
+			Content string `json:"content"`
+			Pattern struct {
+				String *string `json:"String"`
+			} `json:"pattern"`
+		}
+		if err := json.Unmarshal(n, &x); err != nil {
+			return err
+		}
+		switch {
+		case x.Type == "Prepend" && x.Prepend == metaspace:
+			prepend = true
+		case x.Type == "Replace" && x.Pattern.String != nil && *x.Pattern.String == " " && x.Content == metaspace:
+			replace = true
+		default:
+			return fmt.Errorf("normalizer %q", x.Type)
+		}
+	}
+	switch {
+	case prepend && replace:
+		t.spm = &spmConfig{prepend: prependAlways, legacy: true}
+	case prepend || replace:
+		return fmt.Errorf("a metaspace normalizer without both Prepend and Replace")
+	}
+	return nil
 }
 
-func checkDecoder(raw json.RawMessage) error {
+// checkDecoder accepts the decoder that undoes the pre-tokenizer: ByteLevel
+// for byte-level models; for SentencePiece-style ones Replace("▁", " "),
+// ByteFallback, Fuse and Strip(" ", 1, 0), the last when a "▁" was added.
+func (t *Tokenizer) checkDecoder(raw json.RawMessage) error {
 	if isNull(raw) {
-		return fmt.Errorf("no decoder (only ByteLevel)")
+		return fmt.Errorf("no decoder")
 	}
 	var c hfComponent
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return err
 	}
-	if c.Type == "ByteLevel" {
-		return nil
+	if t.bytes {
+		if c.Type == "ByteLevel" {
+			return nil
+		}
+		if c.Type == "Sequence" && len(c.Decoders) == 1 {
+			return t.checkDecoder(c.Decoders[0])
+		}
+		return fmt.Errorf("decoder %q (a byte-level model takes ByteLevel)", c.Type)
 	}
-	if c.Type == "Sequence" && len(c.Decoders) == 1 {
-		return checkDecoder(c.Decoders[0])
+	var types []string
+	for _, d := range c.Decoders {
+		var x struct {
+			Type    string `json:"type"`
+			Content string `json:"content"`
+			Start   int    `json:"start"`
+			Stop    int    `json:"stop"`
+			Pattern struct {
+				String *string `json:"String"`
+			} `json:"pattern"`
+		}
+		if err := json.Unmarshal(d, &x); err != nil {
+			return err
+		}
+		switch {
+		case x.Type == "Replace" && x.Pattern.String != nil && *x.Pattern.String == metaspace && x.Content == " ":
+		case x.Type == "ByteFallback", x.Type == "Fuse":
+		case x.Type == "Strip" && x.Content == " " && x.Stop == 0:
+			t.spm.strip = x.Start
+		default:
+			return fmt.Errorf("decoder %q in a metaspace decoder sequence", x.Type)
+		}
+		types = append(types, x.Type)
 	}
-	return fmt.Errorf("decoder %q (only ByteLevel)", c.Type)
+	if c.Type != "Sequence" || strings.Join(types, ",") != "Replace,ByteFallback,Fuse,Strip" &&
+		strings.Join(types, ",") != "Replace,ByteFallback,Fuse" {
+		return fmt.Errorf("decoder %q %v (a metaspace model takes Replace, ByteFallback, Fuse, Strip)", c.Type, types)
+	}
+	return nil
 }
 
 func (t *Tokenizer) parsePreTokenizer(raw json.RawMessage) error {
@@ -261,6 +348,27 @@ func (t *Tokenizer) parsePreTokenizer(raw json.RawMessage) error {
 			return err
 		}
 		t.steps = append(t.steps, preStep{m: m})
+	case "Metaspace":
+		var x struct {
+			Replacement   string `json:"replacement"`
+			PrependScheme string `json:"prepend_scheme"`
+			Split         bool   `json:"split"`
+		}
+		if err := json.Unmarshal(raw, &x); err != nil {
+			return err
+		}
+		if x.Replacement != metaspace {
+			return fmt.Errorf("metaspace replacement %q", x.Replacement)
+		}
+		sc := map[string]int{"always": prependAlways, "first": prependFirst, "never": prependNever}
+		p, ok := sc[x.PrependScheme]
+		if !ok {
+			return fmt.Errorf("metaspace prepend_scheme %q", x.PrependScheme)
+		}
+		if t.spm != nil || len(t.steps) > 0 {
+			return fmt.Errorf("a metaspace pre-tokenizer with other steps")
+		}
+		t.spm = &spmConfig{prepend: p, split: x.Split}
 	case "Digits":
 		d := 2
 		if c.IndividualDigits {

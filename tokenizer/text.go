@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -110,16 +111,38 @@ func expectedRune(c byte) rune {
 // returns part of a UTF-8 character: bytes that may still complete one wait
 // for the next id. The concatenation of everything Add and Flush return is
 // Decode of all the ids.
+//
+// For a SentencePiece-style tokenizer a run of <0xNN> byte tokens is held
+// until the run ends, since the reference decodes a run as one: valid
+// UTF-8, or one U+FFFD per byte.
 type StreamDecoder struct {
 	t       *Tokenizer
 	pending []byte
+	strip   int // metaspace: leading spaces still to take off
 }
 
 // NewStreamDecoder returns a decoder with nothing pending.
-func (t *Tokenizer) NewStreamDecoder() *StreamDecoder { return &StreamDecoder{t: t} }
+func (t *Tokenizer) NewStreamDecoder() *StreamDecoder {
+	d := &StreamDecoder{t: t}
+	if t.spm != nil {
+		d.strip = t.spm.strip
+	}
+	return d
+}
 
 // Add decodes one more id and returns the text now complete.
 func (d *StreamDecoder) Add(id int) string {
+	if c := d.t.spm; c != nil {
+		if by, ok := c.byteTok[id]; ok {
+			d.pending = append(d.pending, by)
+			return ""
+		}
+		tok, ok := d.t.IDToken(id)
+		if !ok {
+			return ""
+		}
+		return d.stripped(d.flushRun() + strings.ReplaceAll(string(tok), metaspace, " "))
+	}
 	if tok, ok := d.t.IDToken(id); ok {
 		d.pending = append(d.pending, tok...)
 	}
@@ -135,8 +158,36 @@ func (d *StreamDecoder) Add(id int) string {
 // Flush returns what is pending (an incomplete character becomes U+FFFD)
 // and leaves the decoder empty.
 func (d *StreamDecoder) Flush() string {
+	if d.t.spm != nil {
+		return d.stripped(d.flushRun())
+	}
 	s := toValidUTF8(d.pending)
 	d.pending = d.pending[:0]
+	return s
+}
+
+// flushRun decodes the held run of byte tokens.
+func (d *StreamDecoder) flushRun() string {
+	var s string
+	if utf8.Valid(d.pending) {
+		s = string(d.pending)
+	} else {
+		s = strings.Repeat("\uFFFD", len(d.pending))
+	}
+	d.pending = d.pending[:0]
+	return s
+}
+
+// stripped takes the decoder's leading spaces off the start of the text.
+func (d *StreamDecoder) stripped(s string) string {
+	for d.strip > 0 && s != "" {
+		if s[0] != ' ' {
+			d.strip = 0
+			break
+		}
+		s = s[1:]
+		d.strip--
+	}
 	return s
 }
 

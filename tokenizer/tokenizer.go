@@ -22,8 +22,10 @@ type Tokenizer struct {
 	// charVocab maps one character to its id for a model that is not
 	// byte-level; unk is the id of the unknown token or -1.
 	byteFallback bool
+	fuseUnk      bool
 	unk          int
 	hfVocab      map[string]int
+	spm          *spmConfig // SentencePiece-style metaspace BPE
 
 	added []addedToken // matched in the text before the model sees it
 	// byText finds an added token by its text; lengths holds, by first
@@ -166,14 +168,14 @@ func (t *Tokenizer) encodeAdded(text string, specials bool, out []int, scratch *
 					end += n
 				}
 			}
-			out = t.encodeText(text[last:start], out, scratch, syms)
+			out = t.encodeText(text[last:start], last, out, scratch, syms)
 			out = append(out, a.id)
 			last = end
 			i = end - 1
 			break
 		}
 	}
-	return t.encodeText(text[last:], out, scratch, syms)
+	return t.encodeText(text[last:], last, out, scratch, syms)
 }
 
 func singleWord(s string, start, end int) bool {
@@ -192,9 +194,16 @@ func singleWord(s string, start, end int) bool {
 	return true
 }
 
-// encodeText encodes text that holds no added token.
-func (t *Tokenizer) encodeText(text string, out []int, scratch *[]part, syms *[]int) []int {
+// encodeText encodes text that holds no added token; offset is where it
+// starts in the text Encode was given.
+func (t *Tokenizer) encodeText(text string, offset int, out []int, scratch *[]part, syms *[]int) []int {
 	if text == "" {
+		return out
+	}
+	if t.spm != nil {
+		t.spm.pieces(text, offset, func(p string) {
+			out = t.encodeWord(p, out, syms)
+		})
 		return out
 	}
 	if t.ranks != nil {
@@ -279,16 +288,20 @@ func (t *Tokenizer) encodeWord(p string, out []int, syms *[]int) []int {
 			}
 		}
 	} else {
+		unk := false
 		for i := 0; i < len(p); {
 			_, n := utf8.DecodeRuneInString(p[i:])
 			if id, ok := t.hfVocab[p[i:i+n]]; ok {
 				s = append(s, id)
+				unk = false
 			} else if t.byteFallback {
 				for k := i; k < i+n; k++ {
 					s = append(s, t.byteID[p[k]])
 				}
-			} else if t.unk >= 0 {
+				unk = false
+			} else if t.unk >= 0 && !(unk && t.fuseUnk) {
 				s = append(s, t.unk)
+				unk = true
 			}
 			i += n
 		}
@@ -303,6 +316,13 @@ func (t *Tokenizer) encodeWord(p string, out []int, syms *[]int) []int {
 // U+FFFD, one per maximal invalid sequence. An id the tokenizer does not
 // have decodes to nothing.
 func (t *Tokenizer) Decode(ids []int) string {
+	if t.spm != nil {
+		s := t.spm.decode(t, ids)
+		if t.cleanUp {
+			s = cleanUpSpaces(s)
+		}
+		return s
+	}
 	var b []byte
 	for _, id := range ids {
 		if id >= 0 && id < len(t.tokens) {

@@ -16,7 +16,7 @@ import os
 import sys
 
 import tiktoken
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 KIMI = "|".join([
     r"""[\p{Han}]+""",
@@ -92,6 +92,36 @@ def train(name, corpus, vocab_size):
     if extra:
         tok.add_tokens(extra)
     return tok, specials, bos
+
+
+SPM = {
+    # Llama 2's layout: a Prepend and Replace normalizer, no pre-tokenizer.
+    "spm-legacy": lambda: (normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]), None),
+    # Newer conversions: a Metaspace pre-tokenizer, here splitting words.
+    "spm-metaspace": lambda: (None, pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)),
+}
+
+
+def train_spm(name, corpus, vocab_size):
+    """A SentencePiece-style BPE with byte fallback: the <0xNN> byte tokens
+    are in the model's vocabulary (not added tokens), as in Llama 2's."""
+    norm, pre = SPM[name]()
+    specials = ["<unk>", "<s>", "</s>"]
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer, tok.pre_tokenizer = norm, pre
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials + byte_tokens, show_progress=False,
+                                  limit_alphabet=300)
+    tok.train_from_iterator([s for s in corpus if len(s) < 1000], trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    out = Tokenizer(models.BPE(vocab=model["vocab"], merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    out.normalizer, out.pre_tokenizer = norm, pre
+    out.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    out.add_special_tokens(specials)
+    out.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", out.token_to_id("<s>"))])
+    return out, specials, "<s>"
 
 
 def hf_expect(tok, corpus):
@@ -173,7 +203,7 @@ def bytes_to_unicode():
 def main():
     corpus = json.load(open(sys.argv[1]))
     outdir = sys.argv[2]
-    names = sys.argv[3].split(",") if len(sys.argv) > 3 else list(CONFIGS) + ["kimi"]
+    names = sys.argv[3].split(",") if len(sys.argv) > 3 else list(CONFIGS) + list(SPM) + ["kimi"]
     vocab_size = int(os.environ.get("REFERENCE_VOCAB", "3000"))
     result = {}
     for name in names:
@@ -181,7 +211,10 @@ def main():
             tok, _, _ = train("gpt2", corpus, vocab_size)
             result[name] = kimi_dir(tok, os.path.join(outdir, name), corpus)
             continue
-        tok, specials, bos = train(name, corpus, vocab_size)
+        if name in SPM:
+            tok, specials, bos = train_spm(name, corpus, vocab_size)
+        else:
+            tok, specials, bos = train(name, corpus, vocab_size)
         d = os.path.join(outdir, name)
         os.makedirs(d, exist_ok=True)
         tok.save(os.path.join(d, "tokenizer.json"))
