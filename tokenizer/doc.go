@@ -3,8 +3,8 @@
 // library only.
 //
 // It reads the layouts the supported models ship: a Hugging Face
-// tokenizer.json with a byte-level BPE model (Llama 3, DeepSeek-V3, Qwen,
-// GPT-2 and their kin) or a SentencePiece-style one whose spaces are "▁"
+// tokenizer.json with a byte-level BPE model (Llama 3, DeepSeek-V3, Qwen
+// with its NFC normalizer, GPT-2 and their kin) or a SentencePiece-style one whose spaces are "▁"
 // and whose missing characters fall back to <0xNN> byte tokens (Llama 2,
 // Mistral, TinyLlama), and Kimi K2's tiktoken.model, whose base ranks are
 // followed by a block of special ids up to config.json's vocab_size (named
@@ -50,6 +50,10 @@
 // renders it in Go, byte for byte as transformers' apply_chat_template
 // renders the published templates. Any other template is ErrUnknownTemplate,
 // whose message says to pass --raw and send the prompt as it is.
+//
+// NFC needs Unicode's decomposition tables, which package unicode does not
+// have: znfc.go is generated from Python's unicodedata by gen_nfc.py (go
+// generate), and a test checks that it is current.
 //
 // What the package trusts: tokenizer files are checked for the shapes it
 // reads (every byte ranked, merges that name vocabulary tokens, ids in

@@ -217,8 +217,9 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 	return pairs, nil
 }
 
-// parseNormalizer accepts no normalizer, or the one of SentencePiece-style
-// tokenizers: prepend "▁" and replace every space with it.
+// parseNormalizer accepts no normalizer, NFC (Qwen), or the one of
+// SentencePiece-style tokenizers: prepend "▁" and replace every space with
+// it.
 func (t *Tokenizer) parseNormalizer(raw json.RawMessage) error {
 	if isNull(raw) {
 		return nil
@@ -226,6 +227,10 @@ func (t *Tokenizer) parseNormalizer(raw json.RawMessage) error {
 	var c hfComponent
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return err
+	}
+	if c.Type == "NFC" {
+		t.nfc = true
+		return nil
 	}
 	if c.Type != "Sequence" {
 		return fmt.Errorf("normalizer %q", c.Type)
@@ -248,6 +253,8 @@ func (t *Tokenizer) parseNormalizer(raw json.RawMessage) error {
 			prepend = true
 		case x.Type == "Replace" && x.Pattern.String != nil && *x.Pattern.String == " " && x.Content == metaspace:
 			replace = true
+		case x.Type == "NFC":
+			t.nfc = true
 		default:
 			return fmt.Errorf("normalizer %q", x.Type)
 		}

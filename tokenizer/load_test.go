@@ -91,7 +91,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"a special id outside the reserved block", map[string]string{"tiktoken.model": byteRanks(), "config.json": `{"vocab_size": 258}`, "tokenizer_config.json": kimiConfig}, ErrFormat, "outside the special block"},
 		{"malformed tokenizer_config.json", map[string]string{"tokenizer.json": hfJSON(byteLevelPre, "null", "BPE"), "tokenizer_config.json": "{"}, ErrFormat, "tokenizer_config.json"},
 		{"a pre-tokenizer pattern no scanner implements", map[string]string{"tokenizer.json": hfJSON(`{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "use_regex": false}]}`, "null", "BPE")}, ErrUnsupported, `pattern "\\w+"`},
-		{"a normalizer", map[string]string{"tokenizer.json": hfJSON(byteLevelPre, `{"type": "NFC"}`, "BPE")}, ErrUnsupported, `normalizer "NFC"`},
+		{"a normalizer", map[string]string{"tokenizer.json": hfJSON(byteLevelPre, `{"type": "NFKC"}`, "BPE")}, ErrUnsupported, `normalizer "NFKC"`},
 		{"a model that is not BPE", map[string]string{"tokenizer.json": hfJSON(byteLevelPre, "null", "WordPiece")}, ErrUnsupported, `model type "WordPiece"`},
 		{"a tokenizer that is not byte-level", map[string]string{"tokenizer.json": hfJSON(`{"type": "Whitespace"}`, "null", "BPE")}, ErrUnsupported, `pre-tokenizer "Whitespace"`},
 	}

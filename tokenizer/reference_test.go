@@ -128,7 +128,7 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 
 // roundTrips are the configurations whose decode gives the text back: all
 // but those that add a prefix space only sometimes and strip it always.
-var roundTrips = map[string]bool{"gpt2": true, "llama3": true, "qwen2": true, "o200k": true, "deepseek": true,
+var roundTrips = map[string]bool{"gpt2": true, "llama3": true, "o200k": true, "deepseek": true,
 	"kimi-hf": true, "kimi": true, "flags": true, "spm-legacy": true}
 
 func nonNil(ids []int) []int {

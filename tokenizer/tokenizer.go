@@ -26,6 +26,7 @@ type Tokenizer struct {
 	unk          int
 	hfVocab      map[string]int
 	spm          *spmConfig // SentencePiece-style metaspace BPE
+	nfc          bool       // the NFC normalizer
 
 	added []addedToken // matched in the text before the model sees it
 	// byText finds an added token by its text; lengths holds, by first
@@ -199,6 +200,9 @@ func singleWord(s string, start, end int) bool {
 func (t *Tokenizer) encodeText(text string, offset int, out []int, scratch *[]part, syms *[]int) []int {
 	if text == "" {
 		return out
+	}
+	if t.nfc {
+		text = nfc(text)
 	}
 	if t.spm != nil {
 		t.spm.pieces(text, offset, func(p string) {

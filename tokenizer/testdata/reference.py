@@ -76,9 +76,15 @@ CONFIGS = {
 }
 
 
+# Normalizers of the layouts that have one (Qwen's tokenizer.json has NFC).
+NORMALIZERS = {"qwen2": normalizers.NFC}
+
+
 def train(name, corpus, vocab_size):
     pre, specials, bos, ignore_merges, extra = CONFIGS[name]
     tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
+    if name in NORMALIZERS:
+        tok.normalizer = NORMALIZERS[name]()
     tok.pre_tokenizer = pre()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
