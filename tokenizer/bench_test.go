@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // BenchmarkEncode measures encode throughput (MB/s, one goroutine) on the
@@ -38,16 +39,56 @@ func BenchmarkEncode(b *testing.B) {
 		}
 		text = strings.Join(keep, "\n")
 	}
+	docs := chunks(text, 4096)
 	for _, name := range []string{"kimi", "llama3"} {
 		tok, err := Load(dirs[name])
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(name, func(b *testing.B) {
+		// The whole text in one call, then as documents of about 4 KB (a
+		// prompt's size), one call each.
+		b.Run(name+"/whole", func(b *testing.B) {
 			b.SetBytes(int64(len(text)))
+			c := cpuTime()
 			for b.Loop() {
 				tok.EncodePlain(text)
 			}
+			reportCPU(b, len(text), cpuTime()-c)
+		})
+		b.Run(name+"/4KB", func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			c := cpuTime()
+			for b.Loop() {
+				for _, d := range docs {
+					tok.EncodePlain(d)
+				}
+			}
+			reportCPU(b, len(text), cpuTime()-c)
 		})
 	}
+}
+
+// reportCPU adds throughput by CPU time, cpu-MB/s, beside the wall-clock
+// MB/s.
+func reportCPU(b *testing.B, n int, cpu time.Duration) {
+	if cpu > 0 {
+		b.ReportMetric(float64(n)*float64(b.N)/cpu.Seconds()/1e6, "cpu-MB/s")
+	}
+}
+
+// chunks cuts text after the first line end at or past size bytes, as
+// bench/tokenize/bench.py does.
+func chunks(text string, size int) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(text); i++ {
+		if text[i] == '\n' && i+1-start >= size {
+			out = append(out, text[start:i+1])
+			start = i + 1
+		}
+	}
+	if start < len(text) {
+		out = append(out, text[start:])
+	}
+	return out
 }
