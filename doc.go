@@ -16,10 +16,12 @@
 //     headers alone and then yields one layer at a time.
 //   - netcfg: a plan → apply → verify → persist cycle for the Thunderbolt RDMA
 //     network the jaccl back-end runs on.
+//   - tokenizer: text to ids and back exactly as the model's own tokenizer
+//     (Kimi's tiktoken, Hugging Face BPE) and chat templates, in pure Go.
 //
 // The examples directory holds thin programs built on them: the seed's
 // connectivity test, the Kimi K2.5 loading test, a checkpoint inspector and
-// generator, a launcher, and the Thunderbolt network tool.
+// generator, a launcher, the Thunderbolt network tool, and a tokenizer.
 //
 // A tour: every rank of a tensor-parallel job, started by the launcher
 // (examples/launch or mlx.launch), joins the group, plans its shard from the
