@@ -25,12 +25,12 @@ func launchWithInitTimeout(t *testing.T, name string, n int, timeout time.Durati
 	defer cancel()
 	start := time.Now()
 	err := Launch(ctx, LaunchConfig{
-		Command:     []string{os.Args[0]},
-		N:           n,
-		Backend:     Ring,
-		Env:         append([]string{"JACCL_GROUP_RANK=" + name}, env...),
-		Stdout:      out,
-		Stderr:      out,
+		Command: []string{os.Args[0]},
+		N:       n,
+		Backend: Ring,
+		Env:     append([]string{"JACCL_GROUP_RANK=" + name}, env...),
+		Stdout:  out,
+		Stderr:  out,
 		// A long grace: a stopped rank must end at once, not after it.
 		Grace:       20 * time.Second,
 		InitTimeout: timeout,
