@@ -133,3 +133,17 @@ func TestDir(t *testing.T) {
 		assert.Empty(t, entries)
 	})
 }
+
+func TestCreateDirRefusesAMountPoint(t *testing.T) {
+	disk := testenv.SmallDisk(t, 1<<20)
+	_, err := CreateDir(disk)
+	require.ErrorIs(t, err, ErrMountPoint)
+	assert.Contains(t, err.Error(), "give a directory inside it")
+	entries, err := os.ReadDir(filepath.Dir(disk))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "nothing was created beside the mount point")
+
+	d, err := CreateDir(filepath.Join(disk, "out"))
+	require.NoError(t, err, "a directory inside it is fine")
+	d.Abort()
+}
