@@ -133,7 +133,11 @@ type Dir struct {
 // CreateDir makes a fresh temporary directory beside path (path's parent is
 // created if missing) and returns it; write into Dir.Path.
 func CreateDir(path string) (*Dir, error) {
-	path = filepath.Clean(path)
+	// "." and other relative names have no parent to rename in.
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
 	// Replace what a link points to, not the link.
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		path = p

@@ -147,3 +147,16 @@ func TestCreateDirRefusesAMountPoint(t *testing.T) {
 	require.NoError(t, err, "a directory inside it is fine")
 	d.Abort()
 }
+
+func TestCreateDirOfTheWorkingDirectoryReplacesIt(t *testing.T) {
+	parent := t.TempDir()
+	wd := filepath.Join(parent, "wd")
+	require.NoError(t, os.Mkdir(wd, 0o755))
+	t.Chdir(wd)
+	d, err := CreateDir(".")
+	require.NoError(t, err)
+	assert.Equal(t, wd, d.Target())
+	require.NoError(t, WriteFile(filepath.Join(d.Path(), "x"), nil, 0o644))
+	require.NoError(t, d.Commit())
+	assert.FileExists(t, filepath.Join(wd, "x"))
+}
