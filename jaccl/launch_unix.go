@@ -15,12 +15,15 @@ func setProcessGroup(cmd *exec.Cmd) {
 }
 
 // signalGroup sends SIGTERM, or SIGKILL when kill is set, to p's group.
+// A SIGCONT follows the SIGTERM: a stopped rank (one that never joined, say)
+// would otherwise hold the signal until the grace period ends in SIGKILL.
 func signalGroup(p *os.Process, kill bool) error {
-	sig := syscall.SIGTERM
 	if kill {
-		sig = syscall.SIGKILL
+		return syscall.Kill(-p.Pid, syscall.SIGKILL)
 	}
-	return syscall.Kill(-p.Pid, sig)
+	err := syscall.Kill(-p.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-p.Pid, syscall.SIGCONT)
+	return err
 }
 
 func signalNumber(ps *os.ProcessState) int {

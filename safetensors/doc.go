@@ -26,9 +26,19 @@
 // AxisRanges and ReadAxis take an arbitrary [start, end) slice of an axis,
 // which covers per-head splits and the segments of fused projections.
 //
+// A mapped file that another process truncates or rewrites in place after
+// Open would raise SIGBUS on the next read of a vanished page. Every read
+// this package makes from a mapping runs under Protect, which turns that
+// fault into a *ChangedError (ErrChanged) naming the file; the slices Data
+// hands out are the mapping itself, and are safe to read only inside
+// Protect. Open and OpenDir refuse anything but regular files and
+// directories (ErrNotRegular) before reading, since a FIFO would block.
+//
 // The Writer streams a file whose header is fixed up front, so a multi-GB
-// file is never held in memory; it writes to a temporary file and renames
-// it, so a file another reader has mapped is replaced, never truncated.
+// file is never held in memory; it writes to a temporary file, syncs it and
+// renames it (with mode 0666 less the umask, as os.Create gives), so a file
+// another reader has mapped is replaced, never truncated, and a failed
+// write leaves nothing behind.
 //
 // Memory mapping is used on darwin and linux; elsewhere a File reads through
 // ReadAt, as one from NewReader does.

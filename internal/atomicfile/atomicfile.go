@@ -133,12 +133,19 @@ type Dir struct {
 // CreateDir makes a fresh temporary directory beside path (path's parent is
 // created if missing) and returns it; write into Dir.Path.
 func CreateDir(path string) (*Dir, error) {
-	path = filepath.Clean(path)
+	// "." and other relative names have no parent to rename in.
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
 	// Replace what a link points to, not the link.
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		path = p
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o777); err != nil {
+		return nil, err
+	}
+	if err := checkNotMountPoint(path); err != nil {
 		return nil, err
 	}
 	for range 10 {
@@ -153,6 +160,27 @@ func CreateDir(path string) (*Dir, error) {
 		return &Dir{path: path, tmp: tmp}, nil
 	}
 	return nil, fmt.Errorf("create a temporary directory beside %s: every name tried exists", path)
+}
+
+// ErrMountPoint is returned by CreateDir for a target that is the root of
+// a mounted file system: it cannot be renamed, and a temporary directory
+// beside it would fill the wrong disk.
+var ErrMountPoint = errors.New("the directory is a mount point")
+
+func checkNotMountPoint(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil // nothing there yet: it will be created in its parent
+	}
+	parent, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	if !sameDevice(st, parent) {
+		return fmt.Errorf("%w: %s is the root of a file system; give a directory inside it, such as %s",
+			ErrMountPoint, path, filepath.Join(path, "out"))
+	}
+	return nil
 }
 
 // Path returns the temporary directory to write into.

@@ -133,3 +133,30 @@ func TestDir(t *testing.T) {
 		assert.Empty(t, entries)
 	})
 }
+
+func TestCreateDirRefusesAMountPoint(t *testing.T) {
+	disk := testenv.SmallDisk(t, 1<<20)
+	_, err := CreateDir(disk)
+	require.ErrorIs(t, err, ErrMountPoint)
+	assert.Contains(t, err.Error(), "give a directory inside it")
+	entries, err := os.ReadDir(filepath.Dir(disk))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "nothing was created beside the mount point")
+
+	d, err := CreateDir(filepath.Join(disk, "out"))
+	require.NoError(t, err, "a directory inside it is fine")
+	d.Abort()
+}
+
+func TestCreateDirOfTheWorkingDirectoryReplacesIt(t *testing.T) {
+	parent := t.TempDir()
+	wd := filepath.Join(parent, "wd")
+	require.NoError(t, os.Mkdir(wd, 0o755))
+	t.Chdir(wd)
+	d, err := CreateDir(".")
+	require.NoError(t, err)
+	assert.Equal(t, wd, d.Target())
+	require.NoError(t, WriteFile(filepath.Join(d.Path(), "x"), nil, 0o644))
+	require.NoError(t, d.Commit())
+	assert.FileExists(t, filepath.Join(wd, "x"))
+}
