@@ -118,12 +118,7 @@ func readStatusKB(t *testing.T, path, key string) uint64 {
 
 func TestPhysicalMemoryAgreesWithThisMachine(t *testing.T) {
 	total := readStatusKB(t, "/proc/meminfo", "MemTotal")
-	budget, err := readCgroupBudget("/")
-	require.NoError(t, err)
-	want := total
-	if budget.limited {
-		want = min(total, budget.limit)
-	}
+	want := min(total, plainCgroupLimit(t, "/"))
 
 	got, err := PhysicalMemory()
 	require.NoError(t, err)
