@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +23,7 @@ import (
 	"github.com/mlxdist/mlxdist/internal/testenv"
 	"github.com/mlxdist/mlxdist/jaccl"
 	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/safetensors"
 )
 
 // mlxlmShardRank runs on every rank of a ring job. For each checkpoint
@@ -122,7 +125,7 @@ func runMLXLMShard(t *testing.T, n int, dirs ...string) [][]mlxlmDigests {
 
 // goDigests loads one rank with o and hashes every array: those mlx-lm
 // keeps, and apart those it drops.
-func goDigests(t *testing.T, dir string, o Options) (kept, dropped map[string]string) {
+func goDigests(t *testing.T, dir string, o Options, sanitize func(*testing.T, map[string]*mlx.Array)) (kept, dropped map[string]string) {
 	t.Helper()
 	o.Guard = bigGuard(t).Guard
 	l, err := Open(dir, o)
@@ -130,6 +133,9 @@ func goDigests(t *testing.T, dir string, o Options) (kept, dropped map[string]st
 	defer l.Close()
 	arrays, err := l.LoadAll(context.Background())
 	require.NoError(t, err)
+	if sanitize != nil {
+		sanitize(t, arrays)
+	}
 	kept, dropped = map[string]string{}, map[string]string{}
 	for name, a := range arrays {
 		if slices.ContainsFunc(mlxlmDropped, func(p string) bool { return strings.HasPrefix(name, p) }) {
@@ -198,26 +204,37 @@ func TestEveryStrategyShardsEveryParameterAsMLXLMShardsIt(t *testing.T) {
 	if ok, err := mlx.DistributedAvailable("ring"); err != nil || !ok {
 		unavailable(t, "MLX has no ring back-end: %v", err)
 	}
+	kimi := mlxlmKimi()
 	models := []struct {
 		name string
 		spec ckptgen.Spec
 		dir  string
+		// sanitize does to the loader's arrays what mlx-lm's sanitize
+		// does to the checkpoint's, when the two differ.
+		sanitize func(*testing.T, map[string]*mlx.Array)
 	}{
-		{name: "kimi k2.5 layout", spec: mlxlmKimi()},
+		{name: "kimi k2.5 layout", spec: kimi},
 		{name: "llama", spec: mlxlmLlama()},
+		{name: "kimi k2.5 layout with kv_b_proj", spec: kimi, sanitize: func(t *testing.T, arrays map[string]*mlx.Array) {
+			splitKVB(t, arrays, kimi.QKNopeHeadDim, kimi.VHeadDim)
+		}},
 	}
 	var dirs []string
 	for i := range models {
-		models[i].dir = t.TempDir()
-		_, err := ckptgen.Write(context.Background(), models[i].dir, models[i].spec, &ckptgen.Options{Seed: 21})
-		require.NoError(t, err)
+		if models[i].sanitize != nil {
+			models[i].dir = withKVB(t, models[0].dir, models[i].spec)
+		} else {
+			models[i].dir = t.TempDir()
+			_, err := ckptgen.Write(context.Background(), models[i].dir, models[i].spec, &ckptgen.Options{Seed: 21})
+			require.NoError(t, err)
+		}
 		dirs = append(dirs, models[i].dir)
 	}
 	// What mlx-lm drops has no reference there; it must come whole, as
 	// MLX's own loader reads it on one rank.
 	whole := make([]map[string]string, len(models))
 	for m, model := range models {
-		_, whole[m] = goDigests(t, model.dir, Options{PlanOptions: PlanOptions{Strategy: ChunkedEval}})
+		_, whole[m] = goDigests(t, model.dir, Options{PlanOptions: PlanOptions{Strategy: ChunkedEval}}, model.sanitize)
 	}
 	require.NotEmpty(t, whole[0], "the Kimi checkpoint has a vision tower")
 	for _, n := range []int{2, 4} {
@@ -251,7 +268,7 @@ func TestEveryStrategyShardsEveryParameterAsMLXLMShardsIt(t *testing.T) {
 						if c.whole {
 							want = ref.Whole
 						}
-						kept, dropped := goDigests(t, dir, o)
+						kept, dropped := goDigests(t, dir, o, model.sanitize)
 						sameDigests(t, want, kept, model.name)
 						assert.Equal(t, whole[m], dropped, "the tensors mlx-lm drops are loaded whole")
 					})
@@ -269,4 +286,87 @@ func reshardFor(t *testing.T, src string, rank, n int) string {
 	_, err := Reshard(context.Background(), src, dst, PlanOptions{Rank: rank, WorldSize: n}, nil)
 	require.NoError(t, err)
 	return dst
+}
+
+// withKVB copies a converted Kimi checkpoint with attention as Hugging
+// Face stores it: each layer's embed_q and unembed_out replaced by one
+// bfloat16 kv_b_proj [heads × (qk_nope + v_head), kv_lora] of random
+// values, which mlx-lm's sanitize splits per head on load. It returns the
+// new directory.
+func withKVB(t *testing.T, src string, s ckptgen.Spec) string {
+	t.Helper()
+	d, err := safetensors.OpenDir(src)
+	require.NoError(t, err)
+	defer d.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	var tensors []safetensors.TensorData
+	for _, ti := range d.Tensors() {
+		name := ti.Name
+		if strings.Contains(name, ".self_attn.unembed_out.") {
+			continue
+		}
+		if strings.HasSuffix(name, ".self_attn.embed_q.weight") {
+			rows, cols := int64(s.Heads*(s.QKNopeHeadDim+s.VHeadDim)), int64(s.KVLoRARank)
+			b := make([]byte, 0, 2*rows*cols)
+			for range rows * cols {
+				w := uint16(math.Float32bits(float32(rng.NormFloat64()*0.02)) >> 16)
+				b = append(b, byte(w), byte(w>>8))
+			}
+			tensors = append(tensors, safetensors.TensorData{Name: strings.TrimSuffix(name, "embed_q.weight") + "kv_b_proj.weight",
+				DType: safetensors.BF16, Shape: []int64{rows, cols}, Data: b})
+			continue
+		}
+		if strings.Contains(name, ".self_attn.embed_q.") {
+			continue
+		}
+		_, f, ok := d.Tensor(name)
+		require.True(t, ok)
+		data, err := f.Data(name)
+		require.NoError(t, err)
+		tensors = append(tensors, safetensors.TensorData{Name: name, DType: ti.DType, Shape: ti.Shape, Data: slices.Clone(data)})
+	}
+	dst := t.TempDir()
+	require.NoError(t, safetensors.WriteDir(dst, [][]safetensors.TensorData{tensors}, map[string]string{"format": "mlx"}))
+	entries, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".json") && !strings.HasPrefix(e.Name(), "model.safetensors") {
+			b, err := os.ReadFile(filepath.Join(src, e.Name()))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644))
+		}
+	}
+	return dst
+}
+
+// splitKVB replaces each unquantized kv_b_proj of the arrays with the
+// embed_q and unembed_out mlx-lm's sanitize makes of it: rows viewed as
+// [heads, qk_nope + v_head, kv_lora], embed_q the first qk_nope rows of
+// each head transposed, unembed_out the rest. The heads are the rank's.
+func splitKVB(t *testing.T, arrays map[string]*mlx.Array, nope, v int) {
+	t.Helper()
+	for name, w := range arrays {
+		base, ok := strings.CutSuffix(name, "kv_b_proj.weight")
+		if !ok {
+			continue
+		}
+		shape := w.Shape()
+		heads, lora := shape[0]/(nope+v), shape[1]
+		r, err := mlx.Reshape(w, heads, nope+v, lora)
+		require.NoError(t, err)
+		k, err := mlx.Slice(r, []int{0, 0, 0}, []int{heads, nope, lora}, nil)
+		require.NoError(t, err)
+		kt, err := mlx.Transpose(k, 0, 2, 1)
+		require.NoError(t, err)
+		embed, err := mlx.Contiguous(kt)
+		require.NoError(t, err)
+		vv, err := mlx.Slice(r, []int{0, nope, 0}, []int{heads, nope + v, lora}, nil)
+		require.NoError(t, err)
+		unembed, err := mlx.Contiguous(vv)
+		require.NoError(t, err)
+		require.NoError(t, mlx.Eval(embed, unembed))
+		mlx.FreeAll(w, r, k, kt, vv)
+		delete(arrays, name)
+		arrays[base+"embed_q.weight"], arrays[base+"unembed_out.weight"] = embed, unembed
+	}
 }
