@@ -93,7 +93,7 @@ func plainCgroupLimit(t *testing.T, root string) uint64 {
 }
 
 func TestPhysicalMemoryIsMemTotalCappedByTheCgroupLimitReadPlainly(t *testing.T) {
-	trees := []string{"v1-recorded", "v1-limited", "v2-limited", "v2-max", "v2-container", "v2-nomountinfo", "v2-outside-namespace", "old-kernel"}
+	trees := []string{"v1-recorded", "v2-recorded", "v1-limited", "v2-limited", "v2-max", "v2-container", "v2-nomountinfo", "v2-outside-namespace", "old-kernel"}
 	for _, tree := range trees {
 		t.Run("the "+tree+" tree", func(t *testing.T) {
 			root := filepath.Join("testdata", tree)
