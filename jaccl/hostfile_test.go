@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -203,13 +204,24 @@ func FuzzParseHostfile(f *testing.F) {
 			}
 			return
 		}
-		// Whatever parses must survive a round trip.
+		// Whatever parses must survive a round trip unchanged.
 		b, err := hf.MarshalJSON()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ParseHostfile(b); err != nil {
+		again, err := ParseHostfile(b)
+		if err != nil {
 			t.Fatalf("re-parse of %s: %v", b, err)
+		}
+		// An empty "rdma" list means no matrix, as an absent one does, and
+		// both are written without one.
+		for i := range hf.Hosts {
+			if len(hf.Hosts[i].RDMA) == 0 {
+				hf.Hosts[i].RDMA = nil
+			}
+		}
+		if !reflect.DeepEqual(hf, again) {
+			t.Fatalf("round trip through %s changed the hostfile:\n%#v\n%#v", b, hf, again)
 		}
 	})
 }

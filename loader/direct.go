@@ -11,8 +11,10 @@ import (
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
-// mlxDtype maps a file's dtype to the MLX dtype its bytes load as; 8-bit
-// floats load as uint8, as MLX's own loader does.
+// mlxDtype maps a file's dtype to the MLX dtype its bytes load as. 8-bit
+// floats load as uint8, as MLX's own loader loads F8_E4M3 and F8_E8M0; it
+// refuses the other 8-bit floats and F64, whose bytes load here all the
+// same (uint8, float64).
 func mlxDtype(d safetensors.DType) (mlx.Dtype, error) {
 	switch d {
 	case safetensors.Bool:

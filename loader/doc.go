@@ -45,8 +45,8 @@
 // at, section by section, for a strategy; Open refuses a load whose peak
 // would not fit under the memory guard (a *PlanError). MLX's CPU allocator
 // accounts exactly the bytes asked for (measured), so on the CPU the plan's
-// peak is the measured MLX peak to within a few hundred bytes; AllocMetal
-// models Metal's page rounding.
+// peak is the measured MLX peak to within a few hundred bytes. Another
+// allocator's rounding can be modelled through PlanOptions.Alloc.
 //
 // # Failure
 //

@@ -128,7 +128,8 @@ type PlanOptions struct {
 	// Sections groups tensors; nil means DefaultSections.
 	Sections SectionFunc
 	// Alloc rounds an allocation of n bytes up as MLX's allocator does;
-	// nil means AllocCPU.
+	// nil means AllocCPU. Another allocator is the caller's to model (MLX's
+	// Metal allocator rounds a buffer larger than a page up to whole pages).
 	Alloc func(n int64) int64
 	// PageSize is the storage page size Disk is counted in; 0 means this
 	// machine's (16 KiB on Apple silicon, 4 KiB on most Linux machines).
@@ -138,17 +139,6 @@ type PlanOptions struct {
 // AllocCPU models MLX's CPU allocator: measured, it accounts exactly the
 // bytes asked for (active memory grows by n for an n-byte array).
 func AllocCPU(n int64) int64 { return n }
-
-// AllocMetal models MLX's Metal allocator, which rounds a buffer larger
-// than a page up to whole 16 KiB pages. Not measured here: MLX on this
-// project's CI runs on the CPU.
-func AllocMetal(n int64) int64 {
-	const page = 16384
-	if n > page {
-		return (n + page - 1) / page * page
-	}
-	return n
-}
 
 // ErrWontFit is matched by a *PlanError.
 var ErrWontFit = errors.New("loader: the load would not fit in memory")

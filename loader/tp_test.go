@@ -22,8 +22,8 @@ import (
 // The test binary doubles as the rank program jaccl.Launch starts: with
 // LOADER_TEST_HELPER set it runs that instead of the tests.
 func TestMain(m *testing.M) {
-	if os.Getenv("LOADER_TEST_HELPER") == "tp" {
-		if err := tpRank(os.Getenv("LOADER_TEST_DIR")); err != nil {
+	if rank, ok := map[string]func(string) error{"tp": tpRank, "tp-deepseek": tpDeepSeekRank}[os.Getenv("LOADER_TEST_HELPER")]; ok {
+		if err := rank(os.Getenv("LOADER_TEST_DIR")); err != nil {
 			fmt.Fprintln(os.Stderr, "FAIL:", err)
 			os.Exit(1)
 		}

@@ -25,6 +25,8 @@ func TestLinuxMemoryFromRecordedAndWrittenTrees(t *testing.T) {
 	}{
 		{"a recorded cgroup v1 machine without a limit reports its MemTotal and MemAvailable",
 			"v1-recorded", 24683652 * kB, 24237096 * kB},
+		{"a recorded cgroup v2 machine whose parent limit lies above MemTotal reports its MemTotal and MemAvailable",
+			"v2-recorded", 131961868 * kB, 131496824 * kB},
 		{"a v1 pod limit lowers physical memory and a fuller parent bounds what is available",
 			"v1-limited", 8 << 30, 34359738368 - 32212254720},
 		{"a v2 service limit lowers physical memory to memory.max and available to max minus current",
@@ -118,12 +120,7 @@ func readStatusKB(t *testing.T, path, key string) uint64 {
 
 func TestPhysicalMemoryAgreesWithThisMachine(t *testing.T) {
 	total := readStatusKB(t, "/proc/meminfo", "MemTotal")
-	budget, err := readCgroupBudget("/")
-	require.NoError(t, err)
-	want := total
-	if budget.limited {
-		want = min(total, budget.limit)
-	}
+	want := min(total, plainCgroupLimit(t, "/"))
 
 	got, err := PhysicalMemory()
 	require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -549,7 +550,14 @@ print(t.shape, " ".join(repr(float(v)) for v in t.ravel()))
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	require.Len(t, lines, 2)
 	assert.Equal(t, "mlx", lines[0])
-	assert.True(t, strings.HasPrefix(lines[1], "(3, 4) "))
+	require.True(t, strings.HasPrefix(lines[1], "(3, 4) "), lines[1])
+	var read []float32
+	for _, f := range strings.Fields(strings.TrimPrefix(lines[1], "(3, 4) ")) {
+		v, err := strconv.ParseFloat(f, 64)
+		require.NoError(t, err)
+		read = append(read, float32(v))
+	}
+	assert.Equal(t, x, read, "Python reads back the values Go wrote")
 
 	arrays, meta, err := mlx.LoadSafetensors(path)
 	require.NoError(t, err)

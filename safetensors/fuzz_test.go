@@ -2,14 +2,19 @@ package safetensors
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 )
 
-// FuzzOpen feeds arbitrary bytes to the header parser and, when they are
-// accepted, exercises every accessor: a file that passes validation must
-// never make a later call panic or read outside the data.
+// FuzzOpen feeds arbitrary bytes to the header parser, through NewReader
+// and through Open (the mmap path) of the same bytes written to a file.
+// A rejection must be a *FormatError matching ErrFormat, the same from
+// both; an accepted file must give the same tensors and bytes from both,
+// and every accessor must stay inside the data without panicking.
 func FuzzOpen(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join("testdata", "*.safetensors"))
 	for _, p := range seeds {
@@ -19,10 +24,59 @@ func FuzzOpen(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sf, err := NewReader(bytes.NewReader(b), int64(len(b)))
+		tmp, werr := os.CreateTemp(dir, "fuzz-*.safetensors")
+		if werr != nil {
+			t.Fatal(werr)
+		}
+		defer os.Remove(tmp.Name())
+		if _, werr := tmp.Write(b); werr != nil {
+			t.Fatal(werr)
+		}
+		if werr := tmp.Close(); werr != nil {
+			t.Fatal(werr)
+		}
+		mf, merr := Open(tmp.Name())
 		if err != nil {
+			var fe *FormatError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrFormat) {
+				t.Fatalf("NewReader: %v (%T) is not a *FormatError", err, err)
+			}
+			if merr == nil {
+				mf.Close()
+				t.Fatalf("Open accepts what NewReader rejects: %v", err)
+			}
+			var mfe *FormatError
+			if !errors.As(merr, &mfe) || mfe.Reason != fe.Reason {
+				t.Fatalf("Open: %v, NewReader: %v", merr, err)
+			}
 			return
+		}
+		if merr != nil {
+			t.Fatalf("Open rejects what NewReader accepts: %v", merr)
+		}
+		defer mf.Close()
+		mapped := slices.Clone(mf.Tensors())
+		for i := range mapped {
+			if mapped[i].File != tmp.Name() {
+				t.Fatalf("tensor %q of the opened file names file %q", mapped[i].Name, mapped[i].File)
+			}
+			mapped[i].File = "" // NewReader's tensors name no file
+		}
+		if !reflect.DeepEqual(sf.Tensors(), mapped) {
+			t.Fatalf("Open and NewReader see different tensors")
+		}
+		if !mf.Mapped() && haveMmap {
+			t.Fatalf("Open did not map the file")
+		}
+		for _, ti := range mf.Tensors() {
+			want, err1 := sf.Data(ti.Name)
+			got, err2 := mf.Data(ti.Name)
+			if err1 != nil || err2 != nil || !bytes.Equal(want, got) {
+				t.Fatalf("Data(%q) differs between the mapped file and the reader (%v, %v)", ti.Name, err1, err2)
+			}
 		}
 		var total int64
 		for _, ti := range sf.Tensors() {
