@@ -100,7 +100,7 @@ func newImporter(t *testing.T, a, b []float32) *importer {
 		testenv.Unavailable(t, "no go command: %v", err)
 	}
 	im := &importer{t: t, dir: t.TempDir(), cache: t.TempDir()}
-	gomod := fmt.Sprintf("module example.com/importer\n\ngo 1.25.0\n\nrequire github.com/mlxdist/mlxdist v0.0.0-00010101000000-000000000000\n\nreplace github.com/mlxdist/mlxdist => %s\n", root)
+	gomod := fmt.Sprintf("module example.com/importer\n\ngo 1.25.0\n\nrequire github.com/mlxdist/mlxdist v0.0.0-00010101000000-000000000000\n\nreplace github.com/mlxdist/mlxdist => %s\n", readOnlyModule(t, root))
 	require.NoError(t, os.WriteFile(filepath.Join(im.dir, "go.mod"), []byte(gomod), 0o644))
 	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
 	require.NoError(t, err)
@@ -123,6 +123,51 @@ func newImporter(t *testing.T, a, b []float32) *importer {
 	im.env = append(im.env, mlx.EnvCacheDir+"="+im.cache, "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
 	im.run("go", "mod", "tidy")
 	return im
+}
+
+// readOnlyModule copies the module's source files (what git tracks, and new
+// files it does not ignore: no build/, no .venv) into a directory made
+// read-only like the module cache's copy, and returns it.
+func readOnlyModule(t *testing.T, root string) string {
+	t.Helper()
+	gitTool, err := exec.LookPath("git")
+	if err != nil {
+		testenv.Unavailable(t, "no git to list the module's files: %v", err)
+	}
+	cmd := exec.Command(gitTool, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	dst := filepath.Join(t.TempDir(), "mlxdist")
+	var dirs []string
+	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		src := filepath.Join(root, name)
+		fi, err := os.Lstat(src)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue // deleted in the work tree, or the .venv link
+		}
+		b, err := os.ReadFile(src)
+		require.NoError(t, err)
+		target := filepath.Join(dst, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(target), 0o755))
+		require.NoError(t, os.WriteFile(target, b, 0o444))
+	}
+	require.NoError(t, filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return err
+	}))
+	for _, d := range dirs {
+		require.NoError(t, os.Chmod(d, 0o555))
+	}
+	t.Cleanup(func() {
+		for _, d := range dirs {
+			os.Chmod(d, 0o755) // so that the temporary directory can be removed
+		}
+	})
+	require.NoFileExists(t, filepath.Join(dst, "build", "lib", mlxcache.LibraryName()))
+	return dst
 }
 
 func goLiteral(xs []float32) string {
