@@ -95,7 +95,7 @@ flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if _, err := setup(ctx, opt, stdout); err != nil {
+	if err := setup(ctx, opt, stdout); err != nil {
 		fmt.Fprintln(stderr, "setup:", err)
 		return 1
 	}

@@ -32,13 +32,6 @@ type options struct {
 	Force   bool
 }
 
-// result says what a run did.
-type result struct {
-	Manifest  *mlxcache.Manifest
-	UpToDate  bool // nothing was done
-	Installed bool // pip installed or repaired MLX
-}
-
 // backend is one of MLX's pip back-ends.
 type backend struct {
 	Name    string // cpu, metal, cuda
@@ -70,45 +63,49 @@ func resolveBackend(name, goos string) (backend, error) {
 	return backend{}, fmt.Errorf("unknown back-end %q: use auto, cpu, metal or cuda", name)
 }
 
+// backendPackages are every pip back-end of MLX: one environment holds one,
+// since each of them installs mlx/lib/libmlx.
+var backendPackages = []string{"mlx-cpu", "mlx-metal", "mlx-cuda-12", "mlx-cuda-13"}
+
 // requirements are the pip requirements of the pinned MLX on back-end b.
 func (b backend) requirements() []string {
 	return []string{"mlx==" + mlx.PinnedVersion, b.Package + "==" + mlx.PinnedVersion}
 }
 
 // setup brings the installation in opt.Dir up to date and reports on w.
-func setup(ctx context.Context, opt options, w io.Writer) (*result, error) {
+func setup(ctx context.Context, opt options, w io.Writer) error {
 	b, err := resolveBackend(opt.Backend, runtime.GOOS)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dir, err := filepath.Abs(opt.Dir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	l := mlxcache.Layout{Dir: dir}
 	venv := l.Venv()
 	if opt.Venv != "" {
 		if venv, err = filepath.Abs(opt.Venv); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	venvPython := filepath.Join(venv, "bin", "python")
 	_, statErr := os.Stat(dir)
 	fresh := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create %s: %v; choose another place with --dir or %s", dir, err, mlx.EnvCacheDir)
+		return fmt.Errorf("cannot create %s: %v; choose another place with --dir or %s", dir, err, mlx.EnvCacheDir)
 	}
 	unlock, err := lockDir(dir, func() {
 		fmt.Fprintf(w, "setup: waiting for another setup of %s to finish\n", dir)
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
 
 	sources, err := sourcesDigest(mlx.CAPISources())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	want := &mlxcache.Manifest{
 		MLXVersion: mlx.PinnedVersion,
@@ -123,7 +120,7 @@ func setup(ctx context.Context, opt options, w io.Writer) (*result, error) {
 		checkErr = sameInstallation(m, want)
 		if checkErr == nil && !opt.Force {
 			fmt.Fprintf(w, "setup: up to date: MLX %s (%s), %s; nothing to do\n", m.MLXVersion, m.Backend, m.Library)
-			return &result{Manifest: m, UpToDate: true}, nil
+			return nil
 		}
 	}
 	fmt.Fprintf(w, "setup: MLX %s (%s) into %s\n", mlx.PinnedVersion, b.Name, dir)
@@ -136,56 +133,54 @@ func setup(ctx context.Context, opt options, w io.Writer) (*result, error) {
 	// From here on the installation changes: without a manifest nothing
 	// loads it until the new one is written at the very end.
 	if err := mlxcache.Invalidate(dir); err != nil {
-		return nil, err
+		return err
 	}
 
 	tools, err := findTools(ctx, opt.Python, venvPython)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	fmt.Fprintf(w, "setup: using %s, CMake %s, C++ compiler %s\n", tools.describePython(), tools.CMakeVersion, tools.CXX)
 
-	res := &result{}
-	if err := ensureVenv(ctx, tools, venv, venv == l.Venv(), w); err != nil {
-		return nil, err
+	owned := venv == l.Venv()
+	if err := ensureVenv(ctx, tools, venv, owned, w); err != nil {
+		return err
 	}
-	info, installed, err := ensureMLX(ctx, venvPython, b, w)
+	info, err := ensureMLX(ctx, tools, venv, owned, b, w)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	res.Installed = installed
 
 	fmt.Fprintf(w, "setup: compiling the C ABI library in %s\n", l.Build())
 	built, err := compile(ctx, tools, l, info.CMakeDir, opt.Jobs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(l.Library()), 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.Rename(built, l.Library()); err != nil {
-		return nil, err
+		return err
 	}
 	want.LibrarySHA256, err = mlxcache.FileSHA256(l.Library())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	fi, err := os.Stat(info.LibMLX)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	want.LibMLX, want.LibMLXSize = info.LibMLX, fi.Size()
 	if err := mlxcache.Write(dir, want); err != nil {
-		return nil, err
+		return err
 	}
-	res.Manifest = want
 	fmt.Fprintf(w, "setup: installed %s\n", l.Library())
 	if opt.Cache {
 		fmt.Fprintln(w, "setup: package mlx loads it from there; nothing to set")
 	} else {
 		fmt.Fprintf(w, "setup: to use it outside a checkout of mlxdist, set %s=%s\n", mlx.EnvLibrary, l.Library())
 	}
-	return res, nil
+	return nil
 }
 
 // sameInstallation reports how a complete installation differs from the
@@ -269,18 +264,22 @@ type mlxInfo struct {
 	CMakeDir string            `json:"-"`
 }
 
-// The interpreter reports the installed versions of the named
-// distributions, every recorded file whose size differs from pip's record
-// (what an interrupted install leaves), and where the mlx package is.
+// The interpreter reports the installed versions of the distributions named
+// in its two comma-separated arguments, every recorded file of the first
+// ones whose size differs from pip's record (what an interrupted install
+// leaves), and where the mlx package is.
 const inspectScript = `
 import importlib.metadata as md, importlib.util, json, os, sys
+verify = sys.argv[1].split(",")
 out = {"versions": {}, "bad": [], "dir": ""}
-for name in sys.argv[1:]:
+for name in verify + sys.argv[2].split(","):
     try:
         d = md.distribution(name)
     except md.PackageNotFoundError:
         continue
     out["versions"][name] = d.version
+    if name not in verify:
+        continue
     for f in d.files or []:
         if f.size is None:
             continue
@@ -296,8 +295,17 @@ if spec is not None and spec.submodule_search_locations:
 print(json.dumps(out))
 `
 
+// inspectMLX asks the interpreter py about the MLX of its environment:
+// the versions of mlx and of every back-end package, and whether the files
+// of mlx and of back-end b are whole.
 func inspectMLX(ctx context.Context, py string, b backend) (*mlxInfo, error) {
-	out, err := runCmd(ctx, "", py, "-I", "-c", inspectScript, "mlx", b.Package)
+	var others []string
+	for _, p := range backendPackages {
+		if p != b.Package {
+			others = append(others, p)
+		}
+	}
+	out, err := runCmd(ctx, "", py, "-I", "-c", inspectScript, "mlx,"+b.Package, strings.Join(others, ","))
 	if err != nil {
 		return nil, err
 	}
@@ -337,17 +345,46 @@ func (info *mlxInfo) problem(b backend) string {
 	return ""
 }
 
-// ensureMLX installs the pinned MLX into the environment of py unless it
-// is there intact, and returns where its parts are.
-func ensureMLX(ctx context.Context, py string, b backend, w io.Writer) (*mlxInfo, bool, error) {
+// otherBackends returns the back-end packages installed besides b's.
+func (info *mlxInfo) otherBackends(b backend) []string {
+	var out []string
+	for _, p := range backendPackages {
+		if p != b.Package && info.Versions[p] != "" {
+			out = append(out, p+" "+info.Versions[p])
+		}
+	}
+	return out
+}
+
+// ensureMLX installs the pinned MLX on back-end b into the environment venv
+// unless it is there intact, and returns where its parts are. An
+// environment this command owns that holds another back-end is made anew;
+// one the user named is left alone.
+func ensureMLX(ctx context.Context, t *tools, venv string, owned bool, b backend, w io.Writer) (*mlxInfo, error) {
+	py := filepath.Join(venv, "bin", "python")
 	info, err := inspectMLX(ctx, py, b)
 	if err != nil {
-		return nil, false, err
+		return nil, err
+	}
+	if others := info.otherBackends(b); len(others) > 0 {
+		if !owned {
+			return nil, fmt.Errorf("the Python environment %s holds %s, not %s: uninstall it there or choose another -venv", venv, strings.Join(others, ", "), b.Package)
+		}
+		fmt.Fprintf(w, "setup: the Python environment holds %s; making it anew for %s\n", strings.Join(others, ", "), b.Package)
+		if err := os.RemoveAll(venv); err != nil {
+			return nil, err
+		}
+		if err := ensureVenv(ctx, t, venv, owned, w); err != nil {
+			return nil, err
+		}
+		if info, err = inspectMLX(ctx, py, b); err != nil {
+			return nil, err
+		}
 	}
 	p := info.problem(b)
 	if p == "" {
-		fmt.Fprintf(w, "setup: %s already installed in %s\n", strings.Join(b.requirements(), " "), filepath.Dir(filepath.Dir(py)))
-		return info, false, nil
+		fmt.Fprintf(w, "setup: %s already installed in %s\n", strings.Join(b.requirements(), " "), venv)
+		return info, nil
 	}
 	args := []string{"-I", "-m", "pip", "install", "--disable-pip-version-check", "-q"}
 	if info.Versions["mlx"] == mlx.PinnedVersion && info.Versions[b.Package] == mlx.PinnedVersion {
@@ -357,15 +394,15 @@ func ensureMLX(ctx context.Context, py string, b backend, w io.Writer) (*mlxInfo
 	args = append(args, b.requirements()...)
 	fmt.Fprintf(w, "setup: installing %s with pip (%s)\n", strings.Join(b.requirements(), " "), p)
 	if _, err := runCmd(ctx, "", py, args...); err != nil {
-		return nil, false, fmt.Errorf("pip could not install %s: %v; check that this OS and Python have a wheel (macOS 14+ on Apple silicon, or Linux on x86-64/arm64) and that pip can reach its index", strings.Join(b.requirements(), " "), err)
+		return nil, fmt.Errorf("pip could not install %s: %v; check that this OS and Python have a wheel (macOS 14+ on Apple silicon, or Linux on x86-64/arm64) and that pip can reach its index", strings.Join(b.requirements(), " "), err)
 	}
 	if info, err = inspectMLX(ctx, py, b); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if p := info.problem(b); p != "" {
-		return nil, false, fmt.Errorf("after pip install, %s in %s", p, py)
+		return nil, fmt.Errorf("after pip install, %s in %s", p, venv)
 	}
-	return info, true, nil
+	return info, nil
 }
 
 // compile writes the C ABI sources into l.Sources() and builds them in a

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -136,4 +137,18 @@ func TestWhatTheBuildLacksIsNamedWithHowToGetIt(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAnEnvironmentTheUserNamedIsNeverSwitchedToAnotherBackend(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux has a second back-end (cuda) to ask for")
+	}
+	// The project's environment holds mlx-cpu; asking it for CUDA must stop
+	// before pip touches it.
+	venv := filepath.Dir(filepath.Dir(testenv.Python(t)))
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-dir", t.TempDir(), "-venv", venv, "-backend", "cuda"}, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "holds mlx-cpu "+mlx.PinnedVersion+", not mlx-cuda-13: uninstall it there or choose another -venv")
+	assert.NotContains(t, stdout.String(), "installing")
 }
