@@ -2,34 +2,29 @@
 # Both install what they need (a project venv with pinned pip MLX, the C ABI
 # library) and are idempotent.
 
-# The one place that pins MLX. The C ABI library is built against exactly
-# this wheel's headers and libmlx.
-MLX_VERSION  := 0.32.4
+GO     ?= go
+# The set-up command, the one an importing module runs
+# (go run github.com/mlxdist/mlxdist/mlx/setup), run from this checkout.
+SETUP  := CGO_ENABLED=0 $(GO) run ./mlx/setup
+
+# MLX is pinned in one place, the Go side (mlx.PinnedVersion): the set-up
+# command installs exactly that wheel and builds the C ABI library against
+# its headers and libmlx. The other pins follow it.
+MLX_VERSION := $(shell $(SETUP) -mlx-version)
 MLX_LM_VERSION := 0.32.2
 SAFETENSORS_VERSION := 0.8.0
 # Reference implementations the tests compare against (tokenizers, chat
 # templates, the OpenAI client), pinned like MLX.
 REF_PKGS := tokenizers==0.23.3 transformers==5.24.0 tiktoken==0.14.0 jinja2==3.1.6 openai==3.51.0 gguf==0.19.0
 
-UNAME_S := $(shell uname -s)
-ifeq ($(UNAME_S),Darwin)
-  MLX_BACKEND_PKG := mlx-metal==$(MLX_VERSION)
-  SOEXT := dylib
-else
-  MLX_BACKEND_PKG := mlx-cpu==$(MLX_VERSION)
-  SOEXT := so
-endif
-
 PYTHON_BOOT ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mlxdist-$(MLX_VERSION)-$(MLX_LM_VERSION)-$(SAFETENSORS_VERSION)-ref2
-CAPI   := build/lib/libmlxc.$(SOEXT)
-GO     ?= go
 
 export MLX_REQUIRED ?= 1
 
-.PHONY: setup venv capi test bins demo bench bench-load fuzz clean help
+.PHONY: setup venv capi mlx-version test bins demo bench bench-load fuzz clean help
 
 help:
 	@echo "make setup   project venv (pip MLX $(MLX_VERSION)) and the C ABI library"
@@ -37,21 +32,24 @@ help:
 	@echo "make demo    setup, then the distributed load demo on local ranks"
 	@echo "make bench   setup, then the benchmarks, side by side with Python MLX"
 
-setup: $(STAMP) $(CAPI)
+setup: $(STAMP)
 
 venv: $(STAMP)
 
-$(STAMP):
-	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+# pip MLX into .venv and the C ABI library into build/lib, by the same code
+# an importing module runs, pointed at this checkout. It does nothing when
+# both are current, and rebuilds what an interrupted run left.
+capi:
+	$(SETUP) -dir build -venv $(VENV) -python $(PYTHON_BOOT)
+
+# The reference packages the tests compare against, into the same venv.
+$(STAMP): | capi
 	$(PY) -m pip install --disable-pip-version-check -q \
-		"mlx==$(MLX_VERSION)" "$(MLX_BACKEND_PKG)" \
 		"mlx-lm==$(MLX_LM_VERSION)" "safetensors==$(SAFETENSORS_VERSION)" numpy $(REF_PKGS)
 	@touch $@
 
-capi: $(CAPI)
-
-$(CAPI): $(STAMP) $(wildcard mlx/capi/*.cpp mlx/capi/*.h mlx/capi/CMakeLists.txt)
-	PYTHON=$(PY) sh mlx/capi/build.sh build/capi build/lib
+mlx-version:
+	@echo $(MLX_VERSION)
 
 test: setup
 	CGO_ENABLED=0 $(GO) test -count=1 ./...

@@ -19,6 +19,11 @@
 //   - tokenizer: text to ids and back exactly as the model's own tokenizer
 //     (Kimi's tiktoken, Hugging Face BPE) and chat templates, in pure Go.
 //
+// A program that imports the module gets MLX with one command, run once:
+// `go run github.com/mlxdist/mlxdist/mlx/setup` installs the pinned pip MLX
+// and builds the C ABI library in the user's cache directory, where package
+// mlx finds it.
+//
 // The examples directory holds thin programs built on them: the seed's
 // connectivity test, the Kimi K2.5 loading test, a checkpoint inspector and
 // generator, a launcher, the Thunderbolt network tool, and a tokenizer.

@@ -4,8 +4,21 @@
 // functions, signatures and conventions of mlx-c, the API behind MLX's
 // Swift, Rust and Zig bindings) through purego, loading the library at run
 // time: the official libmlxc where it is installed, or the small C ABI
-// library this repository compiles against pip's MLX wheel (mlx/capi, built
-// by `make setup`). See Load for where it looks; MLX_C_LIBRARY overrides.
+// library this module compiles against pip's MLX wheel (mlx/capi).
+//
+// # Getting MLX
+//
+// A program that imports this package needs MLX on the machine once:
+//
+//	go run github.com/mlxdist/mlxdist/mlx/setup
+//
+// installs pip MLX PinnedVersion into a private environment under the user's
+// cache directory (CacheDir) and builds the C ABI library there; Load finds
+// it with nothing to set, and refuses an installation that did not finish.
+// Load's error names the exact command for the module version the program
+// was built with (SetupCommand). In a checkout of the repository `make
+// setup` runs the same command into build/. MLX_C_LIBRARY overrides all of
+// it; see Load for every place searched.
 //
 // # Threads
 //

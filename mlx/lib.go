@@ -37,7 +37,7 @@ func (e *LoadError) Error() string {
 	var b strings.Builder
 	if len(e.Missing) > 0 {
 		fmt.Fprintf(&b, "mlx: %s lacks %d required symbols (%s)", e.Tried[len(e.Tried)-1].Path, len(e.Missing), summarize(e.Missing, 3))
-		b.WriteString("; rebuild it against this MLX with `make setup` or point MLX_C_LIBRARY at a complete libmlxc")
+		b.WriteString("; rebuild it against this MLX with `" + SetupCommand() + "` or point MLX_C_LIBRARY at a complete libmlxc")
 		return b.String()
 	}
 	b.WriteString("mlx: no MLX C library could be loaded (tried ")
@@ -47,7 +47,7 @@ func (e *LoadError) Error() string {
 		}
 		fmt.Fprintf(&b, "%s: %v", a.Path, a.Err)
 	}
-	b.WriteString("); run `make setup` (builds the C ABI library against pip's MLX), install mlx-c (`brew install mlx-c` on macOS), or set MLX_C_LIBRARY to a libmlxc")
+	b.WriteString("); run " + setupAdvice() + " once (installs pip MLX " + PinnedVersion + " and builds the C ABI library in the user cache), install mlx-c (`brew install mlx-c` on macOS), or set MLX_C_LIBRARY to a libmlxc")
 	return b.String()
 }
 
@@ -93,8 +93,10 @@ var (
 // the error early or to learn where MLX came from (see Path).
 //
 // Candidates, in order: $MLX_C_LIBRARY; the library `make setup` builds
-// (build/lib under this module's root, found from the working directory and
-// from the executable's directory); an official libmlxc beside the
+// in a checkout (build/lib under this module's root, found from the working
+// directory and from the executable's directory); the library the setup
+// command (SetupCommand) installed in CacheDir, opened only when that
+// installation is complete and unchanged; an official libmlxc beside the
 // executable, in the Homebrew prefix, in /usr/local/lib, and by the dynamic
 // loader's own search.
 func Load() error {
@@ -161,6 +163,9 @@ func candidates() []string {
 			add(filepath.Join(root, "build", "lib", name))
 		}
 	}
+	if p := cachedLibrary(); p != "" {
+		add(p)
+	}
 	if exeDir != "" {
 		add(filepath.Join(exeDir, name))
 	}
@@ -195,11 +200,9 @@ func moduleRoot(dir string) string {
 func load(paths []string) (*library, error) {
 	le := &LoadError{}
 	for _, p := range paths {
-		if filepath.IsAbs(p) {
-			if _, err := os.Stat(p); err != nil {
-				le.Tried = append(le.Tried, Attempt{p, errors.New("no such file")})
-				continue
-			}
+		if err := checkCandidate(p); err != nil {
+			le.Tried = append(le.Tried, Attempt{p, err})
+			continue
 		}
 		h, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 		if err != nil {

@@ -26,7 +26,8 @@ func TestLoadListsEveryPlaceTriedAndHowToFixIt(t *testing.T) {
 	msg := err.Error()
 	assert.Contains(t, msg, "missing.so: no such file")
 	assert.Contains(t, msg, notALib)
-	assert.Contains(t, msg, "make setup")
+	assert.Contains(t, msg, "run `go run github.com/mlxdist/mlxdist/mlx/setup")
+	assert.Contains(t, msg, "pip MLX "+PinnedVersion)
 	assert.Contains(t, msg, "MLX_C_LIBRARY")
 }
 

@@ -32,5 +32,5 @@ func TestMLXInfoReportsMLXAndAMissingLibraryIsAOneLineError(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	assert.Error(t, err)
 	assert.Contains(t, string(out), "mlxinfo: mlx: no MLX C library could be loaded")
-	assert.Contains(t, string(out), "make setup")
+	assert.Contains(t, string(out), "go run "+mlx.SetupPackage)
 }
