@@ -114,7 +114,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime 10m ./safetensors/
 	$(GO) test -run '^$$' -fuzz FuzzPlan -fuzztime 2m ./netcfg/
 	$(GO) test -run '^$$' -fuzz FuzzReadCluster -fuzztime 2m ./netcfg/
-	$(GO) test -run '^$$' -fuzz FuzzParseHostfile -fuzztime 2m ./jaccl/
+	$(GO) test -run '^$$' -fuzz FuzzParseHostfile -fuzztime 2m ./jaccl/cluster/
 	$(GO) test -run '^$$' -fuzz FuzzProcParsers -fuzztime 2m ./memguard/
 
 clean:

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mlxdist/mlxdist/internal/oneline"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"log/slog"
-	"net"
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,14 +18,13 @@ import (
 )
 
 // More failures a Group reports as the Kind of a *BackendError, next to the
-// ones Explain recognises.
+// ones cluster.Explain recognises.
 var (
 	ErrBackendMismatch    = errors.New("the launcher set up a different back-end than the one requested")
 	ErrBackendUnavailable = errors.New("this MLX build does not have the requested back-end")
 	ErrWorldSize          = errors.New("the group's size differs from the number of ranks the launcher set up")
 	ErrSplitUnsupported   = errors.New("the back-end cannot split a group (only mpi and nccl can)")
 	ErrCollectiveTimeout  = errors.New("a collective did not finish in time: a peer is hung or its host unreachable")
-	ErrInitTimeout        = errors.New("the group did not form in time: a rank never joined")
 )
 
 // ErrClosed is returned by every method of a Group after Close.
@@ -37,23 +36,6 @@ var ErrClosed = errors.New("jaccl: use of a closed group")
 // without closing its sockets (a frozen or powered-off host), which TCP
 // alone would wait on forever.
 const DefaultTimeout = 60 * time.Second
-
-// DefaultInitTimeout bounds Init when neither Options.InitTimeout nor
-// InitTimeoutEnv says otherwise. jaccl's ranks retry rank 0's coordinator
-// for about 15 seconds, so a healthy job forms well within it; a rank that
-// was stopped, crashed before init or cannot reach its peers would
-// otherwise keep every other rank waiting inside MLX for ever.
-const DefaultInitTimeout = 30 * time.Second
-
-// InitTimeoutEnv names the variable (a Go duration, "20s") that sets Init's
-// timeout when Options.InitTimeout is zero; the launcher sets it for every
-// rank from its --init-timeout.
-const InitTimeoutEnv = "MLXDIST_INIT_TIMEOUT"
-
-// JoinedEnv names a path prefix a launcher sets for a local rank: Init
-// creates PREFIX.init when it starts and PREFIX when the group has formed,
-// so that the launcher can tell which ranks never joined.
-const JoinedEnv = "MLXDIST_JOINED"
 
 // Options tune Init.
 type Options struct {
@@ -69,8 +51,8 @@ type Options struct {
 	// negative value waits forever.
 	Timeout time.Duration
 	// InitTimeout bounds Init itself; 0 means $MLXDIST_INIT_TIMEOUT, else
-	// DefaultInitTimeout, and a negative value waits forever. MLX cannot be
-	// interrupted inside init, so on timeout Init hands an ErrInitTimeout
+	// cluster.DefaultInitTimeout, and a negative value waits forever. MLX cannot be
+	// interrupted inside init, so on timeout Init hands an cluster.ErrInitTimeout
 	// error, naming the peers this rank waited for, to OnHang, which by
 	// default ends the process.
 	InitTimeout time.Duration
@@ -114,16 +96,16 @@ type Group struct {
 //
 // It fails with a *BackendError when the back-end asked for is not the one
 // the launcher set up (ErrBackendMismatch), when this MLX build lacks it
-// (ErrBackendUnavailable, ErrJACCLUnavailable), when MLX cannot start it
-// (every message Explain knows comes back with its fix), and when the group
-// is smaller than the number of ranks the launcher set up (ErrSizeOne,
+// (ErrBackendUnavailable, cluster.ErrJACCLUnavailable), when MLX cannot start it
+// (every message cluster.Explain knows comes back with its fix), and when the group
+// is smaller than the number of ranks the launcher set up (cluster.ErrSizeOne,
 // ErrWorldSize): a group of one would make every collective return its input
 // and the job would silently compute the wrong thing.
 //
 // Back-ends block in init until every peer has joined. Cancelling ctx makes
 // Init return, but MLX's thread stays in init, so the process should exit.
 // A group that has not formed within the init timeout (Options.InitTimeout,
-// InitTimeoutEnv, DefaultInitTimeout) is an ErrInitTimeout error naming the
+// cluster.InitTimeoutEnv, cluster.DefaultInitTimeout) is an cluster.ErrInitTimeout error naming the
 // peers this rank waited for, handed to Options.OnHang, which by default
 // ends the process with status 1 so that the launcher stops the job.
 func Init(ctx context.Context, opt Options) (*Group, error) {
@@ -131,7 +113,7 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 	if requested == "" {
 		requested = Any
 	}
-	if _, err := ParseBackend(string(requested)); err != nil {
+	if _, err := cluster.ParseBackend(string(requested)); err != nil {
 		return nil, fmt.Errorf("jaccl: %w", err)
 	}
 	b, err := resolveInitBackend(requested, EnvBackend())
@@ -152,7 +134,7 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 		if !ok {
 			kind, fix := ErrBackendUnavailable, fmt.Sprintf("install an MLX build with %s, or launch with a back-end it has (mlx.distributed.is_available)", b.MLXName())
 			if b.MLXName() == string(JACCL) {
-				kind, fix = ErrJACCLUnavailable, "run on macOS 26.2 or later with a current MLX wheel; elsewhere ask for the ring back-end explicitly"
+				kind, fix = cluster.ErrJACCLUnavailable, "run on macOS 26.2 or later with a current MLX wheel; elsewhere ask for the ring back-end explicitly"
 			}
 			return nil, &BackendError{Backend: b, Kind: kind, Cause: fmt.Errorf("mlx.distributed.is_available(%q) is false", b.MLXName()), Fix: fix}
 		}
@@ -173,7 +155,7 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 	if onHang == nil {
 		onHang = defaultOnHang
 	}
-	joined := os.Getenv(JoinedEnv)
+	joined := os.Getenv(cluster.JoinedEnv)
 	if joined != "" {
 		// Best effort: a launcher that cannot see the mark only names fewer
 		// ranks in its error.
@@ -205,9 +187,9 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 		return nil, fmt.Errorf("jaccl: initialising %s: %w", b, context.Cause(ctx))
 	case <-expired:
 		abandon()
-		err := &BackendError{Backend: b, Kind: ErrInitTimeout,
+		err := &BackendError{Backend: b, Kind: cluster.ErrInitTimeout,
 			Cause: fmt.Errorf("rank %s of %d: no group within %v; waiting for %s", envOr("MLX_RANK", "?"), want, initTimeout, awaitedPeers(b)),
-			Fix:   "look at the output and hosts of the ranks named: one that was stopped, crashed before init or cannot reach this host keeps the group from forming; for slow starts raise " + InitTimeoutEnv + " (launch --init-timeout)"}
+			Fix:   "look at the output and hosts of the ranks named: one that was stopped, crashed before init or cannot reach this host keeps the group from forming; for slow starts raise " + cluster.InitTimeoutEnv + " (launch --init-timeout)"}
 		onHang(err)
 		return nil, err
 	}
@@ -215,14 +197,14 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 		_ = os.WriteFile(joined, nil, 0o666)
 	}
 	if res.err != nil {
-		return nil, Explain(fmt.Errorf("jaccl: initialising %s: %w", b, res.err))
+		return nil, cluster.Explain(fmt.Errorf("jaccl: initialising %s: %w", b, res.err))
 	}
 	size := res.g.Size()
 	if want > 1 && size != want {
 		res.g.Free()
 		cause := fmt.Errorf("%s says %d ranks but init returned a group of %d", source, want, size)
 		if size == 1 {
-			return nil, &BackendError{Backend: b, Kind: ErrSizeOne, Cause: cause,
+			return nil, &BackendError{Backend: b, Kind: cluster.ErrSizeOne, Cause: cause,
 				Fix: fmt.Sprintf("initialise strictly so the real failure shows (backend %q, strict), and check that every rank was started by the same launcher", b.MLXName())}
 		}
 		return nil, &BackendError{Backend: b, Kind: ErrWorldSize, Cause: cause,
@@ -242,18 +224,18 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 	return g, nil
 }
 
-// initTimeout resolves Options.InitTimeout against InitTimeoutEnv.
+// initTimeout resolves Options.InitTimeout against cluster.InitTimeoutEnv.
 func initTimeout(opt time.Duration) (time.Duration, error) {
 	if opt != 0 {
 		return opt, nil
 	}
-	v := os.Getenv(InitTimeoutEnv)
+	v := os.Getenv(cluster.InitTimeoutEnv)
 	if v == "" {
-		return DefaultInitTimeout, nil
+		return cluster.DefaultInitTimeout, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d == 0 {
-		return 0, fmt.Errorf("jaccl: %s=%q is not a duration such as 30s (negative waits for ever)", InitTimeoutEnv, v)
+		return 0, fmt.Errorf("jaccl: %s=%q is not a duration such as 30s (negative waits for ever)", cluster.InitTimeoutEnv, v)
 	}
 	return d, nil
 }
@@ -285,18 +267,10 @@ func awaitedPeers(b Backend) string {
 					peers = append(peers, fmt.Sprintf("rank %d (%s)", r, addrs[0]))
 				}
 			}
-			return summarize(peers, 4)
+			return oneline.List(peers, 4)
 		}
 	}
 	return "the other ranks"
-}
-
-// summarize lists the first max items, then how many more there are.
-func summarize(items []string, max int) string {
-	if len(items) <= max {
-		return strings.Join(items, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(items[:max], ", "), len(items)-max)
 }
 
 // resolveInitBackend picks the back-end to initialise: the one asked for, or
@@ -379,44 +353,6 @@ func LaunchedSize() (n int, source string) {
 	return 0, ""
 }
 
-// LocalRanks reports how many ranks of this job run on this machine,
-// including this one: ring ranks whose MLX_HOSTFILE entry has this rank's
-// address. It is 1 when nothing says otherwise (jaccl and nccl jobs run a
-// rank per host). Ranks that share a machine share its memory, so a memory
-// guard should give each 1/LocalRanks of it.
-func LocalRanks() int {
-	rank, err := strconv.Atoi(firstEnv("MLX_RANK"))
-	path := firstEnv("MLX_HOSTFILE")
-	if err != nil || path == "" {
-		return 1
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 1
-	}
-	var list [][]string
-	if json.Unmarshal(data, &list) != nil || rank < 0 || rank >= len(list) {
-		return 1
-	}
-	host := func(entry []string) string {
-		if len(entry) == 0 {
-			return ""
-		}
-		h, _, err := net.SplitHostPort(entry[0])
-		if err != nil {
-			return entry[0]
-		}
-		return h
-	}
-	mine, n := host(list[rank]), 0
-	for _, e := range list {
-		if host(e) == mine {
-			n++
-		}
-	}
-	return max(n, 1)
-}
-
 func firstEnv(names ...string) string {
 	for _, n := range names {
 		if v := os.Getenv(n); v != "" {
@@ -476,7 +412,7 @@ func (g *Group) Split(color, key int) (*Group, error) {
 	}
 	sub, err := g.g.Split(color, key)
 	if err != nil {
-		return nil, Explain(fmt.Errorf("jaccl: splitting the %s group: %w", g.backend, err))
+		return nil, cluster.Explain(fmt.Errorf("jaccl: splitting the %s group: %w", g.backend, err))
 	}
 	return &Group{g: sub, backend: g.backend, stream: g.stream, timeout: g.timeout, onHang: g.onHang}, nil
 }
@@ -529,7 +465,7 @@ func (g *Group) Recv(shape []int, dt mlx.Dtype, src int) (*mlx.Array, error) {
 	}
 	out, err := mlx.Recv(shape, dt, src, g.g, g.stream)
 	if err != nil {
-		return nil, Explain(fmt.Errorf("jaccl: recv: %w", err))
+		return nil, cluster.Explain(fmt.Errorf("jaccl: recv: %w", err))
 	}
 	return out, nil
 }
@@ -550,14 +486,14 @@ func (g *Group) collective(name string, op func(*mlx.Array, *mlx.Group, *mlx.Str
 	}
 	out, err := op(x, g.g, g.stream)
 	if err != nil {
-		return nil, Explain(fmt.Errorf("jaccl: %s: %w", name, err))
+		return nil, cluster.Explain(fmt.Errorf("jaccl: %s: %w", name, err))
 	}
 	return out, nil
 }
 
 // Eval evaluates arrays, typically results of the group's collectives, on
 // the calling goroutine. A failure of the back-end comes back explained (a
-// lost peer is ErrPeerLost).
+// lost peer is cluster.ErrPeerLost).
 //
 // MLX cannot interrupt a collective, so a deadline cannot make Eval return:
 // when the group's timeout passes, or ctx is done, while MLX is still inside
@@ -632,7 +568,7 @@ func (g *Group) explainEval(err error) error {
 	if err == nil {
 		return nil
 	}
-	return Explain(fmt.Errorf("jaccl: rank %d of %d: %w", g.Rank(), g.Size(), err))
+	return cluster.Explain(fmt.Errorf("jaccl: rank %d of %d: %w", g.Rank(), g.Size(), err))
 }
 
 // Barrier returns once every rank has reached it: it all-sums a one-element

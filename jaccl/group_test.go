@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -348,10 +349,10 @@ func requireMLX(t testing.TB) {
 func launchRanks(t *testing.T, name string, n int, env ...string) (string, error) {
 	t.Helper()
 	requireMLX(t)
-	out := newLockedBuffer("", 0)
+	out := new(syncBuffer)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	err := Launch(ctx, LaunchConfig{
+	err := cluster.Launch(ctx, cluster.LaunchConfig{
 		Command: []string{os.Args[0]},
 		N:       n,
 		Backend: Ring,
@@ -411,7 +412,7 @@ func TestARankThatDiesMakesTheJobFailQuickly(t *testing.T) {
 			out, err := launchRanks(t, "die-after-init", tt.n, "JACCL_GROUP_DIE_RANK=1", "JACCL_GROUP_DIE_CODE="+strconv.Itoa(tt.code))
 			elapsed := time.Since(start)
 
-			var re *RankError
+			var re *cluster.RankError
 			require.ErrorAs(t, err, &re, out)
 			assert.Less(t, elapsed, 30*time.Second, "the job took %v to fail", elapsed)
 			assert.NotContains(t, out, "all_sum finished although a peer died")
@@ -419,7 +420,7 @@ func TestARankThatDiesMakesTheJobFailQuickly(t *testing.T) {
 				// A clean exit is no failure of its own: a surviving rank
 				// must have noticed the lost peer and said so.
 				assert.NotEqual(t, 1, re.Rank)
-				assert.ErrorIs(t, err, ErrPeerLost, out)
+				assert.ErrorIs(t, err, cluster.ErrPeerLost, out)
 			}
 		})
 	}
@@ -430,7 +431,7 @@ func TestTheWatchdogEndsARankWhosePeerHangs(t *testing.T) {
 	out, err := launchRanks(t, "hang-after-init", 2)
 	elapsed := time.Since(start)
 
-	var re *RankError
+	var re *cluster.RankError
 	require.ErrorAs(t, err, &re, out)
 	assert.Equal(t, 0, re.Rank)
 	assert.Less(t, elapsed, 30*time.Second)
@@ -444,7 +445,7 @@ func runInit(t *testing.T, env ...string) (string, error) {
 	t.Helper()
 	requireMLX(t)
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = Environ(os.Environ(), append([]string{"JACCL_GROUP_RANK=init"}, env...))
+	cmd.Env = cluster.Environ(os.Environ(), append([]string{"JACCL_GROUP_RANK=init"}, env...))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -547,7 +548,7 @@ func TestEnvBackendAndLaunchedSizeReadTheLaunchersEnvironment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, name := range append(slices.Clone(mlxVars), "OMPI_COMM_WORLD_SIZE", "PMI_SIZE") {
+			for _, name := range append(cluster.LauncherVars(), "OMPI_COMM_WORLD_SIZE", "PMI_SIZE") {
 				t.Setenv(name, "")
 			}
 			for k, v := range tt.env {
@@ -563,7 +564,7 @@ func TestEnvBackendAndLaunchedSizeReadTheLaunchersEnvironment(t *testing.T) {
 
 func TestInitRejectsAnUnknownBackend(t *testing.T) {
 	_, err := Init(context.Background(), Options{Backend: "tcp"})
-	require.ErrorIs(t, err, ErrUnknownBackend)
+	require.ErrorIs(t, err, cluster.ErrUnknownBackend)
 	assert.True(t, strings.HasPrefix(err.Error(), "jaccl: "), err.Error())
 }
 

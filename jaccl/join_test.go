@@ -3,6 +3,7 @@ package jaccl
 import (
 	"context"
 	"errors"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,13 +19,13 @@ import (
 func launchWithInitTimeout(t *testing.T, name string, n int, timeout time.Duration, env ...string) (string, error, time.Duration) {
 	t.Helper()
 	requireMLX(t)
-	out := newLockedBuffer("", 0)
+	out := new(syncBuffer)
 	// The bound of the test itself: without an init timeout the job
 	// waits for ever.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := Launch(ctx, LaunchConfig{
+	err := cluster.Launch(ctx, cluster.LaunchConfig{
 		Command: []string{os.Args[0]},
 		N:       n,
 		Backend: Ring,
@@ -41,7 +42,7 @@ func launchWithInitTimeout(t *testing.T, name string, n int, timeout time.Durati
 
 func TestARankThatNeverArrivesEndsTheJobNamingIt(t *testing.T) {
 	out, err, took := launchWithInitTimeout(t, "stop-before-init", 3, 2*time.Second)
-	var re *RankError
+	var re *cluster.RankError
 	require.ErrorAs(t, err, &re, out)
 	assert.NotEqual(t, 1, re.Rank, "the stopped rank cannot be the one that fails")
 	assert.Equal(t, []int{1}, re.NotJoined)
@@ -55,10 +56,10 @@ func TestARankThatNeverArrivesEndsTheJobNamingIt(t *testing.T) {
 func TestTheLauncherStopsAJobWhoseRanksWaitForEver(t *testing.T) {
 	// Rank 0 disables its own timeout, so only the launcher can end it.
 	out, err, took := launchWithInitTimeout(t, "stop-before-init", 2, 2*time.Second, "JACCL_GROUP_WAIT_FOREVER=1")
-	var je *JoinError
+	var je *cluster.JoinError
 	require.ErrorAs(t, err, &je, out)
 	assert.Equal(t, []int{1}, je.Ranks)
-	assert.True(t, errors.Is(err, ErrInitTimeout))
+	assert.True(t, errors.Is(err, cluster.ErrInitTimeout))
 	assert.Contains(t, err.Error(), "rank 1 (127.0.0.1) did not join the group within 2s")
 	assert.Less(t, took, 15*time.Second)
 }
@@ -73,24 +74,24 @@ func TestInitTimeoutComesFromTheEnvironment(t *testing.T) {
 	}{
 		{"the option wins", 5 * time.Second, "9s", 5 * time.Second, false},
 		{"the variable when the option is zero", 0, "9s", 9 * time.Second, false},
-		{"the default when neither is set", 0, "", DefaultInitTimeout, false},
+		{"the default when neither is set", 0, "", cluster.DefaultInitTimeout, false},
 		{"a negative variable waits for ever", 0, "-1s", -time.Second, false},
 		{"a malformed variable is an error", 0, "soon", 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(InitTimeoutEnv, tt.env)
+			t.Setenv(cluster.InitTimeoutEnv, tt.env)
 			got, err := initTimeout(tt.opt)
 			if tt.bad {
 				require.Error(t, err)
-				assert.Contains(t, err.Error(), InitTimeoutEnv)
+				assert.Contains(t, err.Error(), cluster.InitTimeoutEnv)
 				return
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, got)
 		})
 	}
-	assert.Less(t, DefaultInitTimeout, time.Minute)
+	assert.Less(t, cluster.DefaultInitTimeout, time.Minute)
 }
 
 func TestAnSSHFailureShowsSSHsOwnErrorLine(t *testing.T) {
@@ -107,11 +108,11 @@ func TestAnSSHFailureShowsSSHsOwnErrorLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := newLockedBuffer("", 0)
-			err := Launch(context.Background(), LaunchConfig{
+			out := new(syncBuffer)
+			err := cluster.Launch(context.Background(), cluster.LaunchConfig{
 				// Rank 0 waits to be stopped; rank 1's ssh fails.
 				Command: []string{"sleep", "60"},
-				Hostfile: &Hostfile{Hosts: []Host{
+				Hostfile: &cluster.Hostfile{Hosts: []cluster.Host{
 					{SSH: "127.0.0.1", IPs: []string{"127.0.0.1"}},
 					{SSH: tt.host, IPs: []string{"127.0.0.1"}},
 				}},
@@ -120,7 +121,7 @@ func TestAnSSHFailureShowsSSHsOwnErrorLine(t *testing.T) {
 				Grace: time.Second,
 				SSH:   "ssh",
 			})
-			var re *RankError
+			var re *cluster.RankError
 			require.ErrorAs(t, err, &re, out)
 			assert.Equal(t, 1, re.Rank)
 			assert.Equal(t, 255, re.ExitCode)
@@ -133,7 +134,7 @@ func TestAnSSHFailureShowsSSHsOwnErrorLine(t *testing.T) {
 
 func TestAMissingWorkingDirectoryIsNamed(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "absent")
-	err := Launch(context.Background(), LaunchConfig{Command: []string{"true"}, N: 1, Dir: dir})
+	err := cluster.Launch(context.Background(), cluster.LaunchConfig{Command: []string{"true"}, N: 1, Dir: dir})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "working directory "+dir+" does not exist")
 	assert.NotContains(t, err.Error(), "true", "the program is not to blame")

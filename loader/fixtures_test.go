@@ -160,4 +160,3 @@ func fileSize(t testing.TB, p string) int64 {
 	require.NoError(t, err)
 	return st.Size()
 }
-

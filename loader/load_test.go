@@ -139,4 +139,3 @@ func TestEveryStrategyGivesEachRankExactlyItsSlicesOfTheFiles(t *testing.T) {
 		}
 	}
 }
-

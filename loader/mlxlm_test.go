@@ -21,7 +21,7 @@ import (
 
 	"github.com/mlxdist/mlxdist/internal/ckptgen"
 	"github.com/mlxdist/mlxdist/internal/testenv"
-	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
@@ -100,7 +100,7 @@ func runMLXLMShard(t *testing.T, n int, dirs ...string) [][]mlxlmDigests {
 	var log bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	err := jaccl.Launch(ctx, jaccl.LaunchConfig{
+	err := cluster.Launch(ctx, cluster.LaunchConfig{
 		Command: append([]string{py, "-c", mlxlmShardRank, out}, dirs...), N: n,
 		Env:    []string{"PYTHONDONTWRITEBYTECODE=1"},
 		Stdout: &log, Stderr: &log, Grace: 2 * time.Second,

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
@@ -262,7 +262,7 @@ func TestTwoRanksOverRingComputeDeepSeekAttentionAndMoEAsOneRankUnsharded(t *tes
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := jaccl.Launch(ctx, jaccl.LaunchConfig{
+	err := cluster.Launch(ctx, cluster.LaunchConfig{
 		Command: []string{os.Args[0]}, N: 2,
 		Env:    []string{"LOADER_TEST_HELPER=tp-deepseek", "LOADER_TEST_DIR=" + dir},
 		Stdout: &out, Stderr: &out, Grace: 2 * time.Second,

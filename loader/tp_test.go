@@ -14,12 +14,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
-// The test binary doubles as the rank program jaccl.Launch starts: with
+// The test binary doubles as the rank program cluster.Launch starts: with
 // LOADER_TEST_HELPER set it runs that instead of the tests.
 func TestMain(m *testing.M) {
 	if rank, ok := map[string]func(string) error{"tp": tpRank, "tp-deepseek": tpDeepSeekRank}[os.Getenv("LOADER_TEST_HELPER")]; ok {
@@ -182,7 +182,7 @@ func TestTwoRanksOverRingComputeWhatOneRankComputesUnsharded(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := jaccl.Launch(ctx, jaccl.LaunchConfig{
+	err := cluster.Launch(ctx, cluster.LaunchConfig{
 		Command: []string{os.Args[0]}, N: 2,
 		Env:    []string{"LOADER_TEST_HELPER=tp", "LOADER_TEST_DIR=" + dir},
 		Stdout: &out, Stderr: &out, Grace: 2 * time.Second,

@@ -3,6 +3,7 @@ package mlx
 import (
 	"errors"
 	"fmt"
+	"github.com/mlxdist/mlxdist/internal/oneline"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,7 +37,7 @@ type Attempt struct {
 func (e *LoadError) Error() string {
 	var b strings.Builder
 	if len(e.Missing) > 0 {
-		fmt.Fprintf(&b, "mlx: %s lacks %d required symbols (%s)", e.Tried[len(e.Tried)-1].Path, len(e.Missing), summarize(e.Missing, 3))
+		fmt.Fprintf(&b, "mlx: %s lacks %d required symbols (%s)", e.Tried[len(e.Tried)-1].Path, len(e.Missing), oneline.List(e.Missing, 3))
 		b.WriteString("; rebuild it against this MLX with `" + SetupCommand() + "` or point MLX_C_LIBRARY at a complete libmlxc")
 		return b.String()
 	}
@@ -213,7 +214,7 @@ func load(paths []string) (*library, error) {
 		var table symbolTable
 		missing := bindSymbols(h, &table)
 		if len(missing) > 0 {
-			le.Tried = append(le.Tried, Attempt{p, fmt.Errorf("missing %d symbols (%s)", len(missing), summarize(missing, 3))})
+			le.Tried = append(le.Tried, Attempt{p, fmt.Errorf("missing %d symbols (%s)", len(missing), oneline.List(missing, 3))})
 			le.Missing = missing
 			_ = purego.Dlclose(h)
 			return nil, le
@@ -225,13 +226,4 @@ func load(paths []string) (*library, error) {
 		return l, nil
 	}
 	return nil, le
-}
-
-// summarize lists the first n items and counts the rest, so that an error
-// stays one line a person can read.
-func summarize(items []string, n int) string {
-	if len(items) <= n {
-		return strings.Join(items, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -199,8 +200,8 @@ func TestFourNodeFullMesh(t *testing.T) {
 	h := p.Hostfile
 	require.Len(t, h.Hosts, 4)
 	assert.Nil(t, h.Hosts[2].RDMA[2])
-	assert.Equal(t, []string{"rdma_en4"}, h.Hosts[0].RDMA[3])
-	assert.Equal(t, []string{"rdma_en2"}, h.Hosts[3].RDMA[0])
+	assert.Equal(t, cluster.Devices{"rdma_en4"}, h.Hosts[0].RDMA[3])
+	assert.Equal(t, cluster.Devices{"rdma_en2"}, h.Hosts[3].RDMA[0])
 	assert.Equal(t, []string{"192.168.1.13"}, h.Hosts[2].IPs)
 	for _, n := range p.Nodes {
 		assert.Len(t, commands(p, n), 1+3+3, n) // bridge0 down, 3 deletem, 3 addresses

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mlxdist/mlxdist/internal/oneline"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"io"
 	"net/netip"
 	"regexp"
@@ -11,16 +13,17 @@ import (
 	"strings"
 )
 
-// Backend is the distributed back-end the plan prepares for.
-type Backend string
+// Backend is the distributed back-end the plan prepares for, named as in
+// the cluster description (package cluster).
+type Backend = cluster.Backend
 
 const (
 	// BackendJACCL is RDMA over Thunderbolt; it needs a full mesh.
-	BackendJACCL Backend = "jaccl"
+	BackendJACCL = cluster.JACCL
 	// BackendJACCLRing is jaccl with MLX_JACCL_RING=1; it needs a ring.
-	BackendJACCLRing Backend = "jaccl-ring"
+	BackendJACCLRing = cluster.JACCLRing
 	// BackendRing is MLX's TCP ring over the Thunderbolt addresses.
-	BackendRing Backend = "ring"
+	BackendRing = cluster.Ring
 )
 
 // DefaultPool is where cable subnets come from unless Options.Pool says
@@ -156,24 +159,7 @@ type Plan struct {
 	Links       []Link              `json:"links"`
 	Skipped     []Skip              `json:"skipped,omitempty"`
 	Steps       []Step              `json:"steps"`
-	Hostfile    Hostfile            `json:"hostfile"`
-}
-
-// Hostfile is the file mlx.launch reads. For jaccl, rdma[i][j] lists node
-// i's RDMA devices on the cables to node j: always a list, even of one, so
-// every cell has one type (mlx.launch also accepts a bare string); null on
-// the diagonal and between nodes with no cable.
-type Hostfile struct {
-	Backend string         `json:"backend"`
-	Envs    []string       `json:"envs"`
-	Hosts   []HostfileHost `json:"hosts"`
-}
-
-// HostfileHost is one rank's entry.
-type HostfileHost struct {
-	SSH  string     `json:"ssh"`
-	IPs  []string   `json:"ips"`
-	RDMA [][]string `json:"rdma,omitempty"`
+	Hostfile    cluster.Hostfile    `json:"hostfile"`
 }
 
 // PoolExhaustedError says the pool had no room for every cable, and what
@@ -188,7 +174,7 @@ type PoolExhaustedError struct {
 func (e *PoolExhaustedError) Error() string {
 	msg := fmt.Sprintf("netcfg: pool %s has room for %d of %d cables", e.Pool, e.Assigned, e.Cables)
 	if len(e.Overlaps) > 0 {
-		msg += "; subnets overlapped " + summarize(e.Overlaps, 3, "; ")
+		msg += "; subnets overlapped " + oneline.Join(e.Overlaps, 3, "; ")
 	}
 	return msg + "; choose another pool with --pool"
 }
@@ -202,16 +188,7 @@ type PreflightError struct {
 // Error names the first problems and counts the rest, so that a large
 // cluster's report stays one readable line; Problems holds them all.
 func (e *PreflightError) Error() string {
-	return fmt.Sprintf("netcfg: cluster not ready for %s: %s", e.Backend, summarize(e.Problems, 3, "; "))
-}
-
-// summarize joins the first max items with sep, then says how many more
-// there are.
-func summarize(items []string, max int, sep string) string {
-	if len(items) <= max {
-		return strings.Join(items, sep)
-	}
-	return fmt.Sprintf("%s%sand %d more", strings.Join(items[:max], sep), sep, len(items)-max)
+	return fmt.Sprintf("netcfg: cluster not ready for %s: %s", e.Backend, oneline.Join(e.Problems, 3, "; "))
 }
 
 type reservation struct {
@@ -276,7 +253,7 @@ func MakePlan(c *Cluster, opts Options) (*Plan, error) {
 		}
 		for _, alt := range fallbackPools {
 			if p, err2 := planPool(c, opts, alt); err2 == nil {
-				p.PoolNote = fmt.Sprintf("the default pool %s has no room: %s", DefaultPool, summarize(ex.Overlaps, 2, "; "))
+				p.PoolNote = fmt.Sprintf("the default pool %s has no room: %s", DefaultPool, oneline.Join(ex.Overlaps, 2, "; "))
 				return p, nil
 			}
 		}
@@ -540,14 +517,17 @@ func preflight(c *Cluster, b Backend) error {
 	return nil
 }
 
-func makeHostfile(c *Cluster, p *Plan, envs []string) Hostfile {
-	h := Hostfile{Backend: string(p.Backend), Envs: append([]string{}, envs...)}
+// makeHostfile writes the plan as the file mlx.launch reads. For jaccl,
+// RDMA[i][j] lists node i's RDMA devices on the cables to node j; nil on
+// the diagonal and between nodes with no cable.
+func makeHostfile(c *Cluster, p *Plan, envs []string) cluster.Hostfile {
+	h := cluster.Hostfile{Backend: p.Backend, Envs: append([]string{}, envs...)}
 	idx := map[string]int{}
 	for i, n := range c.Nodes {
 		idx[n.Name] = i
 	}
 	for i, n := range c.Nodes {
-		host := HostfileHost{SSH: n.sshHost(), IPs: []string{}}
+		host := cluster.Host{SSH: n.sshHost(), IPs: []string{}}
 		if p.Backend == BackendRing {
 			// A ring rank listens on the addresses its left neighbour
 			// reaches it by.
@@ -565,7 +545,7 @@ func makeHostfile(c *Cluster, p *Plan, envs []string) Hostfile {
 				lp, _ := parseV4Prefix(n.LAN.Address)
 				host.IPs = append(host.IPs, lp.Addr().String())
 			}
-			host.RDMA = make([][]string, len(c.Nodes))
+			host.RDMA = make([]cluster.Devices, len(c.Nodes))
 			for _, l := range p.Links {
 				for _, e := range [][2]Endpoint{{l.A, l.B}, {l.B, l.A}} {
 					if e[0].Node == n.Name {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,7 +65,7 @@ func (s SSHRunner) Run(ctx context.Context, node, name string, args ...string) (
 	// shell, so each one is quoted to arrive as exactly one argument.
 	quoted := make([]string, len(remote))
 	for i, a := range remote {
-		quoted[i] = shellQuote(a)
+		quoted[i] = cluster.ShellQuote(a)
 	}
 	sshArgs := append(append(append([]string{}, s.Options...), host, "--"), quoted...)
 	out, err := ExecRunner{}.Run(ctx, node, "ssh", sshArgs...)
@@ -73,15 +74,6 @@ func (s SSHRunner) Run(ctx context.Context, node, name string, args ...string) (
 		ce.Command = Command{Program: name, Args: args}
 	}
 	return out, err
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // IsMutating reports whether a command changes a machine. Only ifconfig with
@@ -176,7 +168,7 @@ type Command struct {
 func (c Command) String() string {
 	parts := []string{c.Program}
 	for _, a := range c.Args {
-		parts = append(parts, shellQuote(a))
+		parts = append(parts, cluster.ShellQuote(a))
 	}
 	return strings.Join(parts, " ")
 }

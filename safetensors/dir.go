@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mlxdist/mlxdist/internal/oneline"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -74,7 +74,7 @@ func OpenDir(path string) (*Dir, error) {
 		}
 		if len(missing) > 0 {
 			return nil, &IndexError{Files: missing, Detail: fmt.Sprintf("%s: the index lists %s, missing from the directory: the checkpoint is incomplete (an interrupted copy or conversion?); copy or write it again",
-				path, summarize(missing, 3))}
+				path, oneline.List(missing, 3))}
 		}
 	default:
 		paths, err = filepath.Glob(filepath.Join(path, "*.safetensors"))
@@ -263,13 +263,4 @@ func (d *Dir) Close() error {
 		errs = append(errs, f.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// summarize lists the first max items, then how many more there are, so a
-// message about a thousand files stays one readable line.
-func summarize(items []string, max int) string {
-	if len(items) <= max {
-		return strings.Join(items, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(items[:max], ", "), len(items)-max)
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 )
 
@@ -140,7 +141,7 @@ func pythonScript() (string, error) {
 // launch runs cmd as n local ring ranks and returns rank 0's result line.
 func launch(cmd []string, n int) (result, error) {
 	var out, errOut bytes.Buffer
-	err := jaccl.Launch(context.Background(), jaccl.LaunchConfig{Command: cmd, N: n, Backend: jaccl.Ring, Stdout: &out, Stderr: &errOut})
+	err := cluster.Launch(context.Background(), cluster.LaunchConfig{Command: cmd, N: n, Backend: jaccl.Ring, Stdout: &out, Stderr: &errOut})
 	if err != nil {
 		return result{}, fmt.Errorf("%w\n%s", err, errOut.String())
 	}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 )
 
@@ -94,7 +95,7 @@ flags:
 // reports the mismatch.
 func chooseBackend(flagValue string, launched jaccl.Backend) (jaccl.Backend, error) {
 	if flagValue != "" {
-		return jaccl.ParseBackend(flagValue)
+		return cluster.ParseBackend(flagValue)
 	}
 	if launched != "" {
 		return launched, nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mlxdist/mlxdist/internal/testenv"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 )
 
@@ -91,7 +92,7 @@ func TestLaunchedRanksPrintTheSeedsExpectedLines(t *testing.T) {
 			var out syncBuffer
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			err := jaccl.Launch(ctx, jaccl.LaunchConfig{Command: []string{bin}, N: tt.n, Stdout: &out, Stderr: &out})
+			err := cluster.Launch(ctx, cluster.LaunchConfig{Command: []string{bin}, N: tt.n, Stdout: &out, Stderr: &out})
 			require.NoError(t, err, out.String())
 			for r := range tt.n {
 				p := fmt.Sprintf("[%d] [Rank %d/%d] ", r, r, tt.n)
@@ -122,7 +123,7 @@ func TestMLXLaunchRunsTheGoProgram(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, launcher, "--backend", "ring", "-n", "2", "--starting-port", strconv.Itoa(port), "--", bin)
-	cmd.Env = jaccl.Environ(os.Environ(), nil)
+	cmd.Env = cluster.Environ(os.Environ(), nil)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	for r := range 2 {
@@ -158,7 +159,7 @@ func TestRunReportsUsageAndBadInput(t *testing.T) {
 func TestRunWithoutALauncherFailsWithAFix(t *testing.T) {
 	bin := connectivityBinary(t)
 	cmd := exec.Command(bin, "--backend", "ring")
-	cmd.Env = jaccl.Environ(os.Environ(), nil)
+	cmd.Env = cluster.Environ(os.Environ(), nil)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, string(out))

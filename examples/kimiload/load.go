@@ -14,6 +14,7 @@ import (
 
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/loader"
 	"github.com/mlxdist/mlxdist/memguard"
 	"github.com/mlxdist/mlxdist/mlx"
@@ -102,7 +103,7 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	guardOpts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
 	if o.memoryGB > 0 {
 		guardOpts = append(guardOpts, memguard.WithPhysical(uint64(o.memoryGB*1e9)))
-	} else if local := jaccl.LocalRanks(); local > 1 {
+	} else if local := cluster.LocalRanks(); local > 1 {
 		// Ranks on one machine share its memory: each guards its share,
 		// else every one of them would let itself fill the machine.
 		phys, err := memguard.PhysicalMemory()

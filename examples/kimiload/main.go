@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/loader"
 )
 
@@ -160,7 +161,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--read %q: want mmap or pread", *read)
 	}
 	if *backend != "" {
-		if o.backend, err = jaccl.ParseBackend(*backend); err != nil {
+		if o.backend, err = cluster.ParseBackend(*backend); err != nil {
 			return bad("--backend: %v", err)
 		}
 	}

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 )
 
 type envList []string
@@ -44,7 +44,7 @@ func main() {
 	cwd := fs.String("cwd", "", "working `DIR` of every rank (default: this directory, where it exists)")
 	port := fs.Int("port", 0, "first ring port and jaccl coordinator port on remote hosts (default 32323)")
 	grace := fs.Duration("grace", 5*time.Second, "time a stopped rank gets between SIGTERM and SIGKILL")
-	initTimeout := fs.Duration("init-timeout", jaccl.DefaultInitTimeout, "how long the ranks may take to form their group before the job is stopped")
+	initTimeout := fs.Duration("init-timeout", cluster.DefaultInitTimeout, "how long the ranks may take to form their group before the job is stopped")
 	var env envList
 	fs.Var(&env, "env", "export `NAME=value` on every rank (repeatable)")
 	fs.Usage = func() {
@@ -87,7 +87,7 @@ flags:
 			msg = "launch: " + msg
 		}
 		fmt.Fprintln(os.Stderr, msg)
-		var re *jaccl.RankError
+		var re *cluster.RankError
 		if errors.As(err, &re) {
 			os.Exit(re.ExitStatus())
 		}
@@ -117,16 +117,16 @@ func run(command []string, n int, hostfile, backend string, verbose bool, cwd st
 	if (n > 0) == (hostfile != "") {
 		return errors.New("give exactly one of -n N and --hostfile FILE")
 	}
-	cfg := jaccl.LaunchConfig{Command: command, N: n, Env: env, Verbose: verbose, Dir: cwd, Port: port, Grace: grace, InitTimeout: initTimeout}
+	cfg := cluster.LaunchConfig{Command: command, N: n, Env: env, Verbose: verbose, Dir: cwd, Port: port, Grace: grace, InitTimeout: initTimeout}
 	if hostfile != "" {
-		hf, err := jaccl.ReadHostfile(hostfile)
+		hf, err := cluster.ReadHostfile(hostfile)
 		if err != nil {
 			return err
 		}
 		cfg.Hostfile = hf
 	}
 	if backend != "" {
-		b, err := jaccl.ParseBackend(backend)
+		b, err := cluster.ParseBackend(backend)
 		if err != nil {
 			return err
 		}
@@ -137,5 +137,5 @@ func run(command []string, n int, hostfile, backend string, verbose bool, cwd st
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return jaccl.Launch(ctx, cfg)
+	return cluster.Launch(ctx, cfg)
 }

@@ -1,13 +1,16 @@
-package jaccl
+package cluster
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Backend names a distributed back-end of MLX, or jaccl-ring, which is a
@@ -107,6 +110,10 @@ var mlxVars = []string{
 	"JACCL_IBV_DEVICES", "JACCL_COORDINATOR", "JACCL_RING",
 	"NCCL_HOST_IP", "NCCL_PORT",
 }
+
+// LauncherVars returns the names of the variables a launcher sets for each
+// rank (and drops when inherited).
+func LauncherVars() []string { return slices.Clone(mlxVars) }
 
 // NewRankEnv works out rank's environment for a job on hf.
 //
@@ -315,4 +322,73 @@ func LocalHostfile(n int) *Hostfile {
 		hf.Hosts[i] = Host{SSH: "127.0.0.1", IPs: []string{"127.0.0.1"}}
 	}
 	return hf
+}
+
+// ErrInitTimeout is the Kind of the error a rank gets when its group did not
+// form in time, and what the launcher reports for a job whose ranks never
+// all joined.
+var ErrInitTimeout = errors.New("the group did not form in time: a rank never joined")
+
+// DefaultInitTimeout bounds a group's initialisation (jaccl.Init)
+// when neither its options nor InitTimeoutEnv say otherwise. jaccl's ranks retry rank 0's coordinator
+// for about 15 seconds, so a healthy job forms well within it; a rank that
+// was stopped, crashed before init or cannot reach its peers would
+// otherwise keep every other rank waiting inside MLX for ever.
+const DefaultInitTimeout = 30 * time.Second
+
+// InitTimeoutEnv names the variable (a Go duration, "20s") that sets Init's
+// timeout when Options.InitTimeout is zero; the launcher sets it for every
+// rank from its --init-timeout.
+const InitTimeoutEnv = "MLXDIST_INIT_TIMEOUT"
+
+// JoinedEnv names a path prefix a launcher sets for a local rank: Init
+// creates PREFIX.init when it starts and PREFIX when the group has formed,
+// so that the launcher can tell which ranks never joined.
+const JoinedEnv = "MLXDIST_JOINED"
+
+// LocalRanks reports how many ranks of this job run on this machine,
+// including this one: ring ranks whose MLX_HOSTFILE entry has this rank's
+// address. It is 1 when nothing says otherwise (jaccl and nccl jobs run a
+// rank per host). Ranks that share a machine share its memory, so a memory
+// guard should give each 1/LocalRanks of it.
+func LocalRanks() int {
+	rank, err := strconv.Atoi(firstEnv("MLX_RANK"))
+	path := firstEnv("MLX_HOSTFILE")
+	if err != nil || path == "" {
+		return 1
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 1
+	}
+	var list [][]string
+	if json.Unmarshal(data, &list) != nil || rank < 0 || rank >= len(list) {
+		return 1
+	}
+	host := func(entry []string) string {
+		if len(entry) == 0 {
+			return ""
+		}
+		h, _, err := net.SplitHostPort(entry[0])
+		if err != nil {
+			return entry[0]
+		}
+		return h
+	}
+	mine, n := host(list[rank]), 0
+	for _, e := range list {
+		if host(e) == mine {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
 }

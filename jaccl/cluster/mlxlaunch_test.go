@@ -1,6 +1,6 @@
 //go:build unix
 
-package jaccl
+package cluster
 
 import (
 	"bytes"

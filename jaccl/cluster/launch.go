@@ -1,10 +1,11 @@
-package jaccl
+package cluster
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mlxdist/mlxdist/internal/oneline"
 	"io"
 	"log/slog"
 	"net"
@@ -117,7 +118,7 @@ func rankList(ranks []int) string {
 	if len(s) == 1 {
 		return "rank " + s[0]
 	}
-	return "ranks " + summarize(s, 4)
+	return "ranks " + oneline.List(s, 4)
 }
 
 // JoinError reports local ranks that had not joined the group when the
@@ -131,7 +132,7 @@ type JoinError struct {
 
 func (e *JoinError) Error() string {
 	return fmt.Sprintf("launch: %s (%s) did not join the group within %v; the job was stopped (raise --init-timeout for slow starts)",
-		rankList(e.Ranks), summarize(slices.Compact(slices.Clone(e.Hosts)), 3), e.Timeout)
+		rankList(e.Ranks), oneline.List(slices.Compact(slices.Clone(e.Hosts)), 3), e.Timeout)
 }
 
 // Is makes errors.Is(err, ErrInitTimeout) true.

@@ -1,4 +1,4 @@
-package jaccl
+package cluster
 
 import (
 	"bytes"
@@ -140,7 +140,7 @@ func WriteHostfile(path string, hf *Hostfile) error {
 }
 
 // MarshalJSON writes the object form of the hostfile.
-func (hf *Hostfile) MarshalJSON() ([]byte, error) {
+func (hf Hostfile) MarshalJSON() ([]byte, error) {
 	type host struct {
 		SSH  string    `json:"ssh"`
 		IPs  []string  `json:"ips"`
@@ -441,5 +441,17 @@ func (hf *Hostfile) Validate(b Backend) error {
 			}
 		}
 	}
+	return nil
+}
+
+// UnmarshalJSON reads the format MarshalJSON writes (mlx.launch's), so that
+// a Hostfile can be a field of a larger JSON document. It decodes only: use
+// ParseHostfile to validate a file a person wrote.
+func (hf *Hostfile) UnmarshalJSON(data []byte) error {
+	h, err := decodeHostfile(data)
+	if err != nil {
+		return err
+	}
+	*hf = *h
 	return nil
 }

@@ -1,4 +1,4 @@
-package jaccl
+package cluster
 
 import (
 	"errors"
