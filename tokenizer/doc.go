@@ -55,6 +55,21 @@
 // have: znfc.go is generated from Python's unicodedata by gen_nfc.py (go
 // generate), and a test checks that it is current.
 //
+// # How it is checked
+//
+// The tests run the references from the project's Python environment:
+// testdata/reference.py trains byte-level and SentencePiece-style
+// vocabularies with the tokenizers library on a corpus the test generates
+// (eleven layouts: GPT-2, Llama 3, Qwen2 with NFC, o200k, DeepSeek-V3,
+// Kimi's pattern through tokenizers, added-token flags, digits with a
+// prefix space, two SentencePiece layouts) and builds Kimi's layout for
+// tiktoken from one of them; every string's ids, plain ids, decoded and
+// streamed text must match. TOKENIZER_CORPUS=SIZE,SEED runs a longer
+// corpus; FuzzEncode (go test -fuzz) checks that encoding never panics,
+// that every byte of the text lands in a piece, and that decoding gives
+// valid UTF-8 text back. testdata/chat_reference.py renders the chat
+// fixtures with transformers.
+//
 // What the package trusts: tokenizer files are checked for the shapes it
 // reads (every byte ranked, merges that name vocabulary tokens, ids in
 // range) and rejected with ErrFormat otherwise; any text, valid UTF-8 or

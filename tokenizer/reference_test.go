@@ -62,8 +62,8 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 	specials := []string{"<|endoftext|>", "<s>", "</s>", "<|begin_of_text|>", "<|eot_id|>", "<|im_start|>",
 		"<|im_end|>", "<｜User｜>", "<｜Assistant｜>", "[BOS]", "[EOS]", "<|im_middle|>", "<tool_call>",
 		"<mask>", "<lstrip>", "<rstrip>", "word", " word ", "<|reserved_token_9999|>"}
-	// TOKENIZER_CORPUS sets the corpus size and seed for a long run (see the
-	// package's fuzz notes); the default is a few seconds' worth.
+	// TOKENIZER_CORPUS sets the corpus size and seed for a long run (see
+	// the package doc); the default is a few seconds' worth.
 	n, seed := 3000, uint64(1)
 	if v := os.Getenv("TOKENIZER_CORPUS"); v != "" {
 		_, err := fmt.Sscanf(v, "%d,%d", &n, &seed)
