@@ -46,7 +46,8 @@
 //
 // Go has no Jinja. ApplyChatTemplate recognises the model's chat_template by
 // the markers of its family — Kimi K2 / K2.5, DeepSeek-V3, Llama 3 (with or
-// without the date header of 3.1 and 3.2), ChatML (Qwen, SmolLM) — and
+// without the date header of 3.1 and 3.2), ChatML (Qwen2, Qwen2.5, SmolLM),
+// Qwen3 (ChatML with thinking) — and
 // renders it in Go, byte for byte as transformers' apply_chat_template
 // renders the published templates. Any other template is ErrUnknownTemplate,
 // whose message says to pass --raw and send the prompt as it is.
