@@ -47,10 +47,11 @@
 // Go has no Jinja. ApplyChatTemplate recognises the model's chat_template by
 // the markers of its family — Kimi K2 / K2.5, DeepSeek-V3, Llama 3 (with or
 // without the date header of 3.1 and 3.2), ChatML (Qwen2, Qwen2.5, SmolLM),
-// Qwen3 (ChatML with thinking) — and
-// renders it in Go, byte for byte as transformers' apply_chat_template
-// renders the published templates. Any other template is ErrUnknownTemplate,
-// whose message says to pass --raw and send the prompt as it is.
+// Qwen3 (ChatML with thinking) — and renders it in Go, byte for byte as
+// transformers' apply_chat_template renders that family's template
+// (testdata/chat holds one per family). Any other template, or a variant
+// whose markers say it does more, is ErrUnknownTemplate, whose message says
+// to pass --raw and send the prompt as it is.
 //
 // NFC needs Unicode's decomposition tables, which package unicode does not
 // have: znfc.go is generated from Python's unicodedata by gen_nfc.py (go
