@@ -17,13 +17,16 @@ import (
 
 // expected is what testdata/reference.py records for one model directory.
 type expected struct {
-	Dir       string   `json:"dir"`
-	Encode    [][]int  `json:"encode"`
-	Plain     [][]int  `json:"plain"`
-	Decode    []string `json:"decode"`
-	EOS       []int    `json:"eos"`
-	BOS       int      `json:"bos"`
-	VocabSize int      `json:"vocab_size"`
+	Dir    string  `json:"dir"`
+	Encode [][]int `json:"encode"`
+	// EncodeTransformers is transformers' encode(text), what mlx-lm calls,
+	// for the first 500 strings of the tokenizer.json layouts.
+	EncodeTransformers [][]int  `json:"encode_transformers"`
+	Plain              [][]int  `json:"plain"`
+	Decode             []string `json:"decode"`
+	EOS                []int    `json:"eos"`
+	BOS                int      `json:"bos"`
+	VocabSize          int      `json:"vocab_size"`
 }
 
 // reference writes the corpus, runs testdata/reference.py on it (the given
@@ -83,6 +86,9 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 			if ok {
 				assert.Equal(t, e.BOS, bos, "BOS id")
 			}
+			if name != "kimi" {
+				require.Len(t, e.EncodeTransformers, min(500, len(texts)), "transformers' ids for the first strings")
+			}
 			bad, held, specialIDs := 0, 0, 0
 			for i, s := range texts {
 				// Streaming gives whole characters and adds up to Decode.
@@ -103,6 +109,9 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 				}
 				got := tok.Encode(s)
 				if !assert.Equal(t, e.Encode[i], nonNil(got), "Encode(%q)", s) {
+					bad++
+				}
+				if i < len(e.EncodeTransformers) && !assert.Equal(t, e.EncodeTransformers[i], nonNil(got), "Encode(%q) beside transformers", s) {
 					bad++
 				}
 				if !assert.Equal(t, e.Plain[i], nonNil(tok.EncodePlain(s)), "EncodePlain(%q)", s) {
