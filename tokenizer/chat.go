@@ -21,7 +21,7 @@ type chatFamily struct {
 
 // ChatFamily names the family ApplyChatTemplate renders this model's
 // template as ("kimi-k2", "kimi-k2.5", "deepseek-v3", "llama3",
-// "llama3.1", "chatml"), or returns the error it would return.
+// "llama3.1", "chatml", "qwen3"), or returns the error it would return.
 func (t *Tokenizer) ChatFamily() (string, error) {
 	f, err := t.chatFamily()
 	if err != nil {
@@ -106,7 +106,10 @@ func (t *Tokenizer) chatFamily() (*chatFamily, error) {
 		return &chatFamily{"llama3.1", l.render}, nil
 	case has("<|im_start|>", "<|im_end|>"):
 		if has("<think>") {
-			return nil, unknown("a ChatML template with thinking (Qwen3) that this package does not render")
+			if has("last_query_index", "enable_thinking", "<tool_response>") {
+				return &chatFamily{"qwen3", renderQwen3}, nil
+			}
+			return nil, unknown("a ChatML template with a thinking form this package does not render")
 		}
 		c := &chatML{toolResponse: has("<tool_response>")}
 		if m := chatMLSystemRE.FindStringSubmatch(tmpl); m != nil {
@@ -161,6 +164,65 @@ func (c *chatML) render(msgs []Message, gen bool) (string, error) {
 			continue
 		}
 		b.WriteString("<|im_start|>" + m.Role + "\n" + m.Content + "<|im_end|>\n")
+	}
+	if gen {
+		b.WriteString("<|im_start|>assistant\n")
+	}
+	return b.String(), nil
+}
+
+// renderQwen3 is Qwen3's template: ChatML whose assistant turns after the
+// last user query carry their thinking in a <think> block, while earlier
+// ones lose it.
+func renderQwen3(msgs []Message, gen bool) (string, error) {
+	var b strings.Builder
+	if msgs[0].Role == "system" {
+		b.WriteString("<|im_start|>system\n" + msgs[0].Content + "<|im_end|>\n")
+	}
+	lastQuery := len(msgs) - 1
+	for i := len(msgs) - 1; i >= 0; i-- {
+		c := msgs[i].Content
+		if msgs[i].Role == "user" && !(strings.HasPrefix(c, "<tool_response>") && strings.HasSuffix(c, "</tool_response>")) {
+			lastQuery = i
+			break
+		}
+	}
+	for i, m := range msgs {
+		content := m.Content
+		switch {
+		case m.Role == "user" || m.Role == "system" && i > 0:
+			b.WriteString("<|im_start|>" + m.Role + "\n" + content + "<|im_end|>\n")
+		case m.Role == "assistant":
+			reasoning := ""
+			if strings.Contains(content, "</think>") {
+				before, _, _ := strings.Cut(content, "</think>")
+				before = strings.TrimRight(before, "\n")
+				if k := strings.LastIndex(before, "<think>"); k >= 0 {
+					reasoning = strings.TrimLeft(before[k+len("<think>"):], "\n")
+				} else {
+					reasoning = strings.TrimLeft(before, "\n")
+				}
+				content = strings.TrimLeft(content[strings.LastIndex(content, "</think>")+len("</think>"):], "\n")
+			}
+			if i > lastQuery && (i == len(msgs)-1 || reasoning != "") {
+				b.WriteString("<|im_start|>assistant\n<think>\n" + strings.Trim(reasoning, "\n") + "\n</think>\n\n" + strings.TrimLeft(content, "\n"))
+			} else {
+				b.WriteString("<|im_start|>assistant\n" + content)
+			}
+			b.WriteString("<|im_end|>\n")
+		case m.Role == "tool":
+			if i == 0 || msgs[i-1].Role != "tool" {
+				b.WriteString("<|im_start|>user")
+			}
+			b.WriteString("\n<tool_response>\n" + content + "\n</tool_response>")
+			if i == len(msgs)-1 || msgs[i+1].Role != "tool" {
+				b.WriteString("<|im_end|>\n")
+			}
+		case m.Role == "system":
+			// The first system message opened the prompt.
+		default:
+			return "", roleError("Qwen3", m.Role)
+		}
 	}
 	if gen {
 		b.WriteString("<|im_start|>assistant\n")

@@ -31,6 +31,11 @@ var chatCases = []chatCase{
 	{"two system messages", []Message{{"system", "first"}, {"system", "second"}, {"user", "q"}}, true},
 	{"special tokens written in content stay text", []Message{{"user", "<|im_end|> and <|eot_id|> and <｜User｜>"}}, true},
 	{"an empty user message", []Message{{"user", ""}}, true},
+	{"a past answer with its thinking", []Message{
+		{"user", "Q1"}, {"assistant", "<think>\nfirst, think\n</think>\n\nA1"}, {"user", "Q2"}}, true},
+	{"the last answer keeps its thinking", []Message{
+		{"system", "S"}, {"user", "Q"}, {"assistant", "<think>r1\n\n</think>\n\nA"}}, false},
+	{"an answer with no thinking after the last query", []Message{{"user", "Q"}, {"assistant", "plain"}}, false},
 }
 
 func TestApplyChatTemplateMatchesTransformers(t *testing.T) {
@@ -56,7 +61,7 @@ func TestApplyChatTemplateMatchesTransformers(t *testing.T) {
 	families := map[string]string{
 		"chatml": "chatml", "smollm2": "chatml", "qwen2.5": "chatml", "llama3": "llama3",
 		"llama3.1": "llama3.1", "llama3.2": "llama3.1", "deepseek-v3": "deepseek-v3",
-		"kimi-k2": "kimi-k2", "kimi-k2.5": "kimi-k2.5",
+		"kimi-k2": "kimi-k2", "kimi-k2.5": "kimi-k2.5", "qwen3": "qwen3",
 	}
 	require.Len(t, exp, len(families), "one reference per fixture")
 	for name, e := range exp {
@@ -90,7 +95,7 @@ func TestApplyChatTemplateRefuses(t *testing.T) {
 	}{
 		{"a model without a template", "", []Message{{"user", "hi"}}},
 		{"a template of no known family", "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}", []Message{{"user", "hi"}}},
-		{"a Qwen3-style ChatML template with thinking", "<|im_start|>{{ x }}<|im_end|><think>", []Message{{"user", "hi"}}},
+		{"a ChatML template with another thinking form", "<|im_start|>{{ x }}<|im_end|><think>", []Message{{"user", "hi"}}},
 		{"a DeepSeek template with thinking", "<｜User｜><｜Assistant｜></think>", []Message{{"user", "hi"}}},
 		{"a tool message to Llama 3", "<|start_header_id|><|end_header_id|><|eot_id|>", []Message{{"tool", "{}"}}},
 		{"a tool message to Kimi", "<|im_user|><|im_assistant|><|im_system|>system<|im_middle|>Be kind.<|im_end|>", []Message{{"tool", "{}"}}},

@@ -46,14 +46,31 @@
 //
 // Go has no Jinja. ApplyChatTemplate recognises the model's chat_template by
 // the markers of its family — Kimi K2 / K2.5, DeepSeek-V3, Llama 3 (with or
-// without the date header of 3.1 and 3.2), ChatML (Qwen, SmolLM) — and
-// renders it in Go, byte for byte as transformers' apply_chat_template
-// renders the published templates. Any other template is ErrUnknownTemplate,
-// whose message says to pass --raw and send the prompt as it is.
+// without the date header of 3.1 and 3.2), ChatML (Qwen2, Qwen2.5, SmolLM),
+// Qwen3 (ChatML with thinking) — and renders it in Go, byte for byte as
+// transformers' apply_chat_template renders that family's template
+// (testdata/chat holds one per family). Any other template, or a variant
+// whose markers say it does more, is ErrUnknownTemplate, whose message says
+// to pass --raw and send the prompt as it is.
 //
 // NFC needs Unicode's decomposition tables, which package unicode does not
 // have: znfc.go is generated from Python's unicodedata by gen_nfc.py (go
 // generate), and a test checks that it is current.
+//
+// # How it is checked
+//
+// The tests run the references from the project's Python environment:
+// testdata/reference.py trains byte-level and SentencePiece-style
+// vocabularies with the tokenizers library on a corpus the test generates
+// (eleven layouts: GPT-2, Llama 3, Qwen2 with NFC, o200k, DeepSeek-V3,
+// Kimi's pattern through tokenizers, added-token flags, digits with a
+// prefix space, two SentencePiece layouts) and builds Kimi's layout for
+// tiktoken from one of them; every string's ids, plain ids, decoded and
+// streamed text must match. TOKENIZER_CORPUS=SIZE,SEED runs a longer
+// corpus; FuzzEncode (go test -fuzz) checks that encoding never panics,
+// that every byte of the text lands in a piece, and that decoding gives
+// valid UTF-8 text back. testdata/chat_reference.py renders the chat
+// fixtures with transformers.
 //
 // What the package trusts: tokenizer files are checked for the shapes it
 // reads (every byte ranked, merges that name vocabulary tokens, ids in

@@ -152,3 +152,27 @@ func TestHeapMergeAgreesWithScan(t *testing.T) {
 		assert.Equal(t, want, tok.ranks.encodeLong(piece, nil), "piece %q", piece)
 	}
 }
+
+func TestEncodeIsSafeForConcurrentUse(t *testing.T) {
+	tok := fuzzTokenizer(t)
+	texts := corpus(11, 200, []string{"[BOS]", "<|im_end|>"})
+	want := make([][]int, len(texts))
+	for i, s := range texts {
+		want[i] = tok.Encode(s)
+	}
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i, s := range texts {
+				if got := tok.Encode(s); !assert.ObjectsAreEqual(want[i], got) {
+					errs <- s
+					return
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		assert.Empty(t, <-errs, "a goroutine encoded this text differently")
+	}
+}

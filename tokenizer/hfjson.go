@@ -178,7 +178,7 @@ func loadHF(path string) (*Tokenizer, error) {
 	for _, a := range f.AddedTokens {
 		id := *a.ID
 		t.added = append(t.added, addedToken{content: a.Content, id: id, special: a.Special,
-			lstrip: a.LStrip, rstrip: a.RStrip, singleWord: a.SingleWord, normalized: a.Normalized})
+			lstrip: a.LStrip, rstrip: a.RStrip, singleWord: a.SingleWord})
 		if bs, ok := byteLevelDecode(a.Content); ok && t.spm == nil {
 			t.tokens[id] = bs
 		} else {

@@ -49,7 +49,7 @@ func Load(dir string) (*Tokenizer, error) {
 	case fileExists(tj):
 		t, err = loadHF(tj)
 	default:
-		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor tiktoken.model: pass a model directory", dir)
+		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor tiktoken.model: pass a model directory: %w", dir, fs.ErrNotExist)
 	}
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/base64"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,7 +83,7 @@ func TestLoadRefuses(t *testing.T) {
 		is    error
 		want  string
 	}{
-		{"a directory with no tokenizer", map[string]string{"config.json": "{}"}, nil, "neither tokenizer.json nor tiktoken.model"},
+		{"a directory with no tokenizer", map[string]string{"config.json": "{}"}, fs.ErrNotExist, "neither tokenizer.json nor tiktoken.model"},
 		{"a tiktoken.model line without a rank", map[string]string{"tiktoken.model": "YQ==\n", "tokenizer_config.json": kimiConfig}, ErrFormat, "line 1"},
 		{"a tiktoken.model that ranks a byte twice", map[string]string{"tiktoken.model": byteRanks() + "YQ== 256\n", "tokenizer_config.json": kimiConfig}, ErrFormat, "listed twice"},
 		{"a tiktoken.model missing a byte", map[string]string{"tiktoken.model": strings.SplitN(byteRanks(), "\n", 2)[1], "tokenizer_config.json": kimiConfig}, ErrFormat, "ranks are not"},

@@ -17,13 +17,16 @@ import (
 
 // expected is what testdata/reference.py records for one model directory.
 type expected struct {
-	Dir       string   `json:"dir"`
-	Encode    [][]int  `json:"encode"`
-	Plain     [][]int  `json:"plain"`
-	Decode    []string `json:"decode"`
-	EOS       []int    `json:"eos"`
-	BOS       int      `json:"bos"`
-	VocabSize int      `json:"vocab_size"`
+	Dir    string  `json:"dir"`
+	Encode [][]int `json:"encode"`
+	// EncodeTransformers is transformers' encode(text), what mlx-lm calls,
+	// for the first 500 strings of the tokenizer.json layouts.
+	EncodeTransformers [][]int  `json:"encode_transformers"`
+	Plain              [][]int  `json:"plain"`
+	Decode             []string `json:"decode"`
+	EOS                []int    `json:"eos"`
+	BOS                int      `json:"bos"`
+	VocabSize          int      `json:"vocab_size"`
 }
 
 // reference writes the corpus, runs testdata/reference.py on it (the given
@@ -62,8 +65,8 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 	specials := []string{"<|endoftext|>", "<s>", "</s>", "<|begin_of_text|>", "<|eot_id|>", "<|im_start|>",
 		"<|im_end|>", "<｜User｜>", "<｜Assistant｜>", "[BOS]", "[EOS]", "<|im_middle|>", "<tool_call>",
 		"<mask>", "<lstrip>", "<rstrip>", "word", " word ", "<|reserved_token_9999|>"}
-	// TOKENIZER_CORPUS sets the corpus size and seed for a long run (see the
-	// package's fuzz notes); the default is a few seconds' worth.
+	// TOKENIZER_CORPUS sets the corpus size and seed for a long run (see
+	// the package doc); the default is a few seconds' worth.
 	n, seed := 3000, uint64(1)
 	if v := os.Getenv("TOKENIZER_CORPUS"); v != "" {
 		_, err := fmt.Sscanf(v, "%d,%d", &n, &seed)
@@ -82,6 +85,9 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 			assert.Equal(t, e.BOS >= 0, ok, "has a BOS")
 			if ok {
 				assert.Equal(t, e.BOS, bos, "BOS id")
+			}
+			if name != "kimi" {
+				require.Len(t, e.EncodeTransformers, min(500, len(texts)), "transformers' ids for the first strings")
 			}
 			bad, held, specialIDs := 0, 0, 0
 			for i, s := range texts {
@@ -103,6 +109,9 @@ func TestEncodeMatchesReferenceOnCorpus(t *testing.T) {
 				}
 				got := tok.Encode(s)
 				if !assert.Equal(t, e.Encode[i], nonNil(got), "Encode(%q)", s) {
+					bad++
+				}
+				if i < len(e.EncodeTransformers) && !assert.Equal(t, e.EncodeTransformers[i], nonNil(got), "Encode(%q) beside transformers", s) {
 					bad++
 				}
 				if !assert.Equal(t, e.Plain[i], nonNil(tok.EncodePlain(s)), "EncodePlain(%q)", s) {

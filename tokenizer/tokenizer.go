@@ -14,17 +14,21 @@ type Tokenizer struct {
 	hf    *mergeBPE
 
 	// The tiktoken split, or the Hugging Face pre-tokenizer steps.
-	split  matcher
-	steps  []preStep
-	kimi   bool // Kimi's chunking of long texts before tiktoken sees them
-	bytes  bool // the Hugging Face model is byte-level
+	split matcher
+	steps []preStep
+	kimi  bool // Kimi's chunking of long texts before tiktoken sees them
+	bytes bool // the Hugging Face model is byte-level
+	// byteID is the id of each byte: its byte-level token, or its <0xNN>
+	// fallback token; -1 for none.
 	byteID [256]int
-	// charVocab maps one character to its id for a model that is not
-	// byte-level; unk is the id of the unknown token or -1.
-	byteFallback bool
-	fuseUnk      bool
-	unk          int
+	// hfVocab maps a token's text to its id; a model that is not
+	// byte-level starts a word from one token per character, or the
+	// character's byte tokens (byteFallback), or unk (-1 for none), which
+	// fuseUnk keeps to one per run.
 	hfVocab      map[string]int
+	byteFallback bool
+	unk          int
+	fuseUnk      bool
 	spm          *spmConfig // SentencePiece-style metaspace BPE
 	nfc          bool       // the NFC normalizer
 
@@ -51,6 +55,8 @@ type Tokenizer struct {
 
 // addedToken is a token the text is split on before the model sees it: a
 // tiktoken special token, or a Hugging Face added token with its flags.
+// (Every token is matched on the text as given: the normalizers this
+// package has leave the ASCII of special tokens as it is.)
 type addedToken struct {
 	content    string
 	id         int
@@ -58,7 +64,6 @@ type addedToken struct {
 	lstrip     bool
 	rstrip     bool
 	singleWord bool
-	normalized bool
 }
 
 // preStep is one step of a Hugging Face pre-tokenizer: it splits a piece

@@ -229,7 +229,13 @@ def main():
             cfg["bos_token"] = bos
         json.dump(cfg, open(os.path.join(d, "tokenizer_config.json"), "w"), ensure_ascii=False)
         enc, plain, dec = hf_expect(tok, corpus)
+        # What mlx-lm calls: transformers' tokenizer on the same directory,
+        # on the first strings (it is slow, and only its layer over
+        # tokenizers is in question).
+        from transformers import AutoTokenizer
+        tf = AutoTokenizer.from_pretrained(d)
         result[name] = {"dir": d, "encode": enc, "plain": plain, "decode": dec,
+                        "encode_transformers": [tf.encode(s) for s in corpus[:500]],
                         "bos": tok.token_to_id(bos) if bos else -1, "vocab_size": tok.get_vocab_size(),
                         "eos": [tok.token_to_id(cfg["eos_token"])]}
     json.dump(result, open(os.path.join(outdir, "expected.json"), "w"))
