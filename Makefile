@@ -116,6 +116,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadCluster -fuzztime 2m ./netcfg/
 	$(GO) test -run '^$$' -fuzz FuzzParseHostfile -fuzztime 2m ./jaccl/cluster/
 	$(GO) test -run '^$$' -fuzz FuzzProcParsers -fuzztime 2m ./memguard/
+	$(GO) test -run '^$$' -fuzz FuzzEncode -fuzztime 5m ./tokenizer/
+	TOKENIZER_CORPUS=100000,2 $(GO) test -count=1 -timeout 60m -run TestEncodeMatchesReferenceOnCorpus ./tokenizer/
 
 clean:
 	rm -rf build bin
