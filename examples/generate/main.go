@@ -1,0 +1,274 @@
+// Command generate runs a model's forward pass and generates text on every
+// rank of a tensor-parallel job: each rank loads its shard with the
+// ShardLoader, all of them run the same steps (two all-sums per layer),
+// and rank 0 prints the tokens as they come, then the prompt and
+// generation speed and the peak memory, as mlx_lm generate does.
+//
+//	launch -n 2 -- generate --model DIR --prompt-ids 1,2,3 --max-tokens 32
+//	generate --model DIR --prompt-ids 1,2,3 --temp 0.7 --top-p 0.9 --seed 1
+//	generate --model DIR --prompt-ids 1,2,3 --logits logits.safetensors
+//
+// --json makes rank 0 print one JSON object instead (prompt_ids,
+// generated_ids, text, prompt_tps, generation_tps, peak_memory_gb);
+// --logits FILE writes the full-forward logits of every prompt position,
+// float32 [prompt_len, vocab] under the name "logits", for comparison
+// with a reference. A program started without a launcher runs as a group
+// of one.
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/mlxdist/mlxdist/internal/units"
+	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/loader"
+	"github.com/mlxdist/mlxdist/memguard"
+	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/model"
+	"github.com/mlxdist/mlxdist/safetensors"
+)
+
+const usage = `usage: generate --model DIR (--prompt-ids IDS | --prompt TEXT) [flags]
+
+Loads this rank's shard of the model in DIR and generates a continuation of
+the prompt. Run it as every rank of a job (launch -n N -- generate ...).
+
+flags:
+`
+
+type options struct {
+	model     string
+	prompt    string
+	promptIDs []int
+	maxTokens int
+	sampling  model.Sampling
+	raw       bool
+	json      bool
+	logits    string
+	verbose   bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, code := parseFlags(args, stderr)
+	if code >= 0 {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := generate(ctx, o, stdout); err != nil {
+		fmt.Fprintln(stderr, "generate:", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, int) {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	fs.StringVar(&o.model, "model", "", "model `DIR`: config.json and safetensors files")
+	fs.StringVar(&o.prompt, "prompt", "", "prompt `TEXT` (needs the model's tokenizer)")
+	ids := fs.String("prompt-ids", "", "prompt as comma-separated token `IDS`")
+	fs.IntVar(&o.maxTokens, "max-tokens", 100, "tokens to generate at most")
+	fs.Float64Var(&o.sampling.Temp, "temp", 0, "sampling temperature (0: greedy)")
+	fs.Float64Var(&o.sampling.TopP, "top-p", 0, "nucleus sampling: keep the most likely tokens up to this probability mass (0 or 1: off)")
+	fs.IntVar(&o.sampling.TopK, "top-k", 0, "keep only the k most likely tokens (0: off)")
+	fs.Float64Var(&o.sampling.MinP, "min-p", 0, "drop tokens less likely than this times the best one's probability (0: off)")
+	seed := fs.Int64("seed", -1, "random seed of the sampler (negative: MLX's default state)")
+	fs.BoolVar(&o.raw, "raw", false, "do not apply the chat template")
+	fs.BoolVar(&o.json, "json", false, "rank 0 prints one JSON object with the ids, the text and the figures")
+	fs.StringVar(&o.logits, "logits", "", "rank 0 writes the full-forward logits of every prompt position to `FILE` (safetensors, \"logits\" [prompt_len, vocab] float32)")
+	fs.BoolVar(&o.verbose, "verbose", false, "log every loaded section")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0
+		}
+		return nil, 2
+	}
+	bad := func(format string, a ...any) (*options, int) {
+		fmt.Fprintf(stderr, "generate: "+format+" (see --help)\n", a...)
+		return nil, 2
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	if o.model == "" {
+		return bad("--model DIR is required")
+	}
+	if (o.prompt == "") == (*ids == "") {
+		return bad("give exactly one of --prompt TEXT and --prompt-ids IDS")
+	}
+	if *ids != "" {
+		for _, f := range strings.Split(*ids, ",") {
+			id, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || id < 0 {
+				return bad("--prompt-ids %q: want token ids like 1,2,3", *ids)
+			}
+			o.promptIDs = append(o.promptIDs, id)
+		}
+	}
+	if o.maxTokens < 0 {
+		return bad("--max-tokens %d: want 0 or more", o.maxTokens)
+	}
+	if *seed >= 0 {
+		s := uint64(*seed)
+		o.sampling.Seed = &s
+	}
+	return o, -1
+}
+
+// text turns the prompt into ids and generated ids into text. Until the
+// tokenizer package lands, only --prompt-ids works and text is empty.
+type text interface {
+	Encode(prompt string, chat bool) ([]int, error)
+	Decode(ids []int) string
+}
+
+// openText returns the tokenizer of the model in dir, or an error saying
+// that text prompts are not available yet.
+func openText(dir string) (text, error) {
+	return nil, fmt.Errorf("--prompt is not yet supported: this build has no tokenizer; pass token ids with --prompt-ids")
+}
+
+func generate(ctx context.Context, o *options, stdout io.Writer) error {
+	var tok text
+	ids := o.promptIDs
+	if o.prompt != "" {
+		var err error
+		if tok, err = openText(o.model); err != nil {
+			return err
+		}
+		if ids, err = tok.Encode(o.prompt, !o.raw); err != nil {
+			return err
+		}
+	}
+	if err := mlx.Load(); err != nil {
+		return err
+	}
+	strict := jaccl.EnvBackend() != ""
+	g, err := jaccl.Init(ctx, jaccl.Options{Strict: strict})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	rank := g.Rank()
+	out := io.Discard
+	if rank == 0 {
+		out = stdout
+	}
+	var logOut io.Writer = io.Discard
+	if o.verbose && rank == 0 {
+		logOut = stdout
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	guard, err := newGuard()
+	if err != nil {
+		return err
+	}
+	m, err := model.Load(ctx, o.model, model.Options{Group: g, Logger: log, Loader: loader.Options{Guard: guard}})
+	if err != nil {
+		return err
+	}
+	defer m.Free()
+
+	if o.logits != "" {
+		l, err := m.Logits(ctx, ids)
+		if err != nil {
+			return err
+		}
+		if rank == 0 {
+			if err := writeLogits(o.logits, l, len(ids), m.Config.VocabSize); err != nil {
+				return err
+			}
+		}
+	}
+	if o.maxTokens == 0 {
+		return nil
+	}
+	gen := m.Generate(ctx, ids, model.GenerateOptions{MaxTokens: o.maxTokens, Sampling: o.sampling, Guard: guard})
+	var got []int
+	for t, err := range gen.Tokens() {
+		if err != nil {
+			return err
+		}
+		got = append(got, t.ID)
+		if !o.json {
+			if tok != nil {
+				fmt.Fprint(out, tok.Decode([]int{t.ID}))
+			} else {
+				fmt.Fprintf(out, "%d ", t.ID)
+			}
+		}
+	}
+	st := gen.Stats()
+	decoded := ""
+	if tok != nil {
+		decoded = tok.Decode(got)
+	}
+	if o.json {
+		b, err := json.Marshal(map[string]any{
+			"prompt_ids": ids, "generated_ids": got, "text": decoded,
+			"prompt_tps": st.PromptTPS, "generation_tps": st.GenerationTPS,
+			"ttft_s":         st.TimeToFirstToken.Seconds(),
+			"peak_memory_gb": float64(st.PeakMemory) / 1e9, "stop_reason": st.StopReason, "ranks": g.Size(),
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, string(b))
+		return nil
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "==========")
+	fmt.Fprintf(out, "Prompt: %d tokens, %.3f tokens-per-sec\n", st.PromptTokens, st.PromptTPS)
+	fmt.Fprintf(out, "Generation: %d tokens, %.3f tokens-per-sec\n", st.GeneratedTokens, st.GenerationTPS)
+	fmt.Fprintf(out, "Time to first token: %s\n", st.TimeToFirstToken.Round(1e6))
+	fmt.Fprintf(out, "Peak memory: %s\n", units.FormatGB(st.PeakMemory))
+	return nil
+}
+
+// newGuard is the memory guard of the load and of the context: MLX's
+// active memory against this machine's memory, or this rank's share of it
+// when several ranks run on it.
+func newGuard() (*memguard.Guard, error) {
+	opts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
+	if local := jaccl.LocalRanks(); local > 1 {
+		phys, err := memguard.PhysicalMemory()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, memguard.WithPhysical(phys/uint64(local)))
+	}
+	return memguard.FromEnv(opts...)
+}
+
+// writeLogits writes float32 logits [rows, vocab] as a safetensors file.
+func writeLogits(path string, l []float32, rows, vocab int) error {
+	b := make([]byte, 4*len(l))
+	for i, v := range l {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	return safetensors.WriteFile(path, []safetensors.TensorData{{Name: "logits", DType: safetensors.F32,
+		Shape: []int64{int64(rows), int64(vocab)}, Data: b}}, nil)
+}
