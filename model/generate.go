@@ -181,12 +181,15 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 			}
 			// Only the cache is wanted: the head never runs.
 			logits.Free()
-			if err := mlx.Eval(cache.arrays()...); err != nil {
-				return err
-			}
-			return mlx.ClearCache()
+			return nil
 		})
 		if err != nil {
+			return err
+		}
+		if err := mlx.Eval(cache.arrays()...); err != nil {
+			return err
+		}
+		if err := mlx.ClearCache(); err != nil {
 			return err
 		}
 		prompt = prompt[n:]

@@ -288,15 +288,10 @@ func (m *Model) Logits(ctx context.Context, ids []int) ([]float32, error) {
 		return nil, err
 	}
 	defer logits.Free()
-	var out []float32
-	err = mlx.Do(func() error {
-		f, err := mlx.AsType(logits, mlx.Float32)
-		if err != nil {
-			return err
-		}
-		defer f.Free()
-		out, err = mlx.ToSlice[float32](f)
-		return err
-	})
-	return out, err
+	f, err := mlx.AsType(logits, mlx.Float32)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Free()
+	return mlx.ToSlice[float32](f)
 }
