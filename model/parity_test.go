@@ -104,10 +104,11 @@ func compareGreedy(t *testing.T, got []int, ref greedyRef) int {
 	return len(ref.IDs)
 }
 
-func mlxlmGreedy(t *testing.T, dir string, n, tokens int, prompt []int) greedyRef {
+func mlxlmGreedy(t *testing.T, dir string, n, tokens int, prompt []int, prefill int) greedyRef {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "greedy.json")
-	launch(t, n, []string{testenv.Python(t), referencePath(t), "generate", dir, out, strconv.Itoa(tokens), idsArg(prompt)}, nil)
+	launch(t, n, []string{testenv.Python(t), referencePath(t), "generate", dir, out, strconv.Itoa(tokens), idsArg(prompt),
+		strconv.Itoa(prefill)}, nil)
 	b, err := os.ReadFile(out)
 	require.NoError(t, err)
 	var r greedyRef
@@ -121,30 +122,46 @@ func mlxlmGreedy(t *testing.T, dir string, n, tokens int, prompt []int) greedyRe
 func TestGreedyTokensEqualMLXLMs(t *testing.T) {
 	requireMLX(t)
 	const tokens = 32
+	long := prompts(1024)[3]
+	for len(long) < 300 {
+		long = append(long, long...)
+	}
+	long = long[:300]
 	for _, tc := range []struct {
-		name string
-		spec string
-		n    int
+		name    string
+		spec    string
+		n       int
+		prompt  []int
+		prefill int
 	}{
-		{"llama on one rank generates mlx-lm's tokens", "llama", 1},
-		{"qwen3 on one rank generates mlx-lm's tokens", "qwen3", 1},
-		{"kimi k2.5 on one rank generates mlx-lm's tokens", "kimi", 1},
-		{"quantized kimi k2.5 on one rank generates mlx-lm's tokens", "kimi-mixed", 1},
-		{"kimi k2.5 on two ranks generates mlx-lm's tokens", "kimi", 2},
+		{"llama on one rank generates mlx-lm's tokens", "llama", 1, nil, 0},
+		{"qwen3 on one rank generates mlx-lm's tokens", "qwen3", 1, nil, 0},
+		{"kimi k2.5 on one rank generates mlx-lm's tokens", "kimi", 1, nil, 0},
+		{"quantized kimi k2.5 on one rank generates mlx-lm's tokens", "kimi-mixed", 1, nil, 0},
+		{"kimi k2.5 on two ranks generates mlx-lm's tokens", "kimi", 2, nil, 0},
+		{"kimi k2.5 prefilling 300 tokens in chunks of 100 across a cache step generates mlx-lm's tokens", "kimi", 1, long, 100},
+		{"llama prefilling 300 tokens in chunks of 100 across a cache step generates mlx-lm's tokens", "llama", 1, long, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.n > 1 {
 				requireRing(t)
 			}
 			dir := checkpoint(t, tc.spec)
-			prompt := prompts(specs[tc.spec].Vocab)[2]
-			ref := mlxlmGreedy(t, dir, tc.n, tokens, prompt)
+			prompt := tc.prompt
+			if prompt == nil {
+				prompt = prompts(specs[tc.spec].Vocab)[2]
+			}
+			prefill := tc.prefill
+			if prefill == 0 {
+				prefill = DefaultPrefillStep
+			}
+			ref := mlxlmGreedy(t, dir, tc.n, tokens, prompt, prefill)
 			var got []int
 			if tc.n == 1 {
 				m, err := Load(context.Background(), dir, Options{})
 				require.NoError(t, err)
 				defer m.Free()
-				gen := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: tokens, Stop: []int{}})
+				gen := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: tokens, Stop: []int{}, PrefillStep: prefill})
 				for tok, err := range gen.Tokens() {
 					require.NoError(t, err)
 					got = append(got, tok.ID)

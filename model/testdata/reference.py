@@ -1,7 +1,9 @@
 """Reference results from mlx-lm for the model package's parity tests.
 
     reference.py logits DIR OUT IDS...       full-forward logits, every position
-    reference.py generate DIR OUT N IDS      N greedy tokens through generate_step
+    reference.py generate DIR OUT N IDS [STEP]
+                                             N greedy tokens through generate_step,
+                                             prefilling STEP tokens at a time
 
 IDS is a comma-separated list of token ids (logits takes several prompts).
 Run under a launcher with more than one rank, the model is sharded with its
@@ -42,9 +44,14 @@ def main():
             mx.save_safetensors(out, result)
     elif cmd == "generate":
         n, ids = int(sys.argv[4]), [int(t) for t in sys.argv[5].split(",")]
+        step = int(sys.argv[6]) if len(sys.argv) > 6 else 2048
         tokens, gaps = [], []
         for tok, logprobs in generate_step(
-            mx.array(ids), model, max_tokens=n, sampler=lambda x: mx.argmax(x, axis=-1)
+            mx.array(ids),
+            model,
+            max_tokens=n,
+            sampler=lambda x: mx.argmax(x, axis=-1),
+            prefill_step_size=step,
         ):
             top = mx.sort(logprobs.astype(mx.float32))[-2:].tolist()
             tokens.append(int(tok))
