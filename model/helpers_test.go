@@ -152,17 +152,31 @@ func referencePath(t testing.TB) string {
 	return p
 }
 
-// mlxlmLogits runs mlx-lm on dir over n ranks (1: no launcher) and returns
-// the logits of every prompt.
+// refs keeps mlx-lm's logits by checkpoint, rank count and prompts, so
+// that the tests that compare against the same reference run it once.
+var (
+	refs   = map[string][][]float32{}
+	refsMu sync.Mutex
+)
+
+// mlxlmLogits runs mlx-lm on dir over n ranks and returns the logits of
+// every prompt.
 func mlxlmLogits(t *testing.T, dir string, n int, ps [][]int) [][]float32 {
 	t.Helper()
+	key := fmt.Sprint(dir, n, ps)
+	refsMu.Lock()
+	defer refsMu.Unlock()
+	if r, ok := refs[key]; ok {
+		return r
+	}
 	out := filepath.Join(t.TempDir(), "ref.safetensors")
 	args := []string{referencePath(t), "logits", dir, out}
 	for _, p := range ps {
 		args = append(args, idsArg(p))
 	}
 	launch(t, n, append([]string{testenv.Python(t)}, args...), nil)
-	return readLogits(t, out, len(ps))
+	refs[key] = readLogits(t, out, len(ps))
+	return refs[key]
 }
 
 // launch runs command on n ranks over ring (directly when n is 1).
