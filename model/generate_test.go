@@ -2,12 +2,17 @@ package model
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mlxdist/mlxdist/internal/testenv"
 	"github.com/mlxdist/mlxdist/mlx"
 )
 
@@ -171,4 +176,39 @@ func TestForwardFreesEveryIntermediate(t *testing.T) {
 	after, err := mlx.ActiveMemory()
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "a forward pass and a generation leave nothing allocated")
+}
+
+// With the same seed, mlx-lm's make_sampler draws the same tokens: the same
+// filters in the same order, and MLX's random state split in the same order
+// (step n+1's draw is made while step n is read, as generate_step does).
+func TestSeededSamplingDrawsMLXLMsTokens(t *testing.T) {
+	m := loadSpec(t, "llama")
+	dir := checkpoint(t, "llama")
+	prompt := prompts(m.Config.VocabSize)[2]
+	for _, tc := range []struct {
+		name string
+		s    Sampling
+	}{
+		{"plain temperature sampling draws mlx-lm's tokens", Sampling{Temp: 1.5}},
+		{"top-p, min-p and top-k sampling draw mlx-lm's tokens", Sampling{Temp: 1.5, TopP: 0.9, MinP: 0.05, TopK: 50}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seed := uint64(11)
+			tc.s.Seed = &seed
+			out := filepath.Join(t.TempDir(), "sample.json")
+			launch(t, 1, []string{testenv.Python(t), referencePath(t), "sample", dir, out, "16", idsArg(prompt), "11",
+				fmt.Sprint(tc.s.Temp), fmt.Sprint(tc.s.TopP), fmt.Sprint(tc.s.MinP), fmt.Sprint(tc.s.TopK)}, nil)
+			b, err := os.ReadFile(out)
+			require.NoError(t, err)
+			var ref greedyRef
+			require.NoError(t, json.Unmarshal(b, &ref))
+			got, err := collect(t, m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 16, Stop: []int{}, Sampling: tc.s}))
+			require.NoError(t, err)
+			ids := make([]int, len(got))
+			for i, tok := range got {
+				ids[i] = tok.ID
+			}
+			assert.Equal(t, ref.IDs, ids)
+		})
+	}
 }

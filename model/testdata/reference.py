@@ -4,6 +4,9 @@
     reference.py generate DIR OUT N IDS [STEP]
                                              N greedy tokens through generate_step,
                                              prefilling STEP tokens at a time
+    reference.py sample DIR OUT N IDS SEED TEMP TOP_P MIN_P TOP_K
+                                             N tokens from make_sampler's sampler
+                                             after mx.random.seed(SEED)
 
 IDS is a comma-separated list of token ids (logits takes several prompts).
 Run under a launcher with more than one rank, the model is sharded with its
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import mlx.core as mx
 from mlx_lm.generate import generate_step
+from mlx_lm.sample_utils import make_sampler
 from mlx_lm.utils import load_model
 
 
@@ -59,8 +63,17 @@ def main():
         if group.rank() == 0:
             with open(out, "w") as f:
                 json.dump({"ids": tokens, "gaps": gaps}, f)
+    elif cmd == "sample":
+        n, ids = int(sys.argv[4]), [int(t) for t in sys.argv[5].split(",")]
+        seed, temp, top_p, min_p, top_k = sys.argv[6:11]
+        sampler = make_sampler(temp=float(temp), top_p=float(top_p), min_p=float(min_p), top_k=int(top_k))
+        mx.random.seed(int(seed))
+        tokens = [int(tok) for tok, _ in generate_step(mx.array(ids), model, max_tokens=n, sampler=sampler)]
+        if group.rank() == 0:
+            with open(out, "w") as f:
+                json.dump({"ids": tokens}, f)
     else:
-        raise SystemExit(f"unknown command {cmd!r}: want logits or generate")
+        raise SystemExit(f"unknown command {cmd!r}: want logits, generate or sample")
 
 
 if __name__ == "__main__":
