@@ -34,7 +34,6 @@ type Model struct {
 	tp     *tp
 	group  *jaccl.Group
 	owned  []*mlx.Array
-	log    *slog.Logger
 	// elemSize is the bytes of one activation element: the size of the
 	// final norm's dtype, in which the hidden states flow.
 	elemSize int64
@@ -115,7 +114,10 @@ func Load(ctx context.Context, dir string, o Options) (*Model, error) {
 		freeAll()
 		return nil, err
 	}
-	m.log = o.Logger
+	if o.Logger != nil {
+		o.Logger.Info("model loaded", "model_type", cfg.ModelType, "layers", cfg.NumHiddenLayers,
+			"rank", lo.Rank, "ranks", lo.WorldSize, "tensors", len(arrays))
+	}
 	return m, nil
 }
 
