@@ -404,8 +404,9 @@ func (c *Config) validate(path string) error {
 	return nil
 }
 
-// moduleQuant returns the quantization config.json gives module: its
-// override, or the global one.
+// moduleQuant returns the quantization config.json gives module (its full
+// path, Prefix included, as mlx-lm names it): its override, or the global
+// one.
 func (c *Config) moduleQuant(module string) (q *mlx.Quantization, explicit bool) {
 	if o, ok := c.QuantOverrides[module]; ok {
 		return o, true

@@ -156,7 +156,7 @@ func (b *binder) linear(module string, in int, lead ...int) *linear {
 	l.bias = b.optional(module + ".bias")
 	scales := b.optional(module + ".scales")
 	if scales == nil {
-		if q, explicit := b.cfg.moduleQuant(module); explicit && q != nil {
+		if q, explicit := b.cfg.moduleQuant(b.cfg.Prefix + module); explicit && q != nil {
 			b.fail("config.json quantizes %q (%d bits, group size %d) but the checkpoint has no %s.scales", module, q.Bits, q.GroupSize, module)
 		}
 		l.w = b.array(module+".weight", append(slices.Clone(lead), in)...)
@@ -170,7 +170,7 @@ func (b *binder) linear(module string, in int, lead ...int) *linear {
 	}
 	ws, ss := l.w.Shape(), scales.Shape()
 	groups, packed := ss[len(ss)-1], ws[len(ws)-1]
-	q, explicit := b.cfg.moduleQuant(module)
+	q, explicit := b.cfg.moduleQuant(b.cfg.Prefix + module)
 	if !explicit || q == nil {
 		if groups == 0 || in%groups != 0 || (packed*32)%in != 0 {
 			b.fail("quantized %q: weight %v and scales %v do not fit an input of %d", module, ws, ss, in)

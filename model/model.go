@@ -164,12 +164,17 @@ func New(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Model, err
 	}
 	var unused []string
 	for name := range arrays {
-		if !b.used[name] {
+		// mlx-lm's sanitize drops these: precomputed rotary frequencies,
+		// and DeepSeek-V3's multi-token prediction layer, which it knows as
+		// layer 61.
+		dropped := strings.Contains(name, "rotary_emb.inv_freq") ||
+			(cfg.Arch == DeepSeekV3 && strings.HasPrefix(name, "model.layers.61."))
+		if !b.used[name] && !dropped {
 			unused = append(unused, name)
 		}
 		m.owned = append(m.owned, arrays[name])
 	}
-	if len(unused) > 0 && len(unused) < len(arrays) {
+	if len(unused) > 0 {
 		// mlx-lm loads strictly: a tensor no layer takes is an error there
 		// too, and usually means a config that does not match the files.
 		mlx.FreeAll(made...)
