@@ -16,7 +16,7 @@ import (
 	"github.com/mlxdist/mlxdist/mlx"
 )
 
-func loadSpec(t *testing.T, name string) *Model {
+func loadSpec(t testing.TB, name string) *Model {
 	t.Helper()
 	requireMLX(t)
 	m, err := Load(context.Background(), checkpoint(t, name), Options{})
