@@ -50,12 +50,10 @@ launch() {
 }
 
 for tp in ${BENCH_TP:-1 2}; do
-	# Ours: a warm-up, then the trials; rank 0 prints one JSON line each.
-	launch "$tp" "$bin/generate" --model "$ckpt" --prompt-ids "$ids" --max-tokens "$gen" --json >/dev/null
-	for i in $(seq "$trials"); do
-		launch "$tp" "$bin/generate" --model "$ckpt" --prompt-ids "$ids" --max-tokens "$gen" --json |
-			grep '^\(\[0\] \)\?{' | sed 's/^\[0\] //' >>"$out/ours-$tp.jsonl"
-	done
+	# Ours: a warm-up, then the trials, in one process as mlx-lm's; rank 0
+	# prints one JSON line per trial.
+	launch "$tp" "$bin/generate" --model "$ckpt" --prompt-ids "$ids" --max-tokens "$gen" --json --trials "$trials" |
+		grep '^\(\[0\] \)\?{' | sed 's/^\[0\] //' >"$out/ours-$tp.jsonl"
 	# mlx-lm: its benchmark warms up and runs the trials itself.
 	launch "$tp" "$py" -m mlx_lm.benchmark --model "$ckpt" -p "$prompt" -g "$gen" -n "$trials" |
 		sed 's/^\[0\] //' | grep '^Trial' >"$out/mlxlm-$tp.txt"
@@ -64,7 +62,7 @@ done
 "$py" - "$out" "$prompt" "$gen" ${BENCH_TP:-1 2} <<'PY'
 import json, re, statistics, sys
 out, prompt, gen, tps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-print(f"prompt {prompt} tokens, {gen} generated, float32 on {'CPU'}; medians of the trials")
+print(f"prompt {prompt} tokens, {gen} generated, the same checkpoint; medians of the trials")
 print(f"{'TP':>3} {'':8} {'prompt tok/s':>13} {'gen tok/s':>10} {'peak GB':>8}")
 for tp in tps:
     ours = [json.loads(l) for l in open(f"{out}/ours-{tp}.jsonl")]

@@ -59,6 +59,7 @@ type options struct {
 	json      bool
 	logits    string
 	verbose   bool
+	trials    int
 }
 
 func main() {
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.BoolVar(&o.json, "json", false, "rank 0 prints one JSON object with the ids, the text and the figures")
 	fs.StringVar(&o.logits, "logits", "", "rank 0 writes the full-forward logits of every prompt position to `FILE` (safetensors, \"logits\" [prompt_len, vocab] float32)")
 	fs.BoolVar(&o.verbose, "verbose", false, "log every loaded section")
+	fs.IntVar(&o.trials, "trials", 1, "generations to run and report; more than 1 runs an untimed warm-up first, as mlx_lm.benchmark does")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -130,6 +132,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	}
 	if o.maxTokens < 0 {
 		return bad("--max-tokens %d: want 0 or more", o.maxTokens)
+	}
+	if o.trials < 1 {
+		return bad("--trials %d: want 1 or more", o.trials)
 	}
 	if *seed >= 0 {
 		s := uint64(*seed)
@@ -206,14 +211,33 @@ func generate(ctx context.Context, o *options, stdout io.Writer) error {
 	if o.maxTokens == 0 {
 		return nil
 	}
-	gen := m.Generate(ctx, ids, model.GenerateOptions{MaxTokens: o.maxTokens, Sampling: o.sampling, Guard: guard})
+	opts := model.GenerateOptions{MaxTokens: o.maxTokens, Sampling: o.sampling, Guard: guard}
+	if o.trials > 1 {
+		// A warm-up, as mlx_lm.benchmark runs one, then the timed trials.
+		for _, err := range m.Generate(ctx, ids, opts).Tokens() {
+			if err != nil {
+				return err
+			}
+		}
+	}
+	for range o.trials {
+		if err := generateOnce(ctx, m, ids, opts, tok, o.json, g.Size(), out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// generateOnce runs one generation and prints it and its figures.
+func generateOnce(ctx context.Context, m *model.Model, ids []int, opts model.GenerateOptions, tok text, asJSON bool, ranks int, out io.Writer) error {
+	gen := m.Generate(ctx, ids, opts)
 	var got []int
 	for t, err := range gen.Tokens() {
 		if err != nil {
 			return err
 		}
 		got = append(got, t.ID)
-		if !o.json {
+		if !asJSON {
 			if tok != nil {
 				fmt.Fprint(out, tok.Decode([]int{t.ID}))
 			} else {
@@ -226,12 +250,12 @@ func generate(ctx context.Context, o *options, stdout io.Writer) error {
 	if tok != nil {
 		decoded = tok.Decode(got)
 	}
-	if o.json {
+	if asJSON {
 		b, err := json.Marshal(map[string]any{
 			"prompt_ids": ids, "generated_ids": got, "text": decoded,
 			"prompt_tps": st.PromptTPS, "generation_tps": st.GenerationTPS,
 			"ttft_s":         st.TimeToFirstToken.Seconds(),
-			"peak_memory_gb": float64(st.PeakMemory) / 1e9, "stop_reason": st.StopReason, "ranks": g.Size(),
+			"peak_memory_gb": float64(st.PeakMemory) / 1e9, "stop_reason": st.StopReason, "ranks": ranks,
 		})
 		if err != nil {
 			return err

@@ -31,6 +31,7 @@ func TestBadFlagsGiveOneLineErrors(t *testing.T) {
 		{"both prompts are refused", []string{"--model", "x", "--prompt", "hi", "--prompt-ids", "1"}, "exactly one"},
 		{"malformed ids are refused", []string{"--model", "x", "--prompt-ids", "1,a"}, "--prompt-ids"},
 		{"a negative token budget is refused", []string{"--model", "x", "--prompt-ids", "1", "--max-tokens", "-1"}, "--max-tokens"},
+		{"zero trials are refused", []string{"--model", "x", "--prompt-ids", "1", "--trials", "0"}, "--trials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -86,11 +87,12 @@ func TestOneAndTwoRanksGenerateTheSameTokens(t *testing.T) {
 	logits := filepath.Join(t.TempDir(), "logits.safetensors")
 	args := []string{"--model", dir, "--prompt-ids", "5,300,7,1000,42", "--max-tokens", "12", "--json"}
 
-	one, err := exec.Command(bin, append(args, "--logits", logits)...).CombinedOutput()
+	one, err := exec.Command(bin, append(args, "--logits", logits, "--trials", "2")...).CombinedOutput()
 	require.NoError(t, err, "%s", one)
 	two, err := exec.Command(launch, append([]string{"-n", "2", "--", bin}, args...)...).CombinedOutput()
 	require.NoError(t, err, "%s", two)
 
+	assert.Equal(t, 2, strings.Count(string(one), "{\"generated_ids\""), "one JSON line per trial: %s", one)
 	a, b := parseJSON(t, string(one)), parseJSON(t, string(two))
 	assert.Equal(t, []int{5, 300, 7, 1000, 42}, a.PromptIDs)
 	assert.Len(t, a.GeneratedIDs, 12)
