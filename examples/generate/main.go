@@ -4,6 +4,7 @@
 // and rank 0 prints the tokens as they come, then the prompt and
 // generation speed and the peak memory, as mlx_lm generate does.
 //
+//	launch -n 2 -- generate --model DIR --prompt "What is 2+2?" --max-tokens 32
 //	launch -n 2 -- generate --model DIR --prompt-ids 1,2,3 --max-tokens 32
 //	generate --model DIR --prompt-ids 1,2,3 --temp 0.7 --top-p 0.9 --seed 1
 //	generate --model DIR --prompt-ids 1,2,3 --logits logits.safetensors
@@ -39,6 +40,7 @@ import (
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/model"
 	"github.com/mlxdist/mlxdist/safetensors"
+	"github.com/mlxdist/mlxdist/tokenizer"
 )
 
 const usage = `usage: generate --model DIR (--prompt-ids IDS | --prompt TEXT) [flags]
@@ -85,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.SetOutput(stderr)
 	o := &options{}
 	fs.StringVar(&o.model, "model", "", "model `DIR`: config.json and safetensors files")
-	fs.StringVar(&o.prompt, "prompt", "", "prompt `TEXT` (needs the model's tokenizer)")
+	fs.StringVar(&o.prompt, "prompt", "", "prompt `TEXT`, through the model's tokenizer and, unless --raw, its chat template")
 	ids := fs.String("prompt-ids", "", "prompt as comma-separated token `IDS`")
 	fs.IntVar(&o.maxTokens, "max-tokens", 100, "tokens to generate at most")
 	fs.Float64Var(&o.sampling.Temp, "temp", 0, "sampling temperature (0: greedy)")
@@ -143,28 +145,44 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	return o, -1
 }
 
-// text turns the prompt into ids and generated ids into text. Until the
-// tokenizer package lands, only --prompt-ids works and text is empty.
-type text interface {
-	Encode(prompt string, chat bool) ([]int, error)
-	Decode(ids []int) string
+// text turns the prompt into ids and generated ids into text, with the
+// model's own tokenizer.
+type text struct {
+	tok *tokenizer.Tokenizer
 }
 
-// openText returns the tokenizer of the model in dir, or an error saying
-// that text prompts are not available yet.
-func openText(dir string) (text, error) {
-	return nil, fmt.Errorf("--prompt is not yet supported: this build has no tokenizer; pass token ids with --prompt-ids")
+// openText loads the tokenizer of the model in dir.
+func openText(dir string) (*text, error) {
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--prompt needs the model's tokenizer: %w (or pass token ids with --prompt-ids)", err)
+	}
+	return &text{tok: tok}, nil
+}
+
+// encode is mlx_lm generate's: with the chat template (when the model has
+// one and chat is set) the rendered prompt is encoded as is, else the
+// prompt with the tokenizer's own special tokens added.
+func (t *text) encode(prompt string, chat bool) ([]int, error) {
+	if chat && t.tok.HasChatTemplate() {
+		rendered, err := t.tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: prompt}}, true)
+		if err != nil {
+			return nil, err
+		}
+		return t.tok.EncodePrompt(rendered), nil
+	}
+	return t.tok.Encode(prompt), nil
 }
 
 func generate(ctx context.Context, o *options, stdout io.Writer) error {
-	var tok text
+	var tok *text
 	ids := o.promptIDs
 	if o.prompt != "" {
 		var err error
 		if tok, err = openText(o.model); err != nil {
 			return err
 		}
-		if ids, err = tok.Encode(o.prompt, !o.raw); err != nil {
+		if ids, err = tok.encode(o.prompt, !o.raw); err != nil {
 			return err
 		}
 	}
@@ -212,6 +230,10 @@ func generate(ctx context.Context, o *options, stdout io.Writer) error {
 		return nil
 	}
 	opts := model.GenerateOptions{MaxTokens: o.maxTokens, Sampling: o.sampling, Guard: guard}
+	if tok != nil {
+		// mlx-lm stops at the tokenizer's EOS ids.
+		opts.Stop = tok.tok.EOS()
+	}
 	if o.trials > 1 {
 		// A warm-up, as mlx_lm.benchmark runs one, then the timed trials.
 		for _, err := range m.Generate(ctx, ids, opts).Tokens() {
@@ -229,26 +251,33 @@ func generate(ctx context.Context, o *options, stdout io.Writer) error {
 }
 
 // generateOnce runs one generation and prints it and its figures.
-func generateOnce(ctx context.Context, m *model.Model, ids []int, opts model.GenerateOptions, tok text, asJSON bool, ranks int, out io.Writer) error {
+func generateOnce(ctx context.Context, m *model.Model, ids []int, opts model.GenerateOptions, tok *text, asJSON bool, ranks int, out io.Writer) error {
 	gen := m.Generate(ctx, ids, opts)
 	var got []int
+	var stream *tokenizer.StreamDecoder
+	if tok != nil {
+		stream = tok.tok.NewStreamDecoder()
+	}
 	for t, err := range gen.Tokens() {
 		if err != nil {
 			return err
 		}
 		got = append(got, t.ID)
 		if !asJSON {
-			if tok != nil {
-				fmt.Fprint(out, tok.Decode([]int{t.ID}))
+			if stream != nil {
+				fmt.Fprint(out, stream.Add(t.ID))
 			} else {
 				fmt.Fprintf(out, "%d ", t.ID)
 			}
 		}
 	}
+	if stream != nil && !asJSON {
+		fmt.Fprint(out, stream.Flush())
+	}
 	st := gen.Stats()
 	decoded := ""
 	if tok != nil {
-		decoded = tok.Decode(got)
+		decoded = tok.tok.Decode(got)
 	}
 	if asJSON {
 		b, err := json.Marshal(map[string]any{

@@ -105,6 +105,16 @@ func TestOneAndTwoRanksGenerateTheSameTokens(t *testing.T) {
 		assert.Positive(t, j.PeakMemoryGB)
 	}
 
+	// A text prompt goes through the checkpoint's byte-level tokenizer
+	// (no chat template: encoded as is), and the text is the tokens
+	// decoded.
+	txt, err := exec.Command(bin, "--model", dir, "--prompt", "hello", "--max-tokens", "4", "--json").CombinedOutput()
+	require.NoError(t, err, "%s", txt)
+	j := parseJSON(t, string(txt))
+	assert.Equal(t, []int{'h', 'e', 'l', 'l', 'o'}, j.PromptIDs)
+	assert.Len(t, j.GeneratedIDs, 4)
+	assert.NotEmpty(t, j.Text)
+
 	f, err := safetensors.Open(logits)
 	require.NoError(t, err)
 	defer f.Close()
@@ -114,7 +124,7 @@ func TestOneAndTwoRanksGenerateTheSameTokens(t *testing.T) {
 	assert.Equal(t, []int64{5, 1024}, info.Shape)
 }
 
-func TestTextPromptsSayWhatToDoInstead(t *testing.T) {
+func TestATextPromptWithoutATokenizerSaysWhatToDoInstead(t *testing.T) {
 	var stderr bytes.Buffer
 	code := run([]string{"--model", t.TempDir(), "--prompt", "hello", "--max-tokens", "1"}, &bytes.Buffer{}, &stderr)
 	assert.Equal(t, 1, code)
