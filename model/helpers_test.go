@@ -21,11 +21,12 @@ import (
 	"github.com/mlxdist/mlxdist/internal/ckptgen"
 	"github.com/mlxdist/mlxdist/internal/testenv"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
-// The test binary doubles as the rank program jaccl.Launch starts: with
+// The test binary doubles as the rank program cluster.Launch starts: with
 // MODEL_TEST_HELPER set it runs one rank's job instead of the tests.
 func TestMain(m *testing.M) {
 	if job := os.Getenv("MODEL_TEST_HELPER"); job != "" {
@@ -185,7 +186,7 @@ func launch(t *testing.T, n int, command []string, env []string) string {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	err := jaccl.Launch(ctx, jaccl.LaunchConfig{
+	err := cluster.Launch(ctx, cluster.LaunchConfig{
 		Command: command, N: n, Env: append(env, "PYTHONDONTWRITEBYTECODE=1"),
 		Stdout: &out, Stderr: &out, Grace: 2 * time.Second,
 	})
