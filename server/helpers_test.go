@@ -70,7 +70,7 @@ var (
 // checkpoint writes, once per test binary, a float32 Llama checkpoint small
 // enough to generate fast and wide enough for two ranks, with a chat
 // template.
-func checkpoint(t *testing.T) string {
+func checkpoint(t testing.TB) string {
 	t.Helper()
 	ckptOnce.Do(func() {
 		root, err := os.MkdirTemp("", "server-test-")
@@ -359,7 +359,7 @@ type sse struct {
 	sc   *bufio.Scanner
 }
 
-func openStream(t *testing.T, ctx context.Context, base, path, body string) *sse {
+func openStream(t testing.TB, ctx context.Context, base, path, body string) *sse {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, strings.NewReader(body))
 	require.NoError(t, err)
