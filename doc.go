@@ -14,6 +14,8 @@
 //     MLX's jaccl, ring, mpi and nccl back-ends; hostfiles; a launcher.
 //   - loader: the ShardLoader, which plans a tensor-parallel load from the
 //     headers alone and then yields one layer at a time.
+//   - server: the OpenAI API (chat completions, completions, models) over a
+//     tensor-parallel group, rank 0 serving and every rank generating in step.
 //   - netcfg: a plan → apply → verify → persist cycle for the Thunderbolt RDMA
 //     network the jaccl back-end runs on.
 //   - tokenizer: text to ids and back exactly as the model's own tokenizer
