@@ -42,6 +42,12 @@
 // answering 503 to every waiting request; the group cannot be used again
 // and the process should exit non-zero.
 //
+// A chat is rendered with the model's chat template (tokenizer's
+// ApplyChatTemplate); a model with none gets the turns as "role: content"
+// lines and "assistant: ". Sampling follows OpenAI's defaults
+// (temperature 1, top_p 1); top_k and min_p are taken as mlx-lm's server
+// takes them. A request with no seed gets one drawn by rank 0.
+//
 // Streaming answers are server-sent events in OpenAI's chunk format,
 // ending with "data: [DONE]"; with stream_options.include_usage the last
 // chunk carries the usage. Each request logs one line: its id, tokens in

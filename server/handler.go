@@ -120,7 +120,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, id, e)
 		return
 	}
-	s.run(w, r, id, &req.params, prompt, true)
+	s.run(w, r, id, &req.params, prompt, "messages")
 }
 
 func (s *Server) chatPrompt(req *chatRequest) ([]int, *APIError) {
@@ -169,7 +169,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, r, id, e)
 		return
 	}
-	s.run(w, r, id, &req.params, prompt, false)
+	s.run(w, r, id, &req.params, prompt, "prompt")
 }
 
 // completionPrompt reads "prompt": a string or token ids, or a list of one
@@ -204,14 +204,14 @@ func (s *Server) completionPrompt(raw json.RawMessage) ([]int, *APIError) {
 }
 
 // newJob checks a request's settings against the model and makes its job.
-func (s *Server) newJob(r *http.Request, id string, p *params, prompt []int) (*job, *APIError) {
+func (s *Server) newJob(r *http.Request, id string, p *params, prompt []int, promptParam string) (*job, *APIError) {
 	vocab := s.m.Config.VocabSize
 	if len(prompt) == 0 {
-		return nil, invalid("prompt", "the prompt has no tokens: send some text")
+		return nil, invalid(promptParam, "the prompt has no tokens: send some text")
 	}
 	for _, t := range prompt {
 		if t < 0 || t >= vocab {
-			return nil, invalid("prompt", "token id %d is outside the vocabulary of %d", t, vocab)
+			return nil, invalid(promptParam, "token id %d is outside the vocabulary of %d", t, vocab)
 		}
 	}
 	if p.N != nil && *p.N != 1 {
@@ -222,7 +222,7 @@ func (s *Server) newJob(r *http.Request, id string, p *params, prompt []int) (*j
 		maxTokens, param = p.MaxCompletionTokens, "max_completion_tokens"
 	}
 	if len(prompt) >= s.maxCtx {
-		return nil, &APIError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: "messages", Code: "context_length_exceeded",
+		return nil, &APIError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: promptParam, Code: "context_length_exceeded",
 			Message: fmt.Sprintf("this model's maximum context length is %d tokens, but the prompt has %d: shorten it", s.maxCtx, len(prompt))}
 	}
 	n := min(s.o.DefaultMaxTokens, s.maxCtx-len(prompt))
@@ -276,8 +276,10 @@ func (s *Server) newJob(r *http.Request, id string, p *params, prompt []int) (*j
 }
 
 // run queues a request and writes its answer, whole or streamed.
-func (s *Server) run(w http.ResponseWriter, r *http.Request, id string, p *params, prompt []int, chat bool) {
-	j, e := s.newJob(r, id, p, prompt)
+// promptParam names the field the prompt came from: "messages" for a chat.
+func (s *Server) run(w http.ResponseWriter, r *http.Request, id string, p *params, prompt []int, promptParam string) {
+	chat := promptParam == "messages"
+	j, e := s.newJob(r, id, p, prompt, promptParam)
 	if e != nil {
 		s.reject(w, r, id, e)
 		return

@@ -200,7 +200,7 @@ func TestServerOverTwoRanks(t *testing.T) {
 			{"messages that are not a list", "/v1/chat/completions", `{"messages": "hi"}`, 400, "messages", ""},
 			{"no messages", "/v1/chat/completions", `{"messages": []}`, 400, "messages", ""},
 			{"content of an unknown part type", "/v1/chat/completions", `{"messages": [{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "messages[0].content", ""},
-			{"a prompt longer than the context", "/v1/completions", `{"prompt": ` + long + `}`, 400, "messages", "context_length_exceeded"},
+			{"a prompt longer than the context", "/v1/completions", `{"prompt": ` + long + `}`, 400, "prompt", "context_length_exceeded"},
 			{"a prompt and max_tokens past the context", "/v1/completions", `{"prompt": ` + short + `, "max_tokens": 300}`, 400, "max_tokens", "context_length_exceeded"},
 			{"an unknown model", "/v1/completions", `{"model": "gpt-4", "prompt": "hi"}`, 404, "model", "model_not_found"},
 			{"max_tokens of zero", "/v1/completions", `{"prompt": "hi", "max_tokens": 0}`, 400, "max_tokens", ""},
