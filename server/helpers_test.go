@@ -124,10 +124,13 @@ func rankMain(job string) error {
 	switch job {
 	case "generate":
 		return referenceRank(ctx, g, m)
-	case "serve":
+	case "serve", "bench":
 		tok, err := tokenizer.Load(dir)
 		if err != nil {
 			return err
+		}
+		if job == "bench" {
+			return benchRank(g, m, tok)
 		}
 		return serveRank(g, m, tok)
 	}
@@ -179,8 +182,9 @@ func serveRank(g *jaccl.Group, m *model.Model, tok *tokenizer.Tokenizer) error {
 	if g.Rank() == 0 {
 		log = slog.New(slog.NewTextHandler(os.Stdout, nil))
 	}
+	every, _ := strconv.Atoi(os.Getenv("SERVE_TEST_STOP_EVERY"))
 	s, err := server.New(m, tok, server.Options{ModelName: testModelName, MaxContext: testMaxContext,
-		MaxQueue: testMaxQueue, MaxBodyBytes: testMaxBody, Heartbeat: 100 * time.Millisecond, Logger: log})
+		MaxQueue: testMaxQueue, MaxBodyBytes: testMaxBody, Heartbeat: 100 * time.Millisecond, StopEvery: every, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -225,9 +229,10 @@ var (
 	listenLine = regexp.MustCompile(`^\[0\] listening (\S+)$`)
 )
 
-// startServer launches the server on two ranks and returns once rank 0
+// startServer launches the server on two ranks, exchanging the stop flag
+// every stopEvery tokens (0: the default), and returns once rank 0
 // listens. The job is stopped when the test ends.
-func startServer(t *testing.T) *testJob {
+func startServer(t *testing.T, stopEvery int) *testJob {
 	t.Helper()
 	dir := checkpoint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -236,7 +241,7 @@ func startServer(t *testing.T) *testJob {
 	go func() {
 		err := jaccl.Launch(ctx, jaccl.LaunchConfig{
 			Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: pw, Stderr: pw,
-			Env: []string{"SERVE_TEST_HELPER=serve", "SERVE_TEST_DIR=" + dir},
+			Env: []string{"SERVE_TEST_HELPER=serve", "SERVE_TEST_DIR=" + dir, fmt.Sprintf("SERVE_TEST_STOP_EVERY=%d", stopEvery)},
 		})
 		pw.CloseWithError(io.EOF)
 		j.done <- err

@@ -20,9 +20,10 @@ const (
 // headerLen is the length of the int32 header rank 0 hands every rank
 // before each exchange: op, prompt length, max tokens, top-k, request
 // number, then the seed and three float64 settings, each as two halves of
-// its bits. An all-sum in which only rank 0 contributes is a broadcast, and
-// integers add up exactly, so the floats arrive bit for bit.
-const headerLen = 13
+// its bits, and the stop-flag interval. An all-sum in which only rank 0
+// contributes is a broadcast, and integers add up exactly, so the floats
+// arrive bit for bit.
+const headerLen = 14
 
 // order is one request as every rank needs it: what to generate and how.
 type order struct {
@@ -31,6 +32,8 @@ type order struct {
 	prompt    []int
 	maxTokens int
 	sampling  model.Sampling
+	// stopEvery is how many tokens pass between stop-flag exchanges.
+	stopEvery int
 }
 
 func (o *order) header() []int32 {
@@ -45,6 +48,7 @@ func (o *order) header() []int32 {
 	put64(7, math.Float64bits(o.sampling.Temp))
 	put64(9, math.Float64bits(o.sampling.TopP))
 	put64(11, math.Float64bits(o.sampling.MinP))
+	h[13] = int32(o.stopEvery)
 	return h
 }
 
@@ -54,7 +58,7 @@ func parseHeader(h []int32) (*order, error) {
 	}
 	get64 := func(i int) uint64 { return uint64(uint32(h[i])) | uint64(uint32(h[i+1]))<<32 }
 	seed := get64(5)
-	o := &order{op: h[0], seq: h[4], prompt: make([]int, h[1]), maxTokens: int(h[2])}
+	o := &order{op: h[0], seq: h[4], prompt: make([]int, h[1]), maxTokens: int(h[2]), stopEvery: int(h[13])}
 	o.sampling = model.Sampling{
 		TopK: int(h[3]),
 		Seed: &seed,
@@ -62,7 +66,7 @@ func parseHeader(h []int32) (*order, error) {
 		TopP: math.Float64frombits(get64(9)),
 		MinP: math.Float64frombits(get64(11)),
 	}
-	if o.op < opHeartbeat || o.op > opShutdown || h[1] < 0 || h[2] < 0 {
+	if o.op < opHeartbeat || o.op > opShutdown || h[1] < 0 || h[2] < 0 || h[13] < 0 {
 		return nil, fmt.Errorf("server: header %v from rank 0 is not one this version sends: are all ranks the same build?", h)
 	}
 	return o, nil
@@ -131,15 +135,18 @@ func (l *lockstep) recvOrder(ctx context.Context) (*order, error) {
 	return o, nil
 }
 
-// step exchanges the stop flag once per generated token. Rank 0 passes
+// step exchanges the stop flag (once per token, or per order.stopEvery
+// tokens). Rank 0 passes
 // whether it wants the generation to end; every rank gets back rank 0's
 // flag of the previous token, so that all of them stop after the same
 // token. Reading the previous token's sum rather than this one's keeps the
 // exchange off the critical path: this token's sum is queued behind the
 // step already in flight and read one token later, when it is done, so
 // the pipeline of generation is never drained to read a flag. A stop thus
-// reaches every rank one token after rank 0 decides it. On a group of one
-// the flag comes straight back.
+// reaches every rank one exchange after rank 0 decides it. The sum still
+// sits in the stream between two steps, so each exchange adds one
+// collective's latency to a token. On a group of one the flag comes
+// straight back.
 func (l *lockstep) step(ctx context.Context, stop bool) (bool, error) {
 	if l.alone() {
 		return stop, nil

@@ -44,6 +44,13 @@ type Options struct {
 	// DefaultMaxTokens is the completion length when a request names
 	// none (clipped to what the context leaves).
 	DefaultMaxTokens int
+	// StopEvery is how many tokens pass between exchanges of rank 0's stop
+	// flag; 0 means 1, so that a stop reaches every rank one token after
+	// rank 0 decides it. Each exchange adds one collective's latency to a
+	// token: where that is a noticeable part of a token (a small model, a
+	// slow link), a larger value trades stop latency, in tokens, for speed.
+	// Rank 0's value is the one every rank uses.
+	StopEvery int
 	// Heartbeat is how often an idle rank 0 tells the other ranks it is
 	// alive; it must be shorter than the group's collective timeout.
 	Heartbeat time.Duration
@@ -101,6 +108,9 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = DefaultHeartbeat
 	}
+	if o.StopEvery == 0 {
+		o.StopEvery = 1
+	}
 	switch {
 	case o.MaxQueue < 0:
 		return nil, fmt.Errorf("server: max queue %d is negative", o.MaxQueue)
@@ -108,6 +118,8 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: max body bytes %d is negative", o.MaxBodyBytes)
 	case o.DefaultMaxTokens < 0:
 		return nil, fmt.Errorf("server: default max tokens %d is negative", o.DefaultMaxTokens)
+	case o.StopEvery < 0:
+		return nil, fmt.Errorf("server: stop-flag interval %d is negative", o.StopEvery)
 	case o.Heartbeat < 0:
 		return nil, fmt.Errorf("server: heartbeat %v is negative", o.Heartbeat)
 	case o.MaxContext < 0:
@@ -286,7 +298,8 @@ func (s *Server) serve(ctx context.Context, j *job) error {
 		return nil
 	}
 	j.started = time.Now()
-	o := &order{op: opGenerate, seq: int32(s.seq.Add(1)), prompt: j.prompt, maxTokens: j.maxTokens, sampling: j.sampling}
+	o := &order{op: opGenerate, seq: int32(s.seq.Add(1)), prompt: j.prompt, maxTokens: j.maxTokens, sampling: j.sampling,
+		stopEvery: s.o.StopEvery}
 	if err := s.ls.sendOrder(context.Background(), o); err != nil {
 		j.send(event{err: s.unavailableError(err)})
 		return err
@@ -321,6 +334,7 @@ func (s *Server) generate(o *order, r *request) error {
 		dec = s.tok.NewStreamDecoder()
 		st = &stopText{stops: r.stops}
 	}
+	every, count := max(o.stopEvery, 1), 0
 	for tok, err := range gen.Tokens() {
 		if err != nil {
 			genErr = err
@@ -350,6 +364,10 @@ func (s *Server) generate(o *order, r *request) error {
 				// Shutting down: the client gets what there is.
 				finish, stopping = "stop", true
 			}
+		}
+		// Every rank counts the same tokens, so all exchange at the same ones.
+		if count++; count%every != 0 && !s.ls.alone() {
+			continue
 		}
 		halt, err := s.ls.step(context.Background(), stopping)
 		if err != nil {

@@ -53,7 +53,7 @@ func TestServerOverTwoRanks(t *testing.T) {
 	for i, ids := range ref {
 		want[i] = expect(tok, stop, ids)
 	}
-	j := startServer(t)
+	j := startServer(t, 0)
 
 	check := func(t *testing.T, w expected, promptTokens int, got map[string]any) {
 		t.Helper()
@@ -293,7 +293,7 @@ func withUsage(args map[string]any) map[string]any {
 // job exits non-zero instead of hanging.
 func TestRankDeathAnswers503(t *testing.T) {
 	requireRing(t)
-	j := startServer(t)
+	j := startServer(t, 0)
 	s := openStream(t, context.Background(), j.base, "/v1/completions",
 		`{"prompt": [1, 2, 3], "max_tokens": 200, "temperature": 0, "stream": true}`)
 	defer s.close()
@@ -324,4 +324,46 @@ func TestRankDeathAnswers503(t *testing.T) {
 	err = <-j.done
 	require.Error(t, err, "the job must fail when a rank dies")
 	j.done <- err
+}
+
+// TestStopEveryFewTokens runs the server with the stop flag exchanged every
+// third token: a stop sequence, a client gone mid-stream and max tokens
+// that are no multiple of three all leave the ranks in step, so the next
+// answer is still model.Generate's.
+func TestStopEveryFewTokens(t *testing.T) {
+	requireRing(t)
+	dir := checkpoint(t)
+	tok, err := tokenizer.Load(dir)
+	require.NoError(t, err)
+	prompt := randomIDs(rand.New(rand.NewPCG(8, 9)), 5, 1024)
+	ref := reference(t, []order{{Prompt: prompt, MaxTokens: 20}})
+	want := expect(tok, stopIDs(t, dir, tok), ref[0])
+	j := startServer(t, 3)
+	body := func(extra string) string {
+		return fmt.Sprintf(`{"prompt": %s, "max_tokens": 20, "temperature": 0%s}`, idsJSON(prompt), extra)
+	}
+	answer := func(t *testing.T, extra string) map[string]any {
+		t.Helper()
+		status, got := post(t, j.base, "/v1/completions", body(extra))
+		require.Equal(t, http.StatusOK, status, "%v", got)
+		return got["choices"].([]any)[0].(map[string]any)
+	}
+
+	assert.Equal(t, want.Text, answer(t, "")["text"], "max tokens 20, exchanged every 3")
+	stopText := tok.Decode(ref[0][7:8])
+	cut := strings.Index(want.Text, stopText)
+	require.GreaterOrEqual(t, cut, 0)
+	got := answer(t, fmt.Sprintf(`, "stop": %q`, stopText))
+	assert.Equal(t, want.Text[:cut], got["text"])
+	assert.Equal(t, "stop", got["finish_reason"])
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s := openStream(t, ctx, j.base, "/v1/completions", body(`, "stream": true`))
+	_, ok := s.next()
+	require.True(t, ok)
+	cancel()
+	s.close()
+	got = answer(t, "")
+	assert.Equal(t, want.Text, got["text"], "after a client left")
+	assert.Equal(t, want.FinishReason, got["finish_reason"])
 }
