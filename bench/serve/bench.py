@@ -34,7 +34,8 @@ def free_port():
 def start(impl, ranks, args):
     port = free_port()
     if impl == "mlxdist":
-        cmd = [args.serve, "--model", args.model, "--listen", f"127.0.0.1:{port}", "--name", "bench"]
+        cmd = [args.serve, "--model", args.model, "--listen", f"127.0.0.1:{port}", "--name", "bench",
+               "--stop-every", str(args.stop_every)]
     else:
         cmd = [args.python, "-m", "mlx_lm", "server", "--model", args.model, "--host", "127.0.0.1",
                "--port", str(port), "--log-level", "WARNING"]
@@ -133,6 +134,7 @@ def main():
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--words", type=int, default=40, help="words per prompt")
     p.add_argument("--impls", default="mlxdist,mlx-lm")
+    p.add_argument("--stop-every", type=int, default=1, help="serve's --stop-every")
     p.add_argument("--logdir", default=".")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
