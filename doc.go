@@ -14,12 +14,12 @@
 //     MLX's jaccl, ring, mpi and nccl back-ends; hostfiles; a launcher.
 //   - loader: the ShardLoader, which plans a tensor-parallel load from the
 //     headers alone and then yields one layer at a time.
-//   - server: the OpenAI API (chat completions, completions, models) over a
-//     tensor-parallel group, rank 0 serving and every rank generating in step.
 //   - netcfg: a plan → apply → verify → persist cycle for the Thunderbolt RDMA
 //     network the jaccl back-end runs on.
 //   - tokenizer: text to ids and back exactly as the model's own tokenizer
 //     (Kimi's tiktoken, Hugging Face BPE) and chat templates, in pure Go.
+//   - server: the OpenAI API (chat completions, completions, models) over a
+//     tensor-parallel group, rank 0 serving and every rank generating in step.
 //
 // A program that imports the module gets MLX with one command, run once:
 // `go run github.com/mlxdist/mlxdist/mlx/setup` installs the pinned pip MLX
@@ -28,7 +28,8 @@
 //
 // The examples directory holds thin programs built on them: the seed's
 // connectivity test, the Kimi K2.5 loading test, a checkpoint inspector and
-// generator, a launcher, the Thunderbolt network tool, and a tokenizer.
+// generator, a launcher, the Thunderbolt network tool, a tokenizer, and an
+// OpenAI-compatible server.
 //
 // A tour: every rank of a tensor-parallel job, started by the launcher
 // (examples/launch or mlx.launch), joins the group, plans its shard from the
