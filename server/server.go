@@ -294,6 +294,8 @@ func (j *job) send(e event) { j.events <- e }
 func (s *Server) serve(ctx context.Context, j *job) error {
 	if j.ctx.Err() != nil {
 		// The client left while queued: the other ranks need not know.
+		s.log.Info("request", "id", j.id, "prompt_tokens", len(j.prompt), "completion_tokens", 0,
+			"finish_reason", "cancelled", "queued_ms", time.Since(j.enqueued).Milliseconds())
 		j.send(event{finish: "cancelled"})
 		return nil
 	}
