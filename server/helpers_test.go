@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxdist/mlxdist/internal/ckptgen"
@@ -178,10 +179,9 @@ func referenceRank(ctx context.Context, g *jaccl.Group, m *model.Model) error {
 // serveRank serves until SIGTERM reaches rank 0 (the other ranks ignore
 // it and follow rank 0) or the group fails.
 func serveRank(g *jaccl.Group, m *model.Model, tok *tokenizer.Tokenizer) error {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if g.Rank() == 0 {
-		log = slog.New(slog.NewTextHandler(os.Stdout, nil))
-	}
+	// Rank 0 logs its request lines, the others their Debug lines of the
+	// tokens they followed.
+	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	every, _ := strconv.Atoi(os.Getenv("SERVE_TEST_STOP_EVERY"))
 	s, err := server.New(m, tok, server.Options{ModelName: testModelName, MaxContext: testMaxContext,
 		MaxQueue: testMaxQueue, MaxBodyBytes: testMaxBody, Heartbeat: 100 * time.Millisecond, StopEvery: every, Logger: log})
@@ -216,6 +216,32 @@ type testJob struct {
 	done chan error  // Launch's result
 	mu   sync.Mutex
 	out  strings.Builder
+	// more is closed, and replaced, whenever a line arrives.
+	more chan struct{}
+}
+
+// waitLine returns the submatches of the first line of output matching re,
+// waiting for it to arrive (the ranks' output comes through the launcher,
+// after the answers it concerns).
+func (j *testJob) waitLine(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		j.mu.Lock()
+		for _, line := range strings.Split(j.out.String(), "\n") {
+			if m := re.FindStringSubmatch(line); m != nil {
+				j.mu.Unlock()
+				return m
+			}
+		}
+		more := j.more
+		j.mu.Unlock()
+		select {
+		case <-more:
+		case <-deadline:
+			t.Fatalf("no line matching %s within a minute:\n%s", re, j.output())
+		}
+	}
 }
 
 func (j *testJob) output() string {
@@ -237,7 +263,7 @@ func startServer(t *testing.T, stopEvery int) *testJob {
 	dir := checkpoint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	pr, pw := io.Pipe()
-	j := &testJob{pids: map[int]int{}, done: make(chan error, 1)}
+	j := &testJob{pids: map[int]int{}, done: make(chan error, 1), more: make(chan struct{})}
 	go func() {
 		err := jaccl.Launch(ctx, jaccl.LaunchConfig{
 			Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: pw, Stderr: pw,
@@ -253,6 +279,8 @@ func startServer(t *testing.T, stopEvery int) *testJob {
 			line := sc.Text()
 			j.mu.Lock()
 			j.out.WriteString(line + "\n")
+			close(j.more)
+			j.more = make(chan struct{})
 			if m := pidLine.FindStringSubmatch(line); m != nil {
 				r, _ := strconv.Atoi(m[1])
 				p, _ := strconv.Atoi(m[2])
@@ -386,6 +414,23 @@ func (s *sse) next() (string, bool) {
 }
 
 func (s *sse) close() { s.resp.Body.Close() }
+
+// checkInStep finds rank 0's line of the request that ended cancelled and
+// the other rank's line of the same request: both ranks generated the same
+// tokens, and at most 2×stopEvery−1 past the last one rank 0 sent (one
+// when the flag goes every token).
+func checkInStep(t *testing.T, j *testJob, stopEvery int) {
+	t.Helper()
+	m := j.waitLine(t, regexp.MustCompile(`^\[0\] .*msg=request .* seq=(\d+) .*completion_tokens=(\d+) generated=(\d+) finish_reason=cancelled`))
+	sent, _ := strconv.Atoi(m[2])
+	generated, _ := strconv.Atoi(m[3])
+	f := j.waitLine(t, regexp.MustCompile(`^\[1\] .*msg=followed seq=`+m[1]+` generated=(\d+)`))
+	followed, _ := strconv.Atoi(f[1])
+	assert.Equal(t, generated, followed, "rank 1 generated what rank 0 did")
+	assert.Positive(t, sent)
+	assert.LessOrEqual(t, generated-sent, 2*stopEvery-1, "tokens generated after rank 0 decided to stop")
+	assert.GreaterOrEqual(t, generated-sent, 1, "the stop travels one exchange")
+}
 
 func idsJSON(ids []int) string {
 	b, _ := json.Marshal(ids)

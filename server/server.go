@@ -390,6 +390,9 @@ func (s *Server) generate(o *order, r *request) error {
 		return fmt.Errorf("server: request %d: %w", o.seq, genErr)
 	}
 	if r == nil {
+		// Every rank generates the same tokens: a count that differs from
+		// rank 0's shows ranks out of step.
+		s.log.Debug("followed", "seq", o.seq, "generated", count)
 		return nil
 	}
 	stats := gen.Stats()
@@ -421,7 +424,7 @@ func (s *Server) generate(o *order, r *request) error {
 		ttft = first.Sub(r.enqueued)
 	}
 	s.log.Info("request", "id", r.id, "seq", o.seq, "prompt_tokens", len(o.prompt), "completion_tokens", n,
-		"finish_reason", finish, "ttft_ms", ttft.Milliseconds(), "tok_per_s", tps,
+		"generated", count, "finish_reason", finish, "ttft_ms", ttft.Milliseconds(), "tok_per_s", tps,
 		"prompt_tok_per_s", stats.PromptTPS, "queued_ms", r.started.Sub(r.enqueued).Milliseconds(), "duration_ms", time.Since(r.enqueued).Milliseconds())
 	return nil
 }

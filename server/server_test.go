@@ -151,6 +151,7 @@ func TestServerOverTwoRanks(t *testing.T) {
 		choice := got["choices"].([]any)[0].(map[string]any)
 		assert.Equal(t, want[0].Text, choice["text"])
 		assert.Equal(t, want[0].FinishReason, choice["finish_reason"])
+		checkInStep(t, j, 1)
 	})
 
 	t.Run("a full queue answers 429 and the queued requests still complete", func(t *testing.T) {
@@ -358,7 +359,7 @@ func TestStopEveryFewTokens(t *testing.T) {
 	assert.Equal(t, "stop", got["finish_reason"])
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := openStream(t, ctx, j.base, "/v1/completions", body(`, "stream": true`))
+	s := openStream(t, ctx, j.base, "/v1/completions", fmt.Sprintf(`{"prompt": %s, "max_tokens": 200, "temperature": 0, "stream": true}`, idsJSON(prompt)))
 	_, ok := s.next()
 	require.True(t, ok)
 	cancel()
@@ -366,4 +367,5 @@ func TestStopEveryFewTokens(t *testing.T) {
 	got = answer(t, "")
 	assert.Equal(t, want.Text, got["text"], "after a client left")
 	assert.Equal(t, want.FinishReason, got["finish_reason"])
+	checkInStep(t, j, 3)
 }
