@@ -22,10 +22,14 @@
 // flag (rank 0's, the others add zero) and reads the previous token's
 // sum, which by then is done: the exchange never drains the generation's
 // pipeline, and a stop reaches every rank one token later, at the same
-// token on all of them. Stop tokens and max tokens need no exchange: every
-// rank sees the same ids. Generate's own context is never cancelled, since
-// one rank leaving a generation alone would leave the others inside a
-// collective.
+// token on all of them. The sum still sits in the stream between two
+// steps, so each exchange costs one collective's latency: next to a real
+// model's dozens of all-sums per token that is little, next to a toy's four
+// it is not, and Options.StopEvery spaces the exchanges out (a stop then
+// takes up to 2×StopEvery−1 tokens). Stop tokens and max tokens need no
+// exchange: every rank sees the same ids. Generate's own context is never
+// cancelled, since one rank leaving a generation alone would leave the
+// others inside a collective.
 //
 // # Requests
 //
