@@ -82,12 +82,10 @@ type Server struct {
 	log      *slog.Logger
 }
 
-// ErrContextTooLong is matched when MaxContext would not fit in memory.
-var ErrContextTooLong = model.ErrContextTooLong
-
 // New prepares a server for m (loaded over its group, or alone) and its
 // tokenizer. Every rank calls it with the same model directory and
-// options.
+// options. A MaxContext that would not fit under Options.Guard is refused
+// with the guard's error (errors.Is memguard.ErrExceeded).
 func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 	if m == nil || tok == nil {
 		return nil, errors.New("server: a model and its tokenizer are both needed")
