@@ -44,6 +44,9 @@ const usage = `usage: kimiload --model DIR [flags]
 Loads this rank's tensor-parallel shard of a checkpoint, section by section,
 under the memory guard (MLX_MEMORY_GUARD_GB sets its headroom), and prints
 the load table for every rank on rank 0. Run it as every rank of a job.
+With --prompt every rank then builds the model from what it loaded and
+answers the prompt in lockstep (greedy, with the model's chat template, as
+mlx_lm generate does); rank 0 prints the answer and the inference table.
 
 --plan-only reads no weight: it prints what each node would read, keep and
 peak at for TP=2 and TP=4 (see --tp), with the direct and eval-shard-eval
@@ -54,6 +57,7 @@ set beside the seed's measured figures.
 examples:
   bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --verify
   bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --strategy eval-shard-eval --verbose
+  bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --prompt "What is 2+2? Answer in one sentence."
   bin/launch --hostfile hosts.json -- bin/kimiload --model ~/models/Kimi-K2.5
   kimiload --model /tmp/kimi-tiny                  # one rank, no launcher
   kimiload --plan-only --describe kimi-k2.5
@@ -77,6 +81,9 @@ type options struct {
 	backend    jaccl.Backend
 	timeout    time.Duration
 	ignorePlan bool
+	prompt     string
+	raw        bool
+	maxTokens  int
 }
 
 func main() {
@@ -126,6 +133,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.BoolVar(&o.verbose, "verbose", false, "every rank logs its layers (not only rank 0); print the plan's section table")
 	backend := fs.String("backend", "", "back-end when no launcher set one up: jaccl, jaccl-ring, ring, nccl or any (default: the launcher's, else a group of one)")
 	fs.DurationVar(&o.timeout, "timeout", jaccl.DefaultTimeout, "give up when a collective takes longer than this (a peer is hung)")
+	fs.StringVar(&o.prompt, "prompt", "", "after the load, answer this prompt on every rank in lockstep and print the inference table")
+	fs.BoolVar(&o.raw, "raw", false, "with --prompt: encode the prompt as is, without the model's chat template")
+	fs.IntVar(&o.maxTokens, "max-tokens", 100, "with --prompt: the most tokens to generate")
 	fs.BoolVar(&o.ignorePlan, "ignore-plan", false, "load even when the plan says the peak would not fit (the guard still checks every layer)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -192,6 +202,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--model DIR is required")
 	case o.planOnly && o.verify:
 		return bad("--verify needs a load, not --plan-only")
+	case o.planOnly && o.prompt != "":
+		return bad("--prompt needs a load, not --plan-only")
+	case o.maxTokens < 1:
+		return bad("--max-tokens %d: want 1 or more", o.maxTokens)
 	}
 	if o.describe != "" && !isKimi(o.describe) {
 		return bad("--describe %q: the model described without files is kimi-k2.5", o.describe)

@@ -326,3 +326,57 @@ func TestPartCutsEachFusedSegment(t *testing.T) {
 	got = part(full, info, loader.Split{Axis: 0, Bounds: []int64{0, 2}}, 2, 0)
 	assert.Equal(t, []byte{0, 1, 2, 3, 4, 5}, got)
 }
+
+// TestAnswerAPromptOverTwoRanksAsGenerateDoes is the seed's model-loading
+// test end to end: load over 2 ranks, then answer — with both tables, and
+// the same greedy ids as examples/generate gives with the same settings.
+func TestAnswerAPromptOverTwoRanksAsGenerateDoes(t *testing.T) {
+	setup(t)
+	s := ckptgen.KimiK25().Scale(1.0 / 32)
+	s.Layers, s.FirstDense = 2, 1
+	s.Experts, s.ActiveExperts = 8, 4
+	s.Files = 2
+	s.DType, s.Quant = "F32", nil // generation in float32 on the CPU
+	dir := filepath.Join(workDir, "kimi-f32")
+	_, err := ckptgen.Write(context.Background(), dir, s, nil)
+	require.NoError(t, err)
+	genBin := filepath.Join(workDir, "generate")
+	if out, err := exec.Command("go", "build", "-o", genBin, "../generate").CombinedOutput(); err != nil {
+		t.Fatalf("go build ../generate: %v\n%s", err, out)
+	}
+	const prompt = "What is 2+2? Answer in one sentence."
+
+	r := runCmd(t, nil, launchBin, "-n", "2", "--", kimiBin, "--model", dir, "--prompt", prompt, "--max-tokens", "12", "--json")
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "Load results")
+	assert.Contains(t, r.stdout, "Inference results")
+	for _, row := range []string{"prompt TPS", "generation TPS", "tokens generated", "total inference time", "response"} {
+		assert.Contains(t, r.stdout, row)
+	}
+	var ours inference
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if i := strings.Index(line, inferenceMarker); i >= 0 {
+			require.NoError(t, json.Unmarshal([]byte(line[i+len(inferenceMarker):]), &ours))
+		}
+	}
+	require.NotEmpty(t, ours.GeneratedIDs, "no inference JSON in:\n%s", r.stdout)
+	assert.Equal(t, 12, ours.Generated)
+
+	g := runCmd(t, nil, launchBin, "-n", "2", "--", genBin, "--model", dir, "--prompt", prompt, "--max-tokens", "12", "--json")
+	require.Equal(t, 0, g.code, "stdout:\n%s\nstderr:\n%s", g.stdout, g.stderr)
+	var theirs struct {
+		PromptIDs    []int `json:"prompt_ids"`
+		GeneratedIDs []int `json:"generated_ids"`
+	}
+	for _, line := range strings.Split(g.stdout, "\n") {
+		if i := strings.Index(line, "{"); i >= 0 && strings.Contains(line, "generated_ids") {
+			require.NoError(t, json.Unmarshal([]byte(line[i:]), &theirs))
+		}
+	}
+	assert.Equal(t, theirs.PromptIDs, ours.PromptIDs, "the same prompt encoding")
+	assert.Equal(t, theirs.GeneratedIDs, ours.GeneratedIDs, "the same greedy tokens as examples/generate")
+
+	bad := runCmd(t, nil, kimiBin, "--plan-only", "--describe", "kimi-k2.5", "--prompt", "hi")
+	assert.Equal(t, 2, bad.code)
+	assert.Contains(t, bad.stderr, "--prompt needs a load")
+}

@@ -29,9 +29,7 @@ import (
 	"time"
 
 	"github.com/mlxdist/mlxdist/jaccl"
-	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/loader"
-	"github.com/mlxdist/mlxdist/memguard"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/model"
 	"github.com/mlxdist/mlxdist/server"
@@ -153,7 +151,7 @@ func run(o *options, stdout io.Writer) error {
 	if o.verbose {
 		loadLog = log
 	}
-	guard, err := newGuard()
+	guard, err := loader.DefaultGuard()
 	if err != nil {
 		return err
 	}
@@ -226,18 +224,4 @@ func shutdown(hs *http.Server, grace time.Duration) {
 	if hs.Shutdown(ctx) != nil {
 		hs.Close()
 	}
-}
-
-// newGuard is the loader's default guard, sharing a machine's memory among
-// the ranks it runs.
-func newGuard() (*memguard.Guard, error) {
-	opts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
-	if local := cluster.LocalRanks(); local > 1 {
-		phys, err := memguard.PhysicalMemory()
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, memguard.WithPhysical(phys/uint64(local)))
-	}
-	return memguard.FromEnv(opts...)
 }
