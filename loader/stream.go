@@ -927,7 +927,6 @@ func syncDir(dir string) error {
 	return f.Sync()
 }
 
-
 // streamSection loads section i of a streamed load: a source first sends
 // its receivers' parts of it, then loads its own; a receiver receives its
 // own. After the last section the stream is finished before the section is
