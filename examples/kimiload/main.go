@@ -58,6 +58,8 @@ examples:
   kimiload --model /tmp/kimi-tiny                  # one rank, no launcher
   kimiload --plan-only --describe kimi-k2.5
   kimiload --plan-only --model /tmp/kimi-tiny --tp 2,4,8
+  launch -n 2 -- kimiload --model '/tmp/ckpt{rank}' --stream --verify   # only /tmp/ckpt0 exists
+  kimiload --plan-only --describe kimi-k2.5 --stream --link-gbps 5
 
 flags:
 `
@@ -77,6 +79,14 @@ type options struct {
 	backend    jaccl.Backend
 	timeout    time.Duration
 	ignorePlan bool
+	// stream lets a rank without the checkpoint receive its shard from the
+	// ranks that have it; cache, with {rank} expanded, keeps what it
+	// received as its own shard checkpoint.
+	stream   bool
+	cache    string
+	windowMB int64
+	diskGBps float64
+	linkGBps float64
 }
 
 func main() {
@@ -126,6 +136,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.BoolVar(&o.verbose, "verbose", false, "every rank logs its layers (not only rank 0); print the plan's section table")
 	backend := fs.String("backend", "", "back-end when no launcher set one up: jaccl, jaccl-ring, ring, nccl or any (default: the launcher's, else a group of one)")
 	fs.DurationVar(&o.timeout, "timeout", jaccl.DefaultTimeout, "give up when a collective takes longer than this (a peer is hung)")
+	fs.BoolVar(&o.stream, "stream", false, "a rank whose --model does not exist receives its shard over the group from the ranks that have it (with --plan-only: print the streaming plan, rank 0 the only source)")
+	fs.StringVar(&o.cache, "cache", "", "with --stream: a receiving rank also writes what it got to `DIR` ({rank} expanded) as its own shard checkpoint, for the next load")
+	fs.Int64Var(&o.windowMB, "stream-window-mb", loader.DefaultStreamWindow>>20, "with --stream: MB of parts a source keeps in flight")
+	fs.Float64Var(&o.diskGBps, "disk-gbps", 6.4, "with --plan-only --stream: a source's disk read bandwidth, GB/s")
+	fs.Float64Var(&o.linkGBps, "link-gbps", 5, "with --plan-only --stream: the bandwidth of one link between nodes, GB/s")
 	fs.BoolVar(&o.ignorePlan, "ignore-plan", false, "load even when the plan says the peak would not fit (the guard still checks every layer)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -192,6 +207,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--model DIR is required")
 	case o.planOnly && o.verify:
 		return bad("--verify needs a load, not --plan-only")
+	case o.cache != "" && !o.stream:
+		return bad("--cache keeps what a rank receives and needs --stream")
+	case o.stream && o.strategy != loader.Direct:
+		return bad("--stream needs --strategy direct")
+	case o.windowMB < 1:
+		return bad("--stream-window-mb %d: want at least 1", o.windowMB)
+	case o.diskGBps <= 0 || o.linkGBps <= 0:
+		return bad("--disk-gbps and --link-gbps want positive GB/s")
 	}
 	if o.describe != "" && !isKimi(o.describe) {
 		return bad("--describe %q: the model described without files is kimi-k2.5", o.describe)
