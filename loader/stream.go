@@ -19,6 +19,7 @@ import (
 
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
@@ -90,8 +91,8 @@ type StreamPlan struct {
 	Sources   []int `json:"sources"`
 	Receivers []int `json:"receivers"`
 	// Window is the bytes a source may hold in flight; SourceExtra what
-	// that costs a source at most (the window, or its largest part when
-	// that is larger).
+	// that costs a source at most: the window (or the most a source sends,
+	// when that is less), or the largest part when that is larger.
 	Window      int64        `json:"window"`
 	SourceExtra int64        `json:"source_extra"`
 	Links       []StreamLink `json:"links"`
@@ -189,7 +190,12 @@ func NewStreamPlan(p *Plan, sources []int, neighboursOnly bool, window int64) (*
 		return a.Receiver - b.Receiver
 	})
 	if len(sp.Receivers) > 0 {
-		sp.SourceExtra = max(window, largest)
+		// A window larger than what any source sends is never filled.
+		var most int64
+		for _, b := range sp.read {
+			most = max(most, b)
+		}
+		sp.SourceExtra = max(min(window, most), largest)
 	}
 	return sp, nil
 }
@@ -474,6 +480,13 @@ func OpenStream(ctx context.Context, g *jaccl.Group, path string, o StreamOption
 		return nil, err
 	}
 	st := &streamer{g: g, plan: sp, rank: me, window: sp.Window}
+	if d != nil && sp.read[me] > 0 && g.Stream() != nil {
+		if dev, err := g.Stream().Device(); err == nil && dev == mlx.CPU {
+			// Best effort: without a stream of their own the sends share
+			// the default CPU stream and overlap less with the reads.
+			st.sendStream, _ = mlx.NewStream(mlx.CPU)
+		}
+	}
 	if d != nil && sp.read[me] > 0 {
 		for i := range plan.Sections {
 			plan.Sections[i].Peak += sp.SourceExtra
@@ -556,6 +569,10 @@ type streamer struct {
 	flight   []inFlight
 	inFlight int64
 	pending  *mlx.Array
+	// sendStream, when set, is a CPU stream of the sends' own: on the
+	// default one, every allocation of the next part (and of the source's
+	// own arrays) would wait behind the sends queued before it.
+	sendStream *mlx.Stream
 
 	sent, received, flightPeak atomic.Int64
 }
@@ -655,7 +672,15 @@ func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionP
 // queue makes the send of part to peer; it starts with the next part's
 // allocation (or startPending). queue owns part from now on.
 func (s *streamer) queue(part *mlx.Array, bytes int64, section string, peer int) error {
-	out, err := s.g.Send(part, peer)
+	var out *mlx.Array
+	var err error
+	if s.sendStream != nil {
+		if out, err = mlx.Send(part, peer, s.g.MLX(), s.sendStream); err != nil {
+			err = cluster.Explain(err)
+		}
+	} else {
+		out, err = s.g.Send(part, peer)
+	}
 	if err != nil {
 		part.Free()
 		return err
@@ -725,6 +750,8 @@ func (s *streamer) abandon() {
 		f.send.Free()
 	}
 	s.flight, s.inFlight, s.pending = nil, 0, nil
+	s.sendStream.Free()
+	s.sendStream = nil
 	if s.cache != nil {
 		s.cache.abort()
 		s.cache = nil
