@@ -69,6 +69,10 @@ func (e *StreamError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrStream) true.
 func (e *StreamError) Is(target error) bool { return target == ErrStream }
 
+// ErrStalled is matched by the error of a transfer that made no progress
+// within (slightly less than) the group's timeout.
+var ErrStalled = errors.New("loader: a streamed transfer stalled")
+
 // ErrChecksum is matched by the error of a part whose bytes do not hash to
 // the checksum its source sent.
 var ErrChecksum = errors.New("loader: a streamed part does not match its source's checksum")
@@ -524,6 +528,8 @@ func sendBytes(ctx context.Context, g *jaccl.Group, b []byte, dst int) error {
 			return err
 		}
 		defer s.Free()
+		ctx, cancel := transferCtx(ctx, g, "index", dst, "sending to")
+		defer cancel()
 		return g.Eval(ctx, s)
 	})
 }
@@ -536,6 +542,8 @@ func recvBytes(ctx context.Context, g *jaccl.Group, size, src int) ([]byte, erro
 			return err
 		}
 		defer a.Free()
+		ctx, cancel := transferCtx(ctx, g, "index", src, "receiving from")
+		defer cancel()
 		if err := g.Eval(ctx, a); err != nil {
 			return err
 		}
@@ -547,11 +555,25 @@ func recvBytes(ctx context.Context, g *jaccl.Group, size, src int) ([]byte, erro
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// transferCtx bounds one transfer a little inside the group's own timeout:
+// a peer that stalls then ends the load with the section and the rank
+// named (the group hands the cause to its OnHang) rather than with the
+// group's message alone.
+func transferCtx(ctx context.Context, g *jaccl.Group, section string, peer int, op string) (context.Context, context.CancelFunc) {
+	t := g.Timeout()
+	if t <= 0 {
+		return ctx, func() {}
+	}
+	t -= min(time.Second, t/10)
+	return context.WithTimeoutCause(ctx, t, &StreamError{Section: section, Peer: peer, Op: op,
+		Err: fmt.Errorf("%w: nothing came through for %s (a hung peer or a stalled link)", ErrStalled, t)})
+}
+
 // maxPartsInFlight bounds the sends a source has started and not seen
 // finish. MLX makes an asynchronous evaluation wait, outside any watchdog,
 // while more than ten tasks are active; below that, a receiver that dies
 // cannot leave the source stuck where the group's timeout does not reach.
-const maxPartsInFlight = 6
+const maxPartsInFlight = 8
 
 // streamer is a streamed load's state on one rank.
 type streamer struct {
@@ -562,13 +584,10 @@ type streamer struct {
 	window    int64
 	cache     *streamCache
 
-	// A source's parts in flight, oldest first; pending is the newest
-	// send, started once the next part's buffer is allocated (MLX runs a
-	// stream's work in order, so an allocation queued behind a running
-	// send would wait for it).
-	flight   []inFlight
+	// A source's parts in flight, oldest first: being read, or sent and
+	// not yet seen delivered. inFlight is their bytes.
+	flight   []*inFlight
 	inFlight int64
-	pending  *mlx.Array
 	// sendStream, when set, is a CPU stream of the sends' own: on the
 	// default one, every allocation of the next part (and of the source's
 	// own arrays) would wait behind the sends queued before it.
@@ -582,6 +601,8 @@ type inFlight struct {
 	bytes      int64
 	section    string
 	peer       int
+	// read delivers the result of the part's read; nil once received.
+	read chan error
 }
 
 // Stream returns the streaming plan of a load OpenStream made, nil for an
@@ -604,18 +625,17 @@ func (l *ShardLoader) StreamStats() StreamStats {
 }
 
 // send sends the parts of section i, of which sp is this rank's plan, to
-// every receiver this source serves it to.
+// every receiver this source serves it to. Up to Workers parts are read at
+// once; their sends are queued in plan order as their reads finish.
 func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionPlan) error {
 	if s.receiving {
 		return nil
 	}
 	n := l.plan.WorldSize
+	readers := make(chan struct{}, l.opts.Workers)
 	for r := range n {
 		if s.plan.assign[i][r] != s.rank {
 			continue
-		}
-		fail := func(err error) error {
-			return &StreamError{Section: sp.Name, Peer: r, Op: "sending to", Err: err}
 		}
 		sums := make([]uint32, len(sp.Tensors))
 		for j := range sp.Tensors {
@@ -637,70 +657,102 @@ func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionP
 			if err := s.makeRoom(ctx, tp.ShardBytes); err != nil {
 				return err
 			}
-			a, err := mlx.NewArrayFill(intShape(tp.ShardShape), dt, func(dst []byte) error {
-				if err := s.startPending(); err != nil {
-					return err
-				}
-				if _, err := fill(f, tp, n, r, l.opts.Read, dst); err != nil {
-					return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
-				}
-				sums[j] = crc32.Checksum(dst, castagnoli)
-				return nil
-			})
-			if err != nil {
+			e := &inFlight{bytes: tp.ShardBytes, section: sp.Name, peer: r, read: make(chan error, 1)}
+			s.add(e)
+			readers <- struct{}{}
+			go func() {
+				defer func() { <-readers }()
+				var err error
+				e.part, err = mlx.NewArrayFill(intShape(tp.ShardShape), dt, func(dst []byte) error {
+					if _, err := fill(f, tp, n, r, l.opts.Read, dst); err != nil {
+						return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
+					}
+					sums[j] = crc32.Checksum(dst, castagnoli)
+					return nil
+				})
+				e.read <- err
+			}()
+			if err := s.queueRead(false); err != nil {
 				return err
 			}
-			if err := s.queue(a, tp.ShardBytes, sp.Name, r); err != nil {
-				return fail(err)
-			}
+		}
+		// The checksums go once every part's read is done (and sums
+		// complete), after the parts.
+		if err := s.queueRead(true); err != nil {
+			return err
 		}
 		a, err := mlx.FromSlice(sums)
 		if err != nil {
 			return err
 		}
-		if err := s.startPending(); err != nil {
-			a.Free()
-			return fail(err)
+		e := &inFlight{part: a, section: sp.Name, peer: r}
+		s.add(e)
+		if err := s.queue(e); err != nil {
+			return err
 		}
-		if err := s.queue(a, 0, sp.Name, r); err != nil {
-			return fail(err)
-		}
-	}
-	return s.startPending()
-}
-
-// queue makes the send of part to peer; it starts with the next part's
-// allocation (or startPending). queue owns part from now on.
-func (s *streamer) queue(part *mlx.Array, bytes int64, section string, peer int) error {
-	var out *mlx.Array
-	var err error
-	if s.sendStream != nil {
-		if out, err = mlx.Send(part, peer, s.g.MLX(), s.sendStream); err != nil {
-			err = cluster.Explain(err)
-		}
-	} else {
-		out, err = s.g.Send(part, peer)
-	}
-	if err != nil {
-		part.Free()
-		return err
-	}
-	s.flight = append(s.flight, inFlight{part: part, send: out, bytes: bytes, section: section, peer: peer})
-	s.inFlight += bytes
-	s.pending = out
-	if s.inFlight > s.flightPeak.Load() {
-		s.flightPeak.Store(s.inFlight)
 	}
 	return nil
 }
 
-func (s *streamer) startPending() error {
-	if s.pending == nil {
-		return nil
+// add puts e at the end of the window.
+func (s *streamer) add(e *inFlight) {
+	s.flight = append(s.flight, e)
+	s.inFlight += e.bytes
+	if s.inFlight > s.flightPeak.Load() {
+		s.flightPeak.Store(s.inFlight)
 	}
-	p := s.pending
-	s.pending = nil
-	return mlx.AsyncEval(p)
+}
+
+// queueRead queues, in order, the sends of the parts whose reads are done,
+// stopping at the first still being read; with wait it waits for them all.
+func (s *streamer) queueRead(wait bool) error {
+	for _, e := range s.flight {
+		if e.send != nil {
+			continue
+		}
+		if e.read != nil {
+			if !wait {
+				select {
+				case err := <-e.read:
+					e.read = nil
+					if err != nil {
+						return err
+					}
+				default:
+					return nil
+				}
+			} else {
+				err := <-e.read
+				e.read = nil
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if err := s.queue(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queue starts the send of e's part to its peer.
+func (s *streamer) queue(e *inFlight) error {
+	var err error
+	if s.sendStream != nil {
+		if e.send, err = mlx.Send(e.part, e.peer, s.g.MLX(), s.sendStream); err != nil {
+			err = cluster.Explain(err)
+		}
+	} else {
+		e.send, err = s.g.Send(e.part, e.peer)
+	}
+	if err == nil {
+		err = mlx.AsyncEval(e.send)
+	}
+	if err != nil {
+		return &StreamError{Section: e.section, Peer: e.peer, Op: "sending to", Err: err}
+	}
+	return nil
 }
 
 // makeRoom waits for the oldest sends until bytes more fit in the window,
@@ -714,17 +766,24 @@ func (s *streamer) makeRoom(ctx context.Context, bytes int64) error {
 	return nil
 }
 
+// waitOldest waits until the oldest part in flight is delivered, queueing
+// its send first if its read had not finished, and frees it.
 func (s *streamer) waitOldest(ctx context.Context) error {
-	f := s.flight[0]
-	if f.send == s.pending {
-		if err := s.startPending(); err != nil {
+	if err := s.queueRead(false); err != nil {
+		return err
+	}
+	if f := s.flight[0]; f.send == nil {
+		if err := s.queueRead(true); err != nil {
 			return err
 		}
 	}
+	f := s.flight[0]
 	s.flight = s.flight[1:]
 	s.inFlight -= f.bytes
 	defer f.part.Free()
 	defer f.send.Free()
+	ctx, cancel := transferCtx(ctx, s.g, f.section, f.peer, "sending to")
+	defer cancel()
 	if err := s.g.Eval(ctx, f.send); err != nil {
 		return &StreamError{Section: f.section, Peer: f.peer, Op: "sending to", Err: err}
 	}
@@ -746,10 +805,13 @@ func (s *streamer) drain(ctx context.Context) error {
 // queued send still needs.
 func (s *streamer) abandon() {
 	for _, f := range s.flight {
+		if f.read != nil {
+			<-f.read // a read under way ends on its own
+		}
 		f.part.Free()
 		f.send.Free()
 	}
-	s.flight, s.inFlight, s.pending = nil, 0, nil
+	s.flight, s.inFlight = nil, 0
 	s.sendStream.Free()
 	s.sendStream = nil
 	if s.cache != nil {
@@ -783,7 +845,7 @@ func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *L
 			a, err = mlx.NewArrayFill(intShape(tp.ShardShape), dt, func([]byte) error { return nil })
 		} else {
 			if a, err = s.g.Recv(intShape(tp.ShardShape), dt, src); err == nil {
-				err = s.g.Eval(ctx, a)
+				err = s.evalRecv(ctx, a, sp.Name, src)
 			}
 		}
 		if err != nil {
@@ -798,7 +860,7 @@ func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *L
 		return fail(err)
 	}
 	defer sumsArr.Free()
-	if err := s.g.Eval(ctx, sumsArr); err != nil {
+	if err := s.evalRecv(ctx, sumsArr, sp.Name, src); err != nil {
 		return fail(err)
 	}
 	sums, err := mlx.ToSlice[uint32](sumsArr)
@@ -830,6 +892,12 @@ func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *L
 	}
 	s.received.Add(bytes)
 	return nil
+}
+
+func (s *streamer) evalRecv(ctx context.Context, a *mlx.Array, section string, src int) error {
+	ctx, cancel := transferCtx(ctx, s.g, section, src, "receiving from")
+	defer cancel()
+	return s.g.Eval(ctx, a)
 }
 
 // finish completes the stream after the last section: a source waits for

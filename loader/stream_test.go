@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -82,7 +81,14 @@ func streamRank() error {
 		return err
 	}
 	ctx := context.Background()
-	g, err := jaccl.Init(ctx, jaccl.Options{Backend: jaccl.Ring, Strict: true, Timeout: 10 * time.Second})
+	var err error
+	timeout := 10 * time.Second
+	if v := os.Getenv("LOADER_STREAM_TIMEOUT"); v != "" {
+		if timeout, err = time.ParseDuration(v); err != nil {
+			return err
+		}
+	}
+	g, err := jaccl.Init(ctx, jaccl.Options{Backend: jaccl.Ring, Strict: true, Timeout: timeout})
 	if err != nil {
 		return err
 	}
@@ -98,15 +104,22 @@ func streamRank() error {
 	if c := os.Getenv("LOADER_STREAM_CACHE"); c != "" {
 		o.Cache = expand(c)
 	}
-	if die := os.Getenv("LOADER_STREAM_DIE"); die != "" {
-		// "rank:section": that rank exits once it has loaded that section.
-		r, sec, _ := strings.Cut(die, ":")
-		if r == strconv.Itoa(rank) {
+	if fault := os.Getenv("LOADER_STREAM_FAULT"); fault != "" {
+		// "die|stop:rank:section": that rank exits, or stops answering,
+		// once it has loaded that section.
+		f := strings.Split(fault, ":")
+		if f[1] == strconv.Itoa(rank) {
 			o.Progress = func(l *Layer) {
-				if strconv.Itoa(l.Index) == sec {
-					fmt.Println("dying after section", l.Name)
-					os.Exit(3)
+				if strconv.Itoa(l.Index) != f[2] {
+					return
 				}
+				fmt.Println(f[0], "after section", l.Name)
+				if f[0] == "stop" {
+					// Hung, its sockets open: only the others' watchdogs
+					// can end the job.
+					time.Sleep(time.Hour)
+				}
+				os.Exit(3)
 			}
 		}
 	}
@@ -214,6 +227,13 @@ func newStreamJob(t *testing.T, sources ...int) streamJob {
 // the figures each printed, and the launcher's error.
 func (j streamJob) run(t *testing.T, n int, env ...string) (string, map[int]streamFigures, time.Duration, error) {
 	t.Helper()
+	return j.runGrace(t, n, 40*time.Second, env...)
+}
+
+// runGrace is run with the time the launcher gives a rank it stops before
+// killing it (the ranks ignore the stop).
+func (j streamJob) runGrace(t *testing.T, n int, grace time.Duration, env ...string) (string, map[int]streamFigures, time.Duration, error) {
+	t.Helper()
 	requireMLX(t)
 	if ok, err := mlx.DistributedAvailable("ring"); err != nil || !ok {
 		unavailable(t, "MLX has no ring back-end: %v", err)
@@ -226,7 +246,7 @@ func (j streamJob) run(t *testing.T, n int, env ...string) (string, map[int]stre
 		Command: []string{os.Args[0]}, N: n,
 		Env: append([]string{"LOADER_TEST_HELPER=stream", "LOADER_STREAM_MODEL=" + filepath.Join(j.root, "r{rank}"),
 			"LOADER_STREAM_REF=" + j.ckpt}, env...),
-		Stdout: &out, Stderr: &out, Grace: 40 * time.Second,
+		Stdout: &out, Stderr: &out, Grace: grace,
 	})
 	elapsed := time.Since(start)
 	figs := map[int]streamFigures{}
@@ -330,19 +350,39 @@ func TestAReceiverCachesWhatItReceivedAsItsOwnShard(t *testing.T) {
 	assert.Equal(t, load(j.ckpt), load(dir))
 }
 
-func TestASourceKilledMidStreamEndsItsReceiversWithTheSection(t *testing.T) {
-	j := newStreamJob(t, 0)
-	out, _, elapsed, err := j.run(t, 3, "LOADER_STREAM_WINDOW=4096", "LOADER_STREAM_DIE=0:1")
-	var re *cluster.RankError
-	require.ErrorAs(t, err, &re, out)
-	assert.Equal(t, 0, re.Rank, out)
-	assert.Equal(t, 3, re.ExitCode, out)
-	// The launcher waits 40 s before killing a rank that ignores its stop:
-	// ending sooner means the receivers noticed on their own.
-	assert.Less(t, elapsed, 30*time.Second, out)
-	for _, r := range []string{"1", "2"} {
-		re := regexp.MustCompile(`\[` + r + `\] FAIL: loader: section (layers\.\d|after|before): receiving from rank 0: `)
-		assert.Regexp(t, re, out)
+func TestAFailedSourceEndsItsReceiversWithTheRankAndSection(t *testing.T) {
+	tests := []struct {
+		name, fault string
+		grace       time.Duration
+		// within bounds the job: the receivers must end on their own.
+		within time.Duration
+		// failed is the rank the launcher reports first, code its status.
+		failed, code int
+		want         string
+	}{
+		{"a source killed mid-stream", "die:0:1", 40 * time.Second, 30 * time.Second, 0, 3,
+			`receiving from rank 0: .*connection to a peer was lost`},
+		{"a source that stops answering mid-stream", "stop:0:1", 3 * time.Second, 15 * time.Second, -1, 1,
+			`receiving from rank 0: loader: a streamed transfer stalled: nothing came through for 3.6s`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newStreamJob(t, 0)
+			out, _, elapsed, err := j.runGrace(t, 3, tt.grace, "LOADER_STREAM_WINDOW=4096", "LOADER_STREAM_FAULT="+tt.fault,
+				"LOADER_STREAM_TIMEOUT=4s")
+			var re *cluster.RankError
+			require.ErrorAs(t, err, &re, out)
+			if tt.failed >= 0 {
+				assert.Equal(t, tt.failed, re.Rank, out)
+			} else {
+				assert.NotEqual(t, 0, re.Rank, "the stopped source cannot fail first: %s", out)
+			}
+			assert.Equal(t, tt.code, re.ExitCode, out)
+			assert.Less(t, elapsed, tt.within, out)
+			for _, r := range []string{"1", "2"} {
+				assert.Regexp(t, `\[`+r+`\] .*loader: section (layers\.\d|before|after): `+tt.want, out)
+			}
+		})
 	}
 }
 
