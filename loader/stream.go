@@ -12,11 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/mlxdist/mlxdist/internal/atomicfile"
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
 	"github.com/mlxdist/mlxdist/jaccl/cluster"
@@ -915,24 +917,29 @@ func (s *streamer) finish(ctx context.Context) error {
 }
 
 // streamCache writes a receiver's shard as Reshard lays one out: one
-// safetensors file, the index, the other files, the stamp last. Files are
-// written under a temporary directory renamed into place at the end, so a
-// load that fails leaves no half cache behind.
+// safetensors file (tagged, as Reshard's are, with the rank), the index,
+// the other files, the stamp last; all under a temporary directory that
+// replaces the target only once complete, so a load that fails leaves no
+// half cache behind.
 type streamCache struct {
-	dir, tmp string
-	w        *safetensors.Writer
-	stamp    ShardStamp
+	dir   *atomicfile.Dir
+	w     *safetensors.Writer
+	stamp ShardStamp
 }
 
 func newStreamCache(dir string, plan *Plan, index *streamIndex) (*streamCache, error) {
 	if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o755); err != nil {
 		return nil, fmt.Errorf("loader: cache: %w", err)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".tmp-")
+	out, err := atomicfile.CreateDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("loader: cache: %w", err)
 	}
-	c := &streamCache{dir: dir, tmp: tmp, stamp: ShardStamp{Rank: plan.Rank, WorldSize: plan.WorldSize, Rules: plan.Rules, Source: "streamed"}}
+	c := &streamCache{dir: out, stamp: ShardStamp{Rank: plan.Rank, WorldSize: plan.WorldSize, Rules: plan.Rules, Source: "streamed"}}
+	fail := func(err error) (*streamCache, error) {
+		out.Abort()
+		return nil, fmt.Errorf("loader: cache %s: %w", dir, err)
+	}
 	var specs []safetensors.TensorSpec
 	weightMap := map[string]string{}
 	const file = "model.safetensors"
@@ -946,27 +953,25 @@ func newStreamCache(dir string, plan *Plan, index *streamIndex) (*streamCache, e
 	}
 	if index != nil {
 		for name, b := range index.Files {
-			if err := os.WriteFile(filepath.Join(tmp, filepath.Base(name)), b, 0o644); err != nil {
-				os.RemoveAll(tmp)
-				return nil, fmt.Errorf("loader: cache: %w", err)
+			if err := os.WriteFile(filepath.Join(out.Path(), filepath.Base(name)), b, 0o644); err != nil {
+				return fail(err)
 			}
 		}
 	}
 	idx := map[string]any{"metadata": map[string]any{"total_size": c.stamp.Bytes}, "weight_map": weightMap}
-	if err := writeJSON(filepath.Join(tmp, "model.safetensors.index.json"), idx); err != nil {
-		os.RemoveAll(tmp)
-		return nil, err
+	if err := writeJSON(filepath.Join(out.Path(), "model.safetensors.index.json"), idx); err != nil {
+		return fail(err)
 	}
-	if c.w, err = safetensors.Create(filepath.Join(tmp, file), specs, map[string]string{"format": "mlx"}); err != nil {
-		os.RemoveAll(tmp)
-		return nil, fmt.Errorf("loader: cache: %w", err)
+	meta := map[string]string{"format": "mlx", shardMetaKey: strconv.Itoa(plan.Rank) + "/" + strconv.Itoa(plan.WorldSize)}
+	if c.w, err = safetensors.Create(filepath.Join(out.Path(), file), specs, meta); err != nil {
+		return fail(err)
 	}
 	return c, nil
 }
 
 func (c *streamCache) write(name string, b []byte) error {
 	if err := c.w.WriteTensor(name, b); err != nil {
-		return fmt.Errorf("loader: cache %s: %w", c.dir, err)
+		return fmt.Errorf("loader: cache %s: %w", c.dir.Target(), err)
 	}
 	return nil
 }
@@ -974,56 +979,27 @@ func (c *streamCache) write(name string, b []byte) error {
 // commit closes the file, writes the stamp, and puts the directory in
 // place of any earlier one.
 func (c *streamCache) commit() error {
-	fail := func(err error) error {
-		os.RemoveAll(c.tmp)
-		return fmt.Errorf("loader: cache %s: %w", c.dir, err)
+	err := c.w.Close()
+	if err == nil {
+		err = writeJSON(filepath.Join(c.dir.Path(), ShardStampName), &c.stamp)
 	}
-	if err := c.w.Close(); err != nil {
-		return fail(err)
+	if err == nil {
+		err = c.dir.Commit()
 	}
-	if err := writeJSON(filepath.Join(c.tmp, ShardStampName), &c.stamp); err != nil {
-		return fail(err)
+	if err != nil {
+		c.dir.Abort()
+		return fmt.Errorf("loader: cache %s: %w", c.dir.Target(), err)
 	}
-	if err := syncDir(c.tmp); err != nil {
-		return fail(err)
-	}
-	old := c.tmp + ".old"
-	hadOld := false
-	if _, err := os.Stat(c.dir); err == nil {
-		if err := os.Rename(c.dir, old); err != nil {
-			return fail(err)
-		}
-		hadOld = true
-	}
-	if err := os.Rename(c.tmp, c.dir); err != nil {
-		if hadOld {
-			_ = os.Rename(old, c.dir)
-		}
-		return fail(err)
-	}
-	if hadOld {
-		os.RemoveAll(old)
-	}
-	return syncDir(filepath.Dir(filepath.Clean(c.dir)))
+	return nil
 }
 
 func (c *streamCache) abort() {
 	c.w.Abort()
-	os.RemoveAll(c.tmp)
+	c.dir.Abort()
 }
 
-// syncDir flushes a directory's entries to storage.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-// streamSection loads section i of a streamed load: a source first sends
-// its receivers' parts of it, then loads its own; a receiver receives its
+// streamSection loads section i of a streamed load: a source sends its
+// receivers' parts of it while it loads its own; a receiver receives its
 // own. After the last section the stream is finished before the section is
 // yielded, so that a failure of the last transfer still ends the load.
 func (l *ShardLoader) streamSection(ctx context.Context, r *run, i int, sp *SectionPlan) (*Layer, error) {
@@ -1037,11 +1013,23 @@ func (l *ShardLoader) streamSection(ctx context.Context, r *run, i int, sp *Sect
 			return nil, err
 		}
 	} else {
-		if err := s.send(ctx, l, i, sp); err != nil {
-			return nil, err
+		// The source reads its own part of the section while it reads and
+		// sends its receivers' parts: one disk, both kept busy.
+		var ownErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			layer, ownErr = r.section(ctx, sp)
+		}()
+		err := s.send(ctx, l, i, sp)
+		<-done
+		if err == nil {
+			err = ownErr
 		}
-		var err error
-		if layer, err = r.section(ctx, sp); err != nil {
+		if err != nil {
+			if layer != nil {
+				layer.Free()
+			}
 			return nil, err
 		}
 	}
