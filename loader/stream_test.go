@@ -356,13 +356,11 @@ func TestAFailedSourceEndsItsReceiversWithTheRankAndSection(t *testing.T) {
 		grace       time.Duration
 		// within bounds the job: the receivers must end on their own.
 		within time.Duration
-		// failed is the rank the launcher reports first, code its status.
-		failed, code int
-		want         string
+		want   string
 	}{
-		{"a source killed mid-stream", "die:0:1", 40 * time.Second, 30 * time.Second, 0, 3,
+		{"a source killed mid-stream", "die:0:1", 40 * time.Second, 30 * time.Second,
 			`receiving from rank 0: .*connection to a peer was lost`},
-		{"a source that stops answering mid-stream", "stop:0:1", 3 * time.Second, 15 * time.Second, -1, 1,
+		{"a source that stops answering mid-stream", "stop:0:1", 3 * time.Second, 15 * time.Second,
 			`receiving from rank 0: loader: a streamed transfer stalled: nothing came through for 3.6s`},
 	}
 	for _, tt := range tests {
@@ -370,14 +368,12 @@ func TestAFailedSourceEndsItsReceiversWithTheRankAndSection(t *testing.T) {
 			j := newStreamJob(t, 0)
 			out, _, elapsed, err := j.runGrace(t, 3, tt.grace, "LOADER_STREAM_WINDOW=4096", "LOADER_STREAM_FAULT="+tt.fault,
 				"LOADER_STREAM_TIMEOUT=4s")
+			// Which rank the launcher sees fail first is a race between the
+			// source's end and its receivers noticing it.
 			var re *cluster.RankError
 			require.ErrorAs(t, err, &re, out)
-			if tt.failed >= 0 {
-				assert.Equal(t, tt.failed, re.Rank, out)
-			} else {
-				assert.NotEqual(t, 0, re.Rank, "the stopped source cannot fail first: %s", out)
-			}
-			assert.Equal(t, tt.code, re.ExitCode, out)
+			assert.NotZero(t, re.ExitCode, out)
+			assert.Contains(t, out, "[0] "+strings.Split(tt.fault, ":")[0]+" after section ")
 			assert.Less(t, elapsed, tt.within, out)
 			for _, r := range []string{"1", "2"} {
 				assert.Regexp(t, `\[`+r+`\] .*loader: section (layers\.\d|before|after): `+tt.want, out)
