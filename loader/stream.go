@@ -348,8 +348,8 @@ const (
 // staged or written to disk unless Cache asks), checked against the
 // checksums, section by section under its memory guard. A source's Layers
 // sends its receivers' parts of each section, a window of them in flight
-// while it reads the next, before loading its own part; a receiver's
-// Layers yields what it received. Both must run to the end on every rank.
+// while it reads the next, and loads its own part meanwhile; a receiver's
+// Layers yields what it received. Both must run Layers once, to the end.
 //
 // A peer that dies or stops answering ends Layers with a *StreamError
 // naming the peer and the section (or, when MLX is stuck inside the
@@ -499,9 +499,17 @@ func OpenStream(ctx context.Context, g *jaccl.Group, path string, o StreamOption
 		}
 		plan.Peak += sp.SourceExtra
 	}
+	if d == nil {
+		// A receiver reads no file: its bytes come over the link.
+		for i := range plan.Sections {
+			plan.Sections[i].Read, plan.Sections[i].Disk = 0, 0
+		}
+		plan.Read, plan.Disk = 0, 0
+	}
 	plan.Stream = sp
 	l, err := newLoader(d, plan, o.Options)
 	if err != nil {
+		st.sendStream.Free()
 		closeDir()
 		return nil, err
 	}
