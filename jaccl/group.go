@@ -630,3 +630,8 @@ func sliceCollective[T mlx.Element](ctx context.Context, g *Group, xs []T, op fu
 func (g *Group) String() string {
 	return fmt.Sprintf("rank %d of %d (%s)", g.Rank(), g.Size(), g.backend)
 }
+
+// Timeout is how long the evaluating helpers wait for the peers before the
+// group gives up (Options.Timeout, or DefaultTimeout); 0 when they wait
+// forever.
+func (g *Group) Timeout() time.Duration { return max(g.timeout, 0) }

@@ -48,6 +48,22 @@
 // peak is the measured MLX peak to within a few hundred bytes. Another
 // allocator's rounding can be modelled through PlanOptions.Alloc.
 //
+// # Streaming
+//
+// OpenStream loads a job where only some ranks hold the checkpoint: the
+// others receive their shard over the distributed group instead of reading
+// it. A source reads each receiver's part of every tensor with the same
+// byte ranges Direct reads for that rank, into an MLX array, and sends it
+// with a CRC-32C of its bytes; the receiver's arrays are MLX's receive
+// buffers, checked against the checksums as they arrive, section by section
+// under its memory guard, so its peak stays its shard. Only the receiver's
+// bytes cross the link. Every rank computes the same StreamPlan (which
+// source sends which section to whom; over ring only neighbours can), so
+// sends and receives pair up without a conversation; a source keeps a
+// bounded window of parts in flight, its sends on a stream of their own so
+// that its reads go on meanwhile. A receiver can keep what it got as its
+// own shard checkpoint (StreamOptions.Cache, Reshard's layout).
+//
 // # Failure
 //
 // A guard trip, a cancelled context, a missing, resized or unreadable shard
@@ -58,4 +74,9 @@
 //
 // Mapped files are read with page faults turned into errors, so a file
 // truncated under the loader is an error, not a crash.
+//
+// In a streamed load a peer that dies ends every rank that waited on it
+// with a *StreamError naming that rank and the section (ErrPeerLost from
+// the back-end inside); one that stops answering trips the group's
+// watchdog (jaccl.Options.Timeout), which ends the process.
 package loader

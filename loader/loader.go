@@ -152,6 +152,8 @@ type ShardLoader struct {
 	sizes   map[string]int64 // shard file sizes when planned
 	read    atomic.Int64
 	elapsed time.Duration
+	// stream is set for a load OpenStream made (see stream.go).
+	stream *streamer
 }
 
 // Open opens the checkpoint at path (see safetensors.OpenDir) and returns a
@@ -201,6 +203,13 @@ func New(d *safetensors.Dir, o Options) (*ShardLoader, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newLoader(d, plan, o)
+}
+
+// newLoader returns a loader running plan over d, which is nil for a rank
+// that receives its shard over the group.
+func newLoader(d *safetensors.Dir, plan *Plan, o Options) (*ShardLoader, error) {
+	var err error
 	l := &ShardLoader{dir: d, opts: o, plan: plan, guard: o.Guard, log: o.Logger, sizes: map[string]int64{}}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -213,12 +222,14 @@ func New(d *safetensors.Dir, o Options) (*ShardLoader, error) {
 			return nil, err
 		}
 	}
-	for _, f := range d.Files() {
-		st, err := os.Stat(f.Path())
-		if err != nil {
-			return nil, err
+	if d != nil { // nil for a receiver: no files
+		for _, f := range d.Files() {
+			st, err := os.Stat(f.Path())
+			if err != nil {
+				return nil, err
+			}
+			l.sizes[f.Path()] = st.Size()
 		}
-		l.sizes[f.Path()] = st.Size()
 	}
 	if err := l.guard.Fits(uint64(plan.Peak)); err != nil {
 		if !errors.Is(err, memguard.ErrExceeded) {
@@ -259,6 +270,9 @@ func (l *ShardLoader) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
 	return func(yield func(*Layer, error) bool) {
 		r := &run{l: l, lazy: map[string]map[string]*mlx.Array{}}
 		defer r.close()
+		if l.stream != nil {
+			defer l.stream.abandon()
+		}
 		count := len(l.plan.Sections)
 		for i := range l.plan.Sections {
 			sp := &l.plan.Sections[i]
@@ -267,7 +281,13 @@ func (l *ShardLoader) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
 				return
 			}
 			start := time.Now()
-			layer, err := r.section(ctx, sp)
+			var layer *Layer
+			var err error
+			if l.stream != nil {
+				layer, err = l.streamSection(ctx, r, i, sp)
+			} else {
+				layer, err = r.section(ctx, sp)
+			}
 			if err != nil {
 				yield(nil, err)
 				return

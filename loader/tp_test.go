@@ -22,7 +22,9 @@ import (
 // The test binary doubles as the rank program cluster.Launch starts: with
 // LOADER_TEST_HELPER set it runs that instead of the tests.
 func TestMain(m *testing.M) {
-	if rank, ok := map[string]func(string) error{"tp": tpRank, "tp-deepseek": tpDeepSeekRank}[os.Getenv("LOADER_TEST_HELPER")]; ok {
+	helpers := map[string]func(string) error{"tp": tpRank, "tp-deepseek": tpDeepSeekRank,
+		"stream": func(string) error { return streamRank() }}
+	if rank, ok := helpers[os.Getenv("LOADER_TEST_HELPER")]; ok {
 		if err := rank(os.Getenv("LOADER_TEST_DIR")); err != nil {
 			fmt.Fprintln(os.Stderr, "FAIL:", err)
 			os.Exit(1)

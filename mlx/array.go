@@ -551,3 +551,19 @@ func unpackVectorLocked(v uintptr) ([]*Array, error) {
 	}
 	return out, nil
 }
+
+// ReadData evaluates the array and passes its row-major bytes to f without
+// copying them (a strided view is made contiguous first). The slice is
+// valid only during f, which runs on the MLX thread: it must not keep the
+// slice nor call into this package. It is how a large array is checked or
+// written out without a second copy of it in Go memory.
+func (a *Array) ReadData(f func(data []byte) error) error {
+	var ferr error
+	err := doErr(func() error {
+		return withDataLocked(a, func(b []byte) { ferr = f(b) })
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}

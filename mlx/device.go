@@ -15,12 +15,47 @@ func (t DeviceType) String() string {
 	return "cpu"
 }
 
-// Stream is one of MLX's default streams. Ops run on the package's default
-// stream (see SetDefaultDevice); the distributed functions take a Stream
-// because collectives over ring, jaccl and mpi must run on the CPU stream
-// while nccl needs the GPU's.
+// Stream is one of MLX's default streams, or one NewStream made. Ops run on
+// the package's default stream (see SetDefaultDevice); the distributed
+// functions take a Stream because collectives over ring, jaccl and mpi must
+// run on the CPU stream while nccl needs the GPU's.
 type Stream struct {
 	dev DeviceType
+	h   uintptr // a stream of its own (NewStream); 0 for a default stream
+}
+
+// NewStream makes a stream of its own on the device. MLX runs each stream's
+// work in order, one stream's after another's only where their arrays
+// depend on each other: work queued on a new CPU stream, such as sends that
+// wait for a peer, does not hold up what runs on the default one (an
+// allocation, a read into a new array). Free releases the handle; MLX keeps
+// the stream itself for the life of the process.
+func NewStream(t DeviceType) (*Stream, error) {
+	var s *Stream
+	err := doErr(func() error {
+		d := mlx_device_new_type(int32(t), 0)
+		if err := checkHandle("mlx_device_new_type", d); err != nil {
+			return err
+		}
+		defer mlx_device_free(d)
+		h := mlx_stream_new_device(d)
+		if err := checkHandle("mlx_stream_new_device", h); err != nil {
+			return err
+		}
+		s = &Stream{dev: t, h: h}
+		return nil
+	})
+	return s, err
+}
+
+// Free releases a stream NewStream made; default streams are left alone.
+func (s *Stream) Free() {
+	if s == nil || s.h == 0 {
+		return
+	}
+	h := s.h
+	s.h = 0
+	do(func() { mlx_stream_free(h) })
 }
 
 // CPUStream returns the default stream of the CPU.
@@ -43,6 +78,9 @@ func (s *Stream) Device() (DeviceType, error) {
 func (s *Stream) handleLocked() (uintptr, error) {
 	if s == nil {
 		return defaultStreamLocked()
+	}
+	if s.h != 0 {
+		return s.h, nil
 	}
 	return streamLocked(s.dev)
 }

@@ -44,21 +44,24 @@ type figures struct {
 	// Verified is 1 for PASS, 0 for FAIL, -1 when --verify was not given.
 	Verified int `json:"verified"`
 	Arrays   int `json:"arrays"`
+	// Received and Sent are the bytes of parts streamed over the group.
+	Received uint64 `json:"streamed_in"`
+	Sent     uint64 `json:"streamed_out"`
 }
 
-const nFigures = 15
+const nFigures = 16
 
 func (f *figures) vector() []float64 {
 	return []float64{float64(f.Rank), f.LoadS, float64(f.Active), float64(f.Peak), float64(f.PeakRSS),
 		float64(f.BytesRead), float64(f.Shard), float64(f.PlanPeak), float64(f.AfterFree), float64(f.Physical),
-		float64(f.Limit), float64(f.GuardUsed), float64(f.Verified), float64(f.Arrays), 0}
+		float64(f.Limit), float64(f.GuardUsed), float64(f.Verified), float64(f.Arrays), float64(f.Received), float64(f.Sent)}
 }
 
 func fromVector(v []float64) figures {
 	u := func(i int) uint64 { return uint64(v[i]) }
 	return figures{Rank: int(v[0]), LoadS: v[1], Active: u(2), Peak: u(3), PeakRSS: u(4), BytesRead: u(5),
 		Shard: u(6), PlanPeak: u(7), AfterFree: u(8), Physical: u(9), Limit: u(10), GuardUsed: u(11),
-		Verified: int(v[12]), Arrays: int(v[13])}
+		Verified: int(v[12]), Arrays: int(v[13]), Received: u(14), Sent: u(15)}
 }
 
 // job is what rank 0 prints about the whole load.
@@ -141,7 +144,7 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		rules = cfg.Rules()
 	}
 	start := time.Now()
-	l, err := loader.Open(o.model, loader.Options{
+	lo := loader.Options{
 		PlanOptions: loader.PlanOptions{Rank: rank, WorldSize: n, Strategy: o.strategy, Rules: rules},
 		Guard:       guard, IgnorePlan: o.ignorePlan, Workers: o.workers, Read: o.read,
 		Progress: func(layer *loader.Layer) {
@@ -152,11 +155,25 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 			}
 			log.Info(fmt.Sprintf("%s eval %s", tag, layer.String()), "guard", st.String())
 		},
-	})
+	}
+	var l *loader.ShardLoader
+	if o.stream {
+		cache := strings.ReplaceAll(o.cache, "{rank}", strconv.Itoa(rank))
+		l, err = loader.OpenStream(ctx, g, o.model, loader.StreamOptions{Options: lo, Window: o.windowMB << 20, Cache: cache})
+	} else {
+		l, err = loader.Open(o.model, lo)
+	}
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	streamed := l.Stream() != nil && !exists(o.model)
+	if sp := l.Stream(); sp != nil && rank == 0 {
+		fmt.Fprintf(stdout, "%s streaming: sources %v, receivers %v\n", tag, sp.Sources, sp.Receivers)
+		for _, lk := range sp.Links {
+			fmt.Fprintf(stdout, "%s   rank %d → rank %d: %d sections, %s\n", tag, lk.Source, lk.Receiver, lk.Sections, units.FormatGB(uint64(lk.Bytes)))
+		}
+	}
 	p := l.Plan()
 	fmt.Fprintf(stdout, "%s plan: %s, %s: read %s, resident %s, peak %s (during %s); %s\n", tag, p.Strategy, p.Rules,
 		units.FormatGB(uint64(p.Read)), units.FormatGB(uint64(p.Resident)), units.FormatGB(uint64(p.Peak)), p.PeakSection, guard)
@@ -177,7 +194,8 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	}()
 	elapsed := time.Since(start)
 
-	f := figures{Rank: rank, LoadS: elapsed.Seconds(), BytesRead: uint64(l.BytesRead()),
+	ss := l.StreamStats()
+	f := figures{Rank: rank, LoadS: elapsed.Seconds(), BytesRead: uint64(l.BytesRead()), Received: uint64(ss.Received), Sent: uint64(ss.Sent),
 		Shard: uint64(p.Resident), PlanPeak: uint64(p.Peak), Physical: guard.Physical(), Limit: guard.Limit(), Verified: -1,
 		Arrays: len(arrays)}
 	m, err := mlx.Memory()
@@ -199,7 +217,13 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	// Verification reads whole tensors; it comes after the figures so it
 	// does not inflate them.
 	var verifyErr error
-	if o.verify {
+	if o.verify && streamed {
+		// No files here: every part was checked as it arrived against the
+		// CRC-32C its source computed over the bytes it read from its
+		// files; a mismatch ends the load with loader.ErrChecksum.
+		f.Verified = 1
+		fmt.Fprintf(stdout, "%s verify PASS: %d streamed arrays matched their source's checksums of the files (%s received)\n", tag, len(arrays), units.FormatGB(f.Received))
+	} else if o.verify {
 		verifyErr = verify(o.model, p, arrays)
 		if verifyErr != nil {
 			f.Verified = 0
@@ -271,6 +295,11 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		}
 	}
 	return verifyErr
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func dropTime(groups []string, a slog.Attr) slog.Attr {

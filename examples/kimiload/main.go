@@ -62,6 +62,8 @@ examples:
   kimiload --model /tmp/kimi-tiny                  # one rank, no launcher
   kimiload --plan-only --describe kimi-k2.5
   kimiload --plan-only --model /tmp/kimi-tiny --tp 2,4,8
+  launch -n 2 -- kimiload --model '/tmp/ckpt{rank}' --stream --verify   # only /tmp/ckpt0 exists
+  kimiload --plan-only --describe kimi-k2.5 --stream --link-gbps 5
 
 flags:
 `
@@ -84,6 +86,14 @@ type options struct {
 	prompt     string
 	raw        bool
 	maxTokens  int
+	// stream lets a rank without the checkpoint receive its shard from the
+	// ranks that have it; cache, with {rank} expanded, keeps what it
+	// received as its own shard checkpoint.
+	stream   bool
+	cache    string
+	windowMB int64
+	diskGBps float64
+	linkGBps float64
 }
 
 func main() {
@@ -136,6 +146,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.StringVar(&o.prompt, "prompt", "", "after the load, answer this prompt on every rank in lockstep and print the inference table")
 	fs.BoolVar(&o.raw, "raw", false, "with --prompt: encode the prompt as is, without the model's chat template")
 	fs.IntVar(&o.maxTokens, "max-tokens", 100, "with --prompt: the most tokens to generate")
+	fs.BoolVar(&o.stream, "stream", false, "a rank whose --model does not exist receives its shard over the group from the ranks that have it (with --plan-only: print the streaming plan, rank 0 the only source)")
+	fs.StringVar(&o.cache, "cache", "", "with --stream: a receiving rank also writes what it got to `DIR` ({rank} expanded) as its own shard checkpoint, for the next load")
+	fs.Int64Var(&o.windowMB, "stream-window-mb", loader.DefaultStreamWindow>>20, "with --stream: MB of parts a source keeps in flight")
+	fs.Float64Var(&o.diskGBps, "disk-gbps", 6.4, "with --plan-only --stream: a source's disk read bandwidth, GB/s")
+	fs.Float64Var(&o.linkGBps, "link-gbps", 5, "with --plan-only --stream: the bandwidth of one link between nodes, GB/s")
 	fs.BoolVar(&o.ignorePlan, "ignore-plan", false, "load even when the plan says the peak would not fit (the guard still checks every layer)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -206,6 +221,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--prompt needs a load, not --plan-only")
 	case o.maxTokens < 1:
 		return bad("--max-tokens %d: want 1 or more", o.maxTokens)
+	case o.cache != "" && !o.stream:
+		return bad("--cache keeps what a rank receives and needs --stream")
+	case o.stream && o.prompt != "":
+		return bad("--prompt needs the model's config and tokenizer on every rank; a streamed rank has no files")
+	case o.stream && o.strategy != loader.Direct:
+		return bad("--stream needs --strategy direct")
+	case o.windowMB < 1:
+		return bad("--stream-window-mb %d: want at least 1", o.windowMB)
+	case o.diskGBps <= 0 || o.linkGBps <= 0:
+		return bad("--disk-gbps and --link-gbps want positive GB/s")
 	}
 	if o.describe != "" && !isKimi(o.describe) {
 		return bad("--describe %q: the model described without files is kimi-k2.5", o.describe)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -57,6 +58,9 @@ func writeTable(w io.Writer, j *job) error {
 		return fmt.Sprintf("%s, limit %s", state, gb(f.Limit))
 	})
 	row("bytes read", func(f figures) string { return gb(f.BytesRead) })
+	if slices.ContainsFunc(j.PerRank, func(f figures) bool { return f.Received+f.Sent > 0 }) {
+		row("streamed in / out over the group", func(f figures) string { return gb(f.Received) + " / " + gb(f.Sent) })
+	}
 	row("shard (planned)", func(f figures) string { return gb(f.Shard) })
 	row("peak (planned)", func(f figures) string { return gb(f.PlanPeak) })
 	row("peak / shard", func(f figures) string { return ratio(f.Peak, f.Shard) })
@@ -180,6 +184,39 @@ func planOnly(o *options, w io.Writer) error {
 	}
 	for _, s := range sections {
 		fmt.Fprint(w, s)
+	}
+	if o.stream {
+		return streamPlans(o, tensors, rules, w)
+	}
+	return nil
+}
+
+// streamPlans prints, for every TP size, what streaming from rank 0 alone
+// sends over each link and how long it should take, beside copying the
+// whole checkpoint to every other node first.
+func streamPlans(o *options, tensors []safetensors.TensorInfo, rules *loader.RuleSet, w io.Writer) error {
+	disk, link := o.diskGBps*1e9, o.linkGBps*1e9
+	neighbours := loader.NeighboursOnly(o.backend)
+	for _, n := range o.tp {
+		if n < 2 {
+			continue
+		}
+		p, err := loader.NewPlan(tensors, loader.PlanOptions{WorldSize: n, Rules: rules, PageSize: 16384})
+		if err != nil {
+			return fmt.Errorf("TP=%d: %w", n, err)
+		}
+		fmt.Fprintf(w, "\nTP=%d streamed from rank 0 alone (%s):\n", n, map[bool]string{true: "ring: neighbours only", false: "every rank reachable"}[neighbours])
+		sp, err := loader.NewStreamPlan(p, []int{0}, neighbours, o.windowMB<<20)
+		if err != nil {
+			fmt.Fprintf(w, "  cannot stream: %v\n", err)
+			continue
+		}
+		if err := sp.WriteTable(w, p.Read, disk, link); err != nil {
+			return err
+		}
+		copyS := float64(p.Checkpoint) / link
+		fmt.Fprintf(w, "copying the %s checkpoint to each of %d nodes first takes ≥ %.1f s per link before any load\n",
+			units.FormatGB(uint64(p.Checkpoint)), n-1, copyS)
 	}
 	return nil
 }

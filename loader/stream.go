@@ -1,0 +1,1051 @@
+package loader
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mlxdist/mlxdist/internal/atomicfile"
+	"github.com/mlxdist/mlxdist/internal/units"
+	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
+	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/safetensors"
+)
+
+// DefaultStreamWindow is the bytes of parts a source keeps in flight when
+// StreamOptions.Window is zero.
+const DefaultStreamWindow = 256 << 20
+
+// maxStreamedFile bounds the other files of a checkpoint (config.json, the
+// tokenizer) that sources send receivers along with the tensor index.
+const maxStreamedFile = 64 << 20
+
+// StreamOptions configure OpenStream.
+type StreamOptions struct {
+	Options
+	// Window bounds the bytes of parts a source has read and not yet seen
+	// delivered; a part larger than the window travels alone. 0 means
+	// DefaultStreamWindow. The source's plan counts it in its peak.
+	Window int64
+	// Cache, on a receiver, is a directory where what it receives is also
+	// written as its own shard checkpoint (Reshard's layout, stamp last),
+	// so that the next load on that node reads exactly its bytes locally.
+	Cache string
+}
+
+// ErrStream is matched by every *StreamError.
+var ErrStream = errors.New("loader: streaming over the group failed")
+
+// StreamError is a failure of one section's transfer between two ranks.
+type StreamError struct {
+	Section string
+	// Peer is the rank on the other end: the source a receiver waited on,
+	// or the receiver a source sent to.
+	Peer int
+	// Op is "receiving from" or "sending to".
+	Op  string
+	Err error
+}
+
+func (e *StreamError) Error() string {
+	return fmt.Sprintf("loader: section %s: %s rank %d: %v", e.Section, e.Op, e.Peer, e.Err)
+}
+
+// Unwrap gives the cause (a *jaccl.BackendError for a lost peer).
+func (e *StreamError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrStream) true.
+func (e *StreamError) Is(target error) bool { return target == ErrStream }
+
+// ErrStalled is matched by the error of a transfer that made no progress
+// within (slightly less than) the group's timeout.
+var ErrStalled = errors.New("loader: a streamed transfer stalled")
+
+// ErrChecksum is matched by the error of a part whose bytes do not hash to
+// the checksum its source sent.
+var ErrChecksum = errors.New("loader: a streamed part does not match its source's checksum")
+
+// StreamLink is what one source sends one receiver.
+type StreamLink struct {
+	Source   int   `json:"source"`
+	Receiver int   `json:"receiver"`
+	Sections int   `json:"sections"`
+	Bytes    int64 `json:"bytes"`
+}
+
+// StreamPlan says which rank sends which section of whose shard. Ranks
+// that hold the checkpoint are sources; the others receive their shard
+// from them, section by section. A receiver's section goes to the source
+// with the fewest bytes assigned so far among those that can reach it
+// (over ring and jaccl-ring only neighbours can), lowest rank first on a
+// tie: every rank computes the same plan, so sends and receives pair up.
+type StreamPlan struct {
+	Sources   []int `json:"sources"`
+	Receivers []int `json:"receivers"`
+	// Window is the bytes a source may hold in flight; SourceExtra what
+	// that costs a source at most: the window (or the most a source sends,
+	// when that is less), or the largest part when that is larger.
+	Window      int64        `json:"window"`
+	SourceExtra int64        `json:"source_extra"`
+	Links       []StreamLink `json:"links"`
+
+	// assign[i][r] is the source of section i of receiver r's shard, -1
+	// for a source.
+	assign [][]int
+	// read[s] is what source s reads for the receivers.
+	read map[int]int64
+}
+
+// NeighboursOnly reports whether the back-end can send only between
+// neighbouring ranks (rank±1 modulo the size).
+func NeighboursOnly(b jaccl.Backend) bool { return b == jaccl.Ring || b == jaccl.JACCLRing }
+
+// NewStreamPlan plans the streaming of p's sections (any rank's plan: every
+// rank's part of a tensor has the same size) from sources to every other
+// rank of p.WorldSize.
+func NewStreamPlan(p *Plan, sources []int, neighboursOnly bool, window int64) (*StreamPlan, error) {
+	n := p.WorldSize
+	if window <= 0 {
+		window = DefaultStreamWindow
+	}
+	isSource := make([]bool, n)
+	for _, s := range sources {
+		if s < 0 || s >= n {
+			return nil, fmt.Errorf("loader: source rank %d is not in a world of %d", s, n)
+		}
+		isSource[s] = true
+	}
+	sp := &StreamPlan{Window: window, read: map[int]int64{}}
+	for r := range n {
+		if isSource[r] {
+			sp.Sources = append(sp.Sources, r)
+		} else {
+			sp.Receivers = append(sp.Receivers, r)
+		}
+	}
+	if len(sp.Sources) == 0 {
+		return nil, errors.New("loader: no rank holds the checkpoint, so none can stream it")
+	}
+	reach := func(s, r int) bool {
+		return !neighboursOnly || (s+1)%n == r || (r+1)%n == s
+	}
+	for _, r := range sp.Receivers {
+		if !slices.ContainsFunc(sp.Sources, func(s int) bool { return reach(s, r) }) {
+			return nil, fmt.Errorf("loader: rank %d cannot receive its shard: the ring back-end sends only between neighbouring ranks and neither rank %d nor rank %d holds the checkpoint; give one of them the checkpoint or use the jaccl back-end",
+				r, (r+n-1)%n, (r+1)%n)
+		}
+	}
+	load := map[int]int64{}
+	links := map[[2]int]*StreamLink{}
+	var largest int64
+	sp.assign = make([][]int, len(p.Sections))
+	for i := range p.Sections {
+		sec := &p.Sections[i]
+		var bytes int64
+		for _, tp := range sec.Tensors {
+			bytes += tp.ShardBytes
+		}
+		sp.assign[i] = make([]int, n)
+		for r := range n {
+			sp.assign[i][r] = -1
+			if isSource[r] {
+				continue
+			}
+			best := -1
+			for _, s := range sp.Sources {
+				if reach(s, r) && (best < 0 || load[s] < load[best]) {
+					best = s
+				}
+			}
+			sp.assign[i][r] = best
+			load[best] += bytes
+			l := links[[2]int{best, r}]
+			if l == nil {
+				l = &StreamLink{Source: best, Receiver: r}
+				links[[2]int{best, r}] = l
+			}
+			l.Sections++
+			l.Bytes += bytes
+			for _, tp := range sec.Tensors {
+				largest = max(largest, tp.ShardBytes)
+			}
+		}
+	}
+	for _, l := range links {
+		sp.Links = append(sp.Links, *l)
+		sp.read[l.Source] += l.Bytes
+	}
+	slices.SortFunc(sp.Links, func(a, b StreamLink) int {
+		if a.Source != b.Source {
+			return a.Source - b.Source
+		}
+		return a.Receiver - b.Receiver
+	})
+	if len(sp.Receivers) > 0 {
+		// A window larger than what any source sends is never filled.
+		var most int64
+		for _, b := range sp.read {
+			most = max(most, b)
+		}
+		sp.SourceExtra = max(min(window, most), largest)
+	}
+	return sp, nil
+}
+
+// Source returns the rank that sends section i (in plan order) of rank r's
+// shard, or -1 when r reads its own.
+func (sp *StreamPlan) Source(i, r int) int { return sp.assign[i][r] }
+
+// StreamPrediction is a streamed load's predicted time at given
+// bandwidths: every source reads its own shard and the parts it sends, and
+// sends them over its links one after the other while it reads.
+type StreamPrediction struct {
+	DiskBps, LinkBps float64
+	// Disk and Link are the slowest source's times for its reads and its
+	// sends; Total is the larger, since the two overlap.
+	Disk, Link, Total time.Duration
+}
+
+// Predict returns the predicted time when every source reads at diskBps
+// bytes per second and sends at linkBps; own is what a source reads for
+// its own shard.
+func (sp *StreamPlan) Predict(own int64, diskBps, linkBps float64) StreamPrediction {
+	pr := StreamPrediction{DiskBps: diskBps, LinkBps: linkBps}
+	secs := func(b int64, bps float64) time.Duration {
+		if bps <= 0 {
+			return 0
+		}
+		return time.Duration(float64(b) / bps * float64(time.Second))
+	}
+	for _, s := range sp.Sources {
+		pr.Disk = max(pr.Disk, secs(own+sp.read[s], diskBps))
+		pr.Link = max(pr.Link, secs(sp.read[s], linkBps))
+	}
+	pr.Total = max(pr.Disk, pr.Link)
+	return pr
+}
+
+// WriteTable prints one line per link, then the prediction for own bytes
+// read by each source for itself at the given bandwidths (bytes/s).
+func (sp *StreamPlan) WriteTable(w io.Writer, own int64, diskBps, linkBps float64) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "source\treceiver\tsections\tbytes\t\n")
+	for _, l := range sp.Links {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t\n", l.Source, l.Receiver, l.Sections, units.FormatGB(uint64(l.Bytes)))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	pr := sp.Predict(own, diskBps, linkBps)
+	_, err := fmt.Fprintf(w, "stream: sources %v, receivers %v, source window %s; at %s/s disk and %s/s link: reads %s, sends %s, load ≈ %s\n",
+		sp.Sources, sp.Receivers, units.FormatGB(uint64(sp.SourceExtra)), units.FormatGB(uint64(diskBps)), units.FormatGB(uint64(linkBps)),
+		pr.Disk.Round(time.Millisecond), pr.Link.Round(time.Millisecond), pr.Total.Round(time.Millisecond))
+	return err
+}
+
+// StreamStats are a streamed load's figures so far.
+type StreamStats struct {
+	// Sent and Received are the bytes of parts this rank sent and
+	// received (checksums and the index not counted).
+	Sent, Received int64
+	// InFlightPeak is the most bytes of parts a source held read and not
+	// yet delivered.
+	InFlightPeak int64
+}
+
+// streamIndex is what a source tells a receiver about the checkpoint: the
+// tensors (their file positions dropped) and its other small files.
+type streamIndex struct {
+	Tensors []streamTensor    `json:"tensors"`
+	Files   map[string][]byte `json:"files,omitempty"`
+}
+
+type streamTensor struct {
+	Name  string            `json:"name"`
+	DType safetensors.DType `json:"dtype"`
+	Shape []int64           `json:"shape"`
+	Size  int64             `json:"size"`
+}
+
+func encodeIndex(d *safetensors.Dir, dir string) ([]byte, error) {
+	var idx streamIndex
+	for _, t := range d.Tensors() {
+		idx.Tensors = append(idx.Tensors, streamTensor{Name: t.Name, DType: t.DType, Shape: t.Shape, Size: t.Size()})
+	}
+	slices.SortFunc(idx.Tensors, func(a, b streamTensor) int { return strings.Compare(a.Name, b.Name) })
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("loader: %w", err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if !e.Type().IsRegular() || strings.HasSuffix(name, ".safetensors") || strings.HasPrefix(name, ".") ||
+				name == "model.safetensors.index.json" || name == ShardStampName {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil || info.Size() > maxStreamedFile {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				return nil, fmt.Errorf("loader: %w", err)
+			}
+			if idx.Files == nil {
+				idx.Files = map[string][]byte{}
+			}
+			idx.Files[name] = b
+		}
+	}
+	return json.Marshal(&idx)
+}
+
+func decodeIndex(b []byte) (*streamIndex, []safetensors.TensorInfo, error) {
+	var idx streamIndex
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, nil, fmt.Errorf("loader: the streamed tensor index: %w", err)
+	}
+	tensors := make([]safetensors.TensorInfo, len(idx.Tensors))
+	var off int64
+	for i, t := range idx.Tensors {
+		tensors[i] = safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape, Begin: off, End: off + t.Size, Offset: off}
+		off += t.Size
+	}
+	return &idx, tensors, nil
+}
+
+// Roles travel as one all-gathered int32 vector per rank.
+const (
+	roleReceiver = 0
+	roleSource   = 1
+	roleFailed   = 2
+	roleWords    = 1 + 2 + 8 // role, index length, index digest
+)
+
+// OpenStream opens rank g.Rank()'s load of the checkpoint at path for a
+// job where not every rank has it: ranks where path exists are sources,
+// the others receive their shard from them over g. Every rank of g must
+// call it with the same options (the rank and world size come from g).
+//
+// Sources read each receiver's part of every tensor with the byte ranges
+// the Direct strategy uses for that rank, and send it with a CRC-32C of
+// its bytes; a receiver's arrays are MLX's receive buffers (nothing is
+// staged or written to disk unless Cache asks), checked against the
+// checksums, section by section under its memory guard. A source's Layers
+// sends its receivers' parts of each section, a window of them in flight
+// while it reads the next, and loads its own part meanwhile; a receiver's
+// Layers yields what it received. Both must run Layers once, to the end.
+//
+// A peer that dies or stops answering ends Layers with a *StreamError
+// naming the peer and the section (or, when MLX is stuck inside the
+// transfer, the group's OnHang after its timeout).
+//
+// When every rank holds the checkpoint the load is an ordinary one. The
+// returned loader's Stream reports the plan and StreamStats the figures.
+func OpenStream(ctx context.Context, g *jaccl.Group, path string, o StreamOptions) (*ShardLoader, error) {
+	o.Rank, o.WorldSize = g.Rank(), g.Size()
+	if o.Strategy != Direct {
+		return nil, fmt.Errorf("loader: streaming needs the direct strategy, not %s", o.Strategy)
+	}
+	var (
+		d      *safetensors.Dir
+		idx    []byte
+		ownErr error
+	)
+	if _, err := os.Stat(path); err == nil {
+		if st, err := ReadShardStamp(path); err != nil {
+			ownErr = err
+		} else if st != nil {
+			ownErr = fmt.Errorf("loader: %s holds rank %d of %d's shard only and cannot be streamed from; give this rank the whole checkpoint or no checkpoint", path, st.Rank, st.WorldSize)
+		} else if d, ownErr = safetensors.OpenDir(path); ownErr == nil {
+			idx, ownErr = encodeIndex(d, path)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		ownErr = fmt.Errorf("loader: %w", err)
+	}
+	closeDir := func() {
+		if d != nil {
+			d.Close()
+		}
+	}
+
+	mine := make([]int32, roleWords)
+	switch {
+	case ownErr != nil:
+		mine[0] = roleFailed
+	case d != nil:
+		mine[0] = roleSource
+		mine[1], mine[2] = int32(uint32(len(idx))), int32(uint32(uint64(len(idx))>>32))
+		sum := sha256.Sum256(idx)
+		for i := range 8 {
+			mine[3+i] = int32(binary.LittleEndian.Uint32(sum[4*i:]))
+		}
+	}
+	all, err := jaccl.AllGatherSlice(ctx, g, mine)
+	if err != nil {
+		closeDir()
+		return nil, errors.Join(err, ownErr)
+	}
+	if ownErr != nil {
+		closeDir()
+		return nil, ownErr
+	}
+	n := g.Size()
+	row := func(r int) []int32 { return all[r*roleWords : (r+1)*roleWords] }
+	var sources []int
+	for r := range n {
+		switch row(r)[0] {
+		case roleFailed:
+			closeDir()
+			return nil, fmt.Errorf("loader: rank %d could not open its checkpoint (see its output); no rank loads", r)
+		case roleSource:
+			sources = append(sources, r)
+		}
+	}
+	if len(sources) == 0 {
+		return nil, fmt.Errorf("loader: no rank of %d has the checkpoint at %s: put it on at least one node", n, path)
+	}
+	for _, s := range sources[1:] {
+		if !slices.Equal(row(s)[1:], row(sources[0])[1:]) {
+			closeDir()
+			return nil, fmt.Errorf("loader: ranks %d and %d hold different checkpoints at %s: give every source the same files", sources[0], s, path)
+		}
+	}
+	if len(sources) == n {
+		defer closeDir()
+		l, err := Open(path, o.Options)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+
+	me := g.Rank()
+	neighbours := NeighboursOnly(g.Backend())
+	reach := func(s, r int) bool { return !neighbours || (s+1)%n == r || (r+1)%n == s }
+	// A receiver takes the index from the lowest source that can reach it.
+	indexSource := func(r int) int {
+		for _, s := range sources {
+			if reach(s, r) {
+				return s
+			}
+		}
+		return -1
+	}
+	var tensors []safetensors.TensorInfo
+	var index *streamIndex
+	if d != nil {
+		tensors = d.Tensors()
+		for r := range n {
+			if row(r)[0] != roleSource && indexSource(r) == me {
+				if err := sendBytes(ctx, g, idx, r); err != nil {
+					closeDir()
+					return nil, &StreamError{Section: "index", Peer: r, Op: "sending to", Err: err}
+				}
+			}
+		}
+	} else if src := indexSource(me); src >= 0 {
+		size := int(uint64(uint32(row(src)[1])) | uint64(uint32(row(src)[2]))<<32)
+		b, err := recvBytes(ctx, g, size, src)
+		if err != nil {
+			return nil, &StreamError{Section: "index", Peer: src, Op: "receiving from", Err: err}
+		}
+		sum := sha256.Sum256(b)
+		for i := range 8 {
+			if int32(binary.LittleEndian.Uint32(sum[4*i:])) != row(src)[3+i] {
+				return nil, &StreamError{Section: "index", Peer: src, Op: "receiving from", Err: ErrChecksum}
+			}
+		}
+		if index, tensors, err = decodeIndex(b); err != nil {
+			return nil, err
+		}
+	}
+	plan, err := NewPlan(tensors, o.PlanOptions)
+	if err != nil {
+		closeDir()
+		return nil, err
+	}
+	sp, err := NewStreamPlan(plan, sources, neighbours, o.Window)
+	if err != nil {
+		closeDir()
+		return nil, err
+	}
+	st := &streamer{g: g, plan: sp, rank: me, window: sp.Window}
+	if d != nil && sp.read[me] > 0 && g.Stream() != nil {
+		if dev, err := g.Stream().Device(); err == nil && dev == mlx.CPU {
+			// Best effort: without a stream of their own the sends share
+			// the default CPU stream and overlap less with the reads.
+			st.sendStream, _ = mlx.NewStream(mlx.CPU)
+		}
+	}
+	if d != nil && sp.read[me] > 0 {
+		for i := range plan.Sections {
+			plan.Sections[i].Peak += sp.SourceExtra
+		}
+		plan.Peak += sp.SourceExtra
+	}
+	if d == nil {
+		// A receiver reads no file: its bytes come over the link.
+		for i := range plan.Sections {
+			plan.Sections[i].Read, plan.Sections[i].Disk = 0, 0
+		}
+		plan.Read, plan.Disk = 0, 0
+	}
+	plan.Stream = sp
+	l, err := newLoader(d, plan, o.Options)
+	if err != nil {
+		st.sendStream.Free()
+		closeDir()
+		return nil, err
+	}
+	l.ownDir = d != nil
+	l.stream = st
+	if d == nil {
+		st.receiving = true
+		if o.Cache != "" {
+			if st.cache, err = newStreamCache(o.Cache, plan, index); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return l, nil
+}
+
+func sendBytes(ctx context.Context, g *jaccl.Group, b []byte, dst int) error {
+	return mlx.Do(func() error {
+		a, err := mlx.NewArrayBytes(b, []int{len(b)}, mlx.Uint8)
+		if err != nil {
+			return err
+		}
+		defer a.Free()
+		s, err := g.Send(a, dst)
+		if err != nil {
+			return err
+		}
+		defer s.Free()
+		ctx, cancel := transferCtx(ctx, g, "index", dst, "sending to")
+		defer cancel()
+		return g.Eval(ctx, s)
+	})
+}
+
+func recvBytes(ctx context.Context, g *jaccl.Group, size, src int) ([]byte, error) {
+	var out []byte
+	err := mlx.Do(func() error {
+		a, err := g.Recv([]int{size}, mlx.Uint8, src)
+		if err != nil {
+			return err
+		}
+		defer a.Free()
+		ctx, cancel := transferCtx(ctx, g, "index", src, "receiving from")
+		defer cancel()
+		if err := g.Eval(ctx, a); err != nil {
+			return err
+		}
+		out, err = a.Bytes()
+		return err
+	})
+	return out, err
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// transferCtx bounds one transfer a little inside the group's own timeout:
+// a peer that stalls then ends the load with the section and the rank
+// named (the group hands the cause to its OnHang) rather than with the
+// group's message alone.
+func transferCtx(ctx context.Context, g *jaccl.Group, section string, peer int, op string) (context.Context, context.CancelFunc) {
+	t := g.Timeout()
+	if t <= 0 {
+		return ctx, func() {}
+	}
+	t -= min(time.Second, t/10)
+	return context.WithTimeoutCause(ctx, t, &StreamError{Section: section, Peer: peer, Op: op,
+		Err: fmt.Errorf("%w: nothing came through for %s (a hung peer or a stalled link)", ErrStalled, t)})
+}
+
+// maxPartsInFlight bounds the sends a source has started and not seen
+// finish. MLX makes an asynchronous evaluation wait, outside any watchdog,
+// while more than ten tasks are active; below that, a receiver that dies
+// cannot leave the source stuck where the group's timeout does not reach.
+const maxPartsInFlight = 8
+
+// streamer is a streamed load's state on one rank.
+type streamer struct {
+	g         *jaccl.Group
+	plan      *StreamPlan
+	rank      int
+	receiving bool
+	window    int64
+	cache     *streamCache
+
+	// A source's parts in flight, oldest first: being read, or sent and
+	// not yet seen delivered. inFlight is their bytes.
+	flight   []*inFlight
+	inFlight int64
+	// sendStream, when set, is a CPU stream of the sends' own: on the
+	// default one, every allocation of the next part (and of the source's
+	// own arrays) would wait behind the sends queued before it.
+	sendStream *mlx.Stream
+
+	sent, received, flightPeak atomic.Int64
+}
+
+type inFlight struct {
+	part, send *mlx.Array
+	bytes      int64
+	section    string
+	peer       int
+	// read delivers the result of the part's read; nil once received.
+	read chan error
+}
+
+// Stream returns the streaming plan of a load OpenStream made, nil for an
+// ordinary load.
+func (l *ShardLoader) Stream() *StreamPlan {
+	if l.stream == nil {
+		return nil
+	}
+	return l.stream.plan
+}
+
+// StreamStats returns the streamed load's figures so far (zero for an
+// ordinary load).
+func (l *ShardLoader) StreamStats() StreamStats {
+	if l.stream == nil {
+		return StreamStats{}
+	}
+	s := l.stream
+	return StreamStats{Sent: s.sent.Load(), Received: s.received.Load(), InFlightPeak: s.flightPeak.Load()}
+}
+
+// send sends the parts of section i, of which sp is this rank's plan, to
+// every receiver this source serves it to. Up to Workers parts are read at
+// once; their sends are queued in plan order as their reads finish.
+func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionPlan) error {
+	if s.receiving {
+		return nil
+	}
+	n := l.plan.WorldSize
+	readers := make(chan struct{}, l.opts.Workers)
+	for r := range n {
+		if s.plan.assign[i][r] != s.rank {
+			continue
+		}
+		sums := make([]uint32, len(sp.Tensors))
+		for j := range sp.Tensors {
+			tp := &sp.Tensors[j]
+			if tp.ShardBytes == 0 {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return context.Cause(ctx)
+			}
+			_, f, ok := l.dir.Tensor(tp.Name)
+			if !ok {
+				return &LoadError{Section: sp.Name, Tensor: tp.Name, Err: errors.New("not in the checkpoint")}
+			}
+			dt, err := mlxDtype(tp.DType)
+			if err != nil {
+				return &LoadError{Section: sp.Name, Tensor: tp.Name, Err: err}
+			}
+			if err := s.makeRoom(ctx, tp.ShardBytes); err != nil {
+				return err
+			}
+			e := &inFlight{bytes: tp.ShardBytes, section: sp.Name, peer: r, read: make(chan error, 1)}
+			s.add(e)
+			readers <- struct{}{}
+			go func() {
+				defer func() { <-readers }()
+				var err error
+				e.part, err = mlx.NewArrayFill(intShape(tp.ShardShape), dt, func(dst []byte) error {
+					if _, err := fill(f, tp, n, r, l.opts.Read, dst); err != nil {
+						return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
+					}
+					sums[j] = crc32.Checksum(dst, castagnoli)
+					return nil
+				})
+				e.read <- err
+			}()
+			if err := s.queueRead(false); err != nil {
+				return err
+			}
+		}
+		// The checksums go once every part's read is done (and sums
+		// complete), after the parts.
+		if err := s.queueRead(true); err != nil {
+			return err
+		}
+		a, err := mlx.FromSlice(sums)
+		if err != nil {
+			return err
+		}
+		e := &inFlight{part: a, section: sp.Name, peer: r}
+		s.add(e)
+		if err := s.queue(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add puts e at the end of the window.
+func (s *streamer) add(e *inFlight) {
+	s.flight = append(s.flight, e)
+	s.inFlight += e.bytes
+	if s.inFlight > s.flightPeak.Load() {
+		s.flightPeak.Store(s.inFlight)
+	}
+}
+
+// queueRead queues, in order, the sends of the parts whose reads are done,
+// stopping at the first still being read; with wait it waits for them all.
+func (s *streamer) queueRead(wait bool) error {
+	for _, e := range s.flight {
+		if e.send != nil {
+			continue
+		}
+		if e.read != nil {
+			if !wait {
+				select {
+				case err := <-e.read:
+					e.read = nil
+					if err != nil {
+						return err
+					}
+				default:
+					return nil
+				}
+			} else {
+				err := <-e.read
+				e.read = nil
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if err := s.queue(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queue starts the send of e's part to its peer.
+func (s *streamer) queue(e *inFlight) error {
+	var err error
+	if s.sendStream != nil {
+		if e.send, err = mlx.Send(e.part, e.peer, s.g.MLX(), s.sendStream); err != nil {
+			err = cluster.Explain(err)
+		}
+	} else {
+		e.send, err = s.g.Send(e.part, e.peer)
+	}
+	if err == nil {
+		err = mlx.AsyncEval(e.send)
+	}
+	if err != nil {
+		return &StreamError{Section: e.section, Peer: e.peer, Op: "sending to", Err: err}
+	}
+	return nil
+}
+
+// makeRoom waits for the oldest sends until bytes more fit in the window,
+// or nothing is in flight.
+func (s *streamer) makeRoom(ctx context.Context, bytes int64) error {
+	for len(s.flight) > 0 && (s.inFlight+bytes > s.window || len(s.flight) >= maxPartsInFlight) {
+		if err := s.waitOldest(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitOldest waits until the oldest part in flight is delivered, queueing
+// its send first if its read had not finished, and frees it.
+func (s *streamer) waitOldest(ctx context.Context) error {
+	if err := s.queueRead(false); err != nil {
+		return err
+	}
+	if f := s.flight[0]; f.send == nil {
+		if err := s.queueRead(true); err != nil {
+			return err
+		}
+	}
+	f := s.flight[0]
+	s.flight = s.flight[1:]
+	s.inFlight -= f.bytes
+	defer f.part.Free()
+	defer f.send.Free()
+	ctx, cancel := transferCtx(ctx, s.g, f.section, f.peer, "sending to")
+	defer cancel()
+	if err := s.g.Eval(ctx, f.send); err != nil {
+		return &StreamError{Section: f.section, Peer: f.peer, Op: "sending to", Err: err}
+	}
+	s.sent.Add(f.bytes)
+	return nil
+}
+
+// drain waits until every part sent has been delivered.
+func (s *streamer) drain(ctx context.Context) error {
+	for len(s.flight) > 0 {
+		if err := s.waitOldest(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abandon frees what is in flight without waiting: MLX keeps the arrays a
+// queued send still needs.
+func (s *streamer) abandon() {
+	for _, f := range s.flight {
+		if f.read != nil {
+			<-f.read // a read under way ends on its own
+		}
+		f.part.Free()
+		f.send.Free()
+	}
+	s.flight, s.inFlight = nil, 0
+	s.sendStream.Free()
+	s.sendStream = nil
+	if s.cache != nil {
+		s.cache.abort()
+		s.cache = nil
+	}
+}
+
+// receive fills layer with section i of this rank's shard, received from
+// its source, and checks every part against the source's checksum.
+func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *Layer) error {
+	src := s.plan.assign[i][s.rank]
+	fail := func(err error) error {
+		return &StreamError{Section: sp.Name, Peer: src, Op: "receiving from", Err: err}
+	}
+	parts := make([]*mlx.Array, len(sp.Tensors))
+	var bytes int64
+	for j := range sp.Tensors {
+		tp := &sp.Tensors[j]
+		dt, err := mlxDtype(tp.DType)
+		if err != nil {
+			return &LoadError{Section: sp.Name, Tensor: tp.Name, Err: err}
+		}
+		// Each receive is evaluated on its own, under the group's watchdog
+		// and in plan order, the order the source sends in: MLX does not
+		// keep the order of independent arrays evaluated together, and
+		// queueing them asynchronously blocks, outside any watchdog, once
+		// more than a few wait.
+		var a *mlx.Array
+		if tp.ShardBytes == 0 {
+			a, err = mlx.NewArrayFill(intShape(tp.ShardShape), dt, func([]byte) error { return nil })
+		} else {
+			if a, err = s.g.Recv(intShape(tp.ShardShape), dt, src); err == nil {
+				err = s.evalRecv(ctx, a, sp.Name, src)
+			}
+		}
+		if err != nil {
+			return fail(err)
+		}
+		parts[j] = a
+		layer.Arrays[tp.Name] = a
+		bytes += tp.ShardBytes
+	}
+	sumsArr, err := s.g.Recv([]int{len(sp.Tensors)}, mlx.Uint32, src)
+	if err != nil {
+		return fail(err)
+	}
+	defer sumsArr.Free()
+	if err := s.evalRecv(ctx, sumsArr, sp.Name, src); err != nil {
+		return fail(err)
+	}
+	sums, err := mlx.ToSlice[uint32](sumsArr)
+	if err != nil {
+		return fail(err)
+	}
+	for j := range sp.Tensors {
+		tp := &sp.Tensors[j]
+		if tp.ShardBytes == 0 {
+			if s.cache != nil {
+				if err := s.cache.write(tp.Name, nil); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		err := parts[j].ReadData(func(b []byte) error {
+			if got := crc32.Checksum(b, castagnoli); got != sums[j] {
+				return fmt.Errorf("%w: tensor %q: CRC-32C %08x, source sent %08x", ErrChecksum, tp.Name, got, sums[j])
+			}
+			if s.cache != nil {
+				return s.cache.write(tp.Name, b)
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(err)
+		}
+	}
+	s.received.Add(bytes)
+	return nil
+}
+
+func (s *streamer) evalRecv(ctx context.Context, a *mlx.Array, section string, src int) error {
+	ctx, cancel := transferCtx(ctx, s.g, section, src, "receiving from")
+	defer cancel()
+	return s.g.Eval(ctx, a)
+}
+
+// finish completes the stream after the last section: a source waits for
+// its last sends, a receiver's cache is committed.
+func (s *streamer) finish(ctx context.Context) error {
+	if err := s.drain(ctx); err != nil {
+		return err
+	}
+	if s.cache != nil {
+		c := s.cache
+		s.cache = nil
+		return c.commit()
+	}
+	return nil
+}
+
+// streamCache writes a receiver's shard as Reshard lays one out: one
+// safetensors file (tagged, as Reshard's are, with the rank), the index,
+// the other files, the stamp last; all under a temporary directory that
+// replaces the target only once complete, so a load that fails leaves no
+// half cache behind.
+type streamCache struct {
+	dir   *atomicfile.Dir
+	w     *safetensors.Writer
+	stamp ShardStamp
+}
+
+func newStreamCache(dir string, plan *Plan, index *streamIndex) (*streamCache, error) {
+	if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o755); err != nil {
+		return nil, fmt.Errorf("loader: cache: %w", err)
+	}
+	out, err := atomicfile.CreateDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("loader: cache: %w", err)
+	}
+	c := &streamCache{dir: out, stamp: ShardStamp{Rank: plan.Rank, WorldSize: plan.WorldSize, Rules: plan.Rules, Source: "streamed"}}
+	fail := func(err error) (*streamCache, error) {
+		out.Abort()
+		return nil, fmt.Errorf("loader: cache %s: %w", dir, err)
+	}
+	var specs []safetensors.TensorSpec
+	weightMap := map[string]string{}
+	const file = "model.safetensors"
+	for _, sec := range plan.Sections {
+		for _, tp := range sec.Tensors {
+			specs = append(specs, safetensors.TensorSpec{Name: tp.Name, DType: tp.DType, Shape: tp.ShardShape})
+			weightMap[tp.Name] = file
+			c.stamp.Tensors++
+			c.stamp.Bytes += tp.ShardBytes
+		}
+	}
+	if index != nil {
+		for name, b := range index.Files {
+			if err := os.WriteFile(filepath.Join(out.Path(), filepath.Base(name)), b, 0o644); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	idx := map[string]any{"metadata": map[string]any{"total_size": c.stamp.Bytes}, "weight_map": weightMap}
+	if err := writeJSON(filepath.Join(out.Path(), "model.safetensors.index.json"), idx); err != nil {
+		return fail(err)
+	}
+	meta := map[string]string{"format": "mlx", shardMetaKey: strconv.Itoa(plan.Rank) + "/" + strconv.Itoa(plan.WorldSize)}
+	if c.w, err = safetensors.Create(filepath.Join(out.Path(), file), specs, meta); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+func (c *streamCache) write(name string, b []byte) error {
+	if err := c.w.WriteTensor(name, b); err != nil {
+		return fmt.Errorf("loader: cache %s: %w", c.dir.Target(), err)
+	}
+	return nil
+}
+
+// commit closes the file, writes the stamp, and puts the directory in
+// place of any earlier one.
+func (c *streamCache) commit() error {
+	err := c.w.Close()
+	if err == nil {
+		err = writeJSON(filepath.Join(c.dir.Path(), ShardStampName), &c.stamp)
+	}
+	if err == nil {
+		err = c.dir.Commit()
+	}
+	if err != nil {
+		c.dir.Abort()
+		return fmt.Errorf("loader: cache %s: %w", c.dir.Target(), err)
+	}
+	return nil
+}
+
+func (c *streamCache) abort() {
+	c.w.Abort()
+	c.dir.Abort()
+}
+
+// streamSection loads section i of a streamed load: a source sends its
+// receivers' parts of it while it loads its own; a receiver receives its
+// own. After the last section the stream is finished before the section is
+// yielded, so that a failure of the last transfer still ends the load.
+func (l *ShardLoader) streamSection(ctx context.Context, r *run, i int, sp *SectionPlan) (*Layer, error) {
+	s := l.stream
+	var layer *Layer
+	if s.receiving {
+		layer = &Layer{Section: sp.Section, Arrays: make(map[string]*mlx.Array, len(sp.Tensors))}
+		if err := s.receive(ctx, i, sp, layer); err != nil {
+			layer.Free()
+			_ = mlx.ClearCache()
+			return nil, err
+		}
+	} else {
+		// The source reads its own part of the section while it reads and
+		// sends its receivers' parts: one disk, both kept busy.
+		var ownErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			layer, ownErr = r.section(ctx, sp)
+		}()
+		err := s.send(ctx, l, i, sp)
+		<-done
+		if err == nil {
+			err = ownErr
+		}
+		if err != nil {
+			if layer != nil {
+				layer.Free()
+			}
+			return nil, err
+		}
+	}
+	if i == len(l.plan.Sections)-1 {
+		if err := s.finish(ctx); err != nil {
+			layer.Free()
+			return nil, err
+		}
+	}
+	return layer, nil
+}
