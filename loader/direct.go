@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
-// mlxDtype maps a file's dtype to the MLX dtype its bytes load as. 8-bit
-// floats load as uint8, as MLX's own loader loads F8_E4M3 and F8_E8M0; it
-// refuses the other 8-bit floats and F64, whose bytes load here all the
-// same (uint8, float64).
+// mlxDtype maps a file's dtype to the MLX dtype its bytes load as; 8-bit
+// floats load as uint8, as MLX's own loader does.
 func mlxDtype(d safetensors.DType) (mlx.Dtype, error) {
 	switch d {
 	case safetensors.Bool:
@@ -107,6 +106,18 @@ func (tp *TensorPlan) runs(n, k int, fn func(off, length int64) error) error {
 	return nil
 }
 
+// Ranges returns the file byte ranges of this rank's part of tp (a tensor
+// of p), in the order its bytes lie in the part, adjacent ranges merged:
+// what the Direct strategy reads for it. It lets a tool copy or prefetch
+// exactly a rank's bytes without MLX.
+func (p *Plan) Ranges(tp *TensorPlan) []safetensors.Range {
+	var out []safetensors.Range
+	for _, sp := range tp.spans(p.WorldSize, p.Rank) {
+		out = append(out, safetensors.Range{Offset: sp.off, Length: sp.length})
+	}
+	return out
+}
+
 // Reads in pread mode: a run this long is read on its own; shorter runs
 // are gathered into windows of up to preadWindow bytes of the file, read
 // at once when the runs fill at least half the window.
@@ -115,95 +126,232 @@ const (
 	preadWindow = 4 << 20
 )
 
-// fill copies rank k's shard of tp from f into dst and returns the bytes
-// read from the file.
-func fill(f *safetensors.File, tp *TensorPlan, n, k int, mode ReadMode, dst []byte) (read int64, err error) {
-	if mode == ReadMmap && f.Mapped() {
+// pieceSize is how much of a part one worker copies at a time. A part
+// larger than this is cut into pieces that idle workers help with, so that
+// one large tensor (an embedding, a stacked expert) does not leave the
+// other workers waiting at the end of a section.
+const pieceSize = 8 << 20
+
+// span is one byte run of a rank's part: length bytes at file offset off,
+// which land at pos in the part.
+type span struct{ off, length, pos int64 }
+
+// spans lists the byte runs of rank k's part of tp, in part order.
+func (tp *TensorPlan) spans(n, k int) []span {
+	var out []span
+	var pos int64
+	_ = tp.runs(n, k, func(off, length int64) error {
+		out = append(out, span{off, length, pos})
+		pos += length
+		return nil
+	})
+	return out
+}
+
+// pieces groups spans, in order, into pieces of about size bytes; a span
+// longer than size is cut.
+func pieces(spans []span, size int64) [][]span {
+	var out [][]span
+	var cur []span
+	var curLen int64
+	for _, sp := range spans {
+		for sp.length > 0 {
+			n := min(sp.length, size-curLen)
+			cur = append(cur, span{sp.off, n, sp.pos})
+			curLen += n
+			sp.off, sp.length, sp.pos = sp.off+n, sp.length-n, sp.pos+n
+			if curLen == size {
+				out, cur, curLen = append(out, cur), nil, 0
+			}
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// source is where a part's bytes come from: the file, and in mmap mode
+// the tensor's bytes in the file's mapping (data, which starts at file
+// offset base).
+type source struct {
+	f    *safetensors.File
+	mode ReadMode
+	data []byte
+	base int64
+}
+
+var windowPool = sync.Pool{New: func() any { b := make([]byte, preadWindow); return &b }}
+
+// copyPiece copies the spans of one piece from src into dst (the whole
+// part) and returns the bytes read from the file.
+func (src *source) copyPiece(piece []span, dst []byte) (read int64, err error) {
+	if src.data != nil {
+		mapped := false
 		// A file truncated under the mapping faults on access; Protect makes
 		// that a safetensors.ErrChanged error of this tensor instead of a
 		// crash of the process.
-		var pos int
-		err = f.Protect(func() error {
-			data, err := f.Data(tp.Name)
-			if err != nil {
-				return err
+		err := src.f.Protect(func() error {
+			for _, sp := range piece {
+				if src.mode == ReadAuto && sp.length >= preadDirect {
+					if _, err := src.f.ReadRangesAt([]safetensors.Range{{Offset: sp.off, Length: sp.length}}, dst[sp.pos:sp.pos+sp.length]); err != nil {
+						return err
+					}
+					read += sp.length
+					continue
+				}
+				read += int64(copy(dst[sp.pos:sp.pos+sp.length], src.data[sp.off-src.base:sp.off-src.base+sp.length]))
+				mapped = true
 			}
-			base := tp.info.Offset
-			return tp.runs(n, k, func(off, length int64) error {
-				pos += copy(dst[pos:], data[off-base:off-base+length])
-				return nil
-			})
+			return nil
 		})
 		if errors.Is(err, safetensors.ErrChanged) {
 			err = errors.Join(ErrChanged, err)
 		}
-		if err == nil {
-			f.Release([]safetensors.Range{{Offset: tp.info.Offset, Length: tp.info.Size()}})
+		if mapped && err == nil {
+			// The copied pages leave the process's mapping: what stays
+			// resident is the shard, not the shard plus the file.
+			last := piece[len(piece)-1]
+			src.f.Release([]safetensors.Range{{Offset: piece[0].off, Length: last.off + last.length - piece[0].off}})
 		}
-		return int64(pos), err
+		return read, err
 	}
-	var pos int64
-	var win []safetensors.Range
-	var buf []byte
+	var win []span
 	flush := func() error {
 		if len(win) == 0 {
 			return nil
 		}
 		first, last := win[0], win[len(win)-1]
-		span := last.End() - first.Offset
+		span := last.off + last.length - first.off
 		var want int64
 		for _, r := range win {
-			want += r.Length
+			want += r.length
 		}
 		if want*2 >= span && len(win) > 1 {
-			if int64(cap(buf)) < span {
-				buf = make([]byte, span)
+			bp := windowPool.Get().(*[]byte)
+			defer windowPool.Put(bp)
+			if int64(cap(*bp)) < span {
+				*bp = make([]byte, span)
 			}
-			b := buf[:span]
-			if _, err := f.ReadRangesAt([]safetensors.Range{{Offset: first.Offset, Length: span}}, b); err != nil {
+			b := (*bp)[:span]
+			if _, err := src.f.ReadRangesAt([]safetensors.Range{{Offset: first.off, Length: span}}, b); err != nil {
 				return err
 			}
 			read += span
 			for _, r := range win {
-				pos += int64(copy(dst[pos:], b[r.Offset-first.Offset:r.End()-first.Offset]))
+				copy(dst[r.pos:r.pos+r.length], b[r.off-first.off:r.off-first.off+r.length])
 			}
 		} else {
 			for _, r := range win {
-				if _, err := f.ReadRangesAt([]safetensors.Range{r}, dst[pos:pos+r.Length]); err != nil {
+				if _, err := src.f.ReadRangesAt([]safetensors.Range{{Offset: r.off, Length: r.length}}, dst[r.pos:r.pos+r.length]); err != nil {
 					return err
 				}
-				pos += r.Length
-				read += r.Length
+				read += r.length
 			}
 		}
 		win = win[:0]
 		return nil
 	}
-	err = tp.runs(n, k, func(off, length int64) error {
-		if length >= preadDirect {
+	for _, sp := range piece {
+		if sp.length >= preadDirect {
 			if err := flush(); err != nil {
-				return err
+				return read, err
 			}
-			win = append(win, safetensors.Range{Offset: off, Length: length})
-			return flush()
-		}
-		if len(win) > 0 && off+length-win[0].Offset > preadWindow {
+			win = append(win, sp)
 			if err := flush(); err != nil {
-				return err
+				return read, err
+			}
+			continue
+		}
+		if len(win) > 0 && sp.off+sp.length-win[0].off > preadWindow {
+			if err := flush(); err != nil {
+				return read, err
 			}
 		}
-		win = append(win, safetensors.Range{Offset: off, Length: length})
-		return nil
-	})
-	if err == nil {
-		err = flush()
+		win = append(win, sp)
 	}
-	return read, err
+	return read, flush()
 }
 
-// direct fills the section's arrays from the files, Workers tensors at a
-// time. Each array is allocated at its final size by MLX and written in
-// place, so nothing but the shard is ever held.
+// fill copies a part, cut into pieces, into dst and returns the bytes read
+// from the file. The calling goroutine copies pieces itself; before each
+// one it takes a token from helpers when one is free and starts a helper
+// that copies pieces until none is left, so that every token-holder is
+// copying and never more goroutines than tokens (plus the caller's own).
+func (src *source) fill(ctx context.Context, spans []span, dst []byte, helpers chan struct{}) (int64, error) {
+	ps := pieces(spans, pieceSize)
+	var (
+		next, read atomic.Int64
+		mu         sync.Mutex
+		first      error
+		failed     atomic.Bool
+		wg         sync.WaitGroup
+	)
+	step := func() bool {
+		i := next.Add(1) - 1
+		if i >= int64(len(ps)) || failed.Load() {
+			return false
+		}
+		if err := ctx.Err(); err != nil {
+			failed.Store(true)
+			return false
+		}
+		n, err := src.copyPiece(ps[i], dst)
+		read.Add(n)
+		if err != nil {
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+			failed.Store(true)
+			return false
+		}
+		return true
+	}
+	for next.Load() < int64(len(ps)) {
+		select {
+		case helpers <- struct{}{}:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-helpers }()
+				for step() {
+				}
+			}()
+			continue
+		default:
+		}
+		if !step() {
+			break
+		}
+	}
+	wg.Wait()
+	if first == nil && failed.Load() {
+		first = context.Cause(ctx)
+	}
+	return read.Load(), first
+}
+
+// fill copies rank k's part of tp from f into dst on the calling goroutine
+// alone and returns the bytes read from the file.
+func fill(f *safetensors.File, tp *TensorPlan, n, k int, mode ReadMode, dst []byte) (int64, error) {
+	src := &source{f: f, mode: mode}
+	if (mode == ReadMmap || mode == ReadAuto) && f.Mapped() {
+		var err error
+		if src.data, err = f.Data(tp.Name); err != nil {
+			return 0, err
+		}
+		src.base = tp.info.Offset
+	}
+	return src.fill(context.Background(), tp.spans(n, k), dst, nil)
+}
+
+// direct fills the section's arrays from the files: Workers goroutines
+// each fill one tensor at a time, and a large tensor's part is shared
+// between its goroutine and whichever workers are idle (see source.fill).
+// Each array is allocated at its final size by MLX and written in place, so
+// nothing but the shard is ever held.
 func (r *run) direct(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 	l := r.l
 	ctx, cancel := context.WithCancel(ctx)
@@ -214,6 +362,10 @@ func (r *run) direct(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 		read int64
 		err  error
 	}
+	// A worker holds a token while it fills a tensor; helpers of a large
+	// tensor take the tokens idle workers leave, so at most Workers
+	// goroutines copy at once.
+	tokens := make(chan struct{}, l.opts.Workers)
 	jobs := make(chan *TensorPlan)
 	results := make(chan result)
 	var wg sync.WaitGroup
@@ -223,7 +375,9 @@ func (r *run) direct(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 			defer wg.Done()
 			for tp := range jobs {
 				res := result{name: tp.Name}
-				res.a, res.read, res.err = r.fillOne(ctx, sp, tp)
+				tokens <- struct{}{}
+				res.a, res.read, res.err = r.fillOne(ctx, sp, tp, tokens)
+				<-tokens
 				results <- res
 			}
 		}()
@@ -257,7 +411,7 @@ func (r *run) direct(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 	return first
 }
 
-func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan) (*mlx.Array, int64, error) {
+func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan, helpers chan struct{}) (*mlx.Array, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, context.Cause(ctx)
 	}
@@ -272,10 +426,31 @@ func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan) (*ml
 	if err != nil {
 		return fail(err)
 	}
+	spans := tp.spans(r.l.plan.WorldSize, r.l.plan.Rank)
+	if r.l.opts.Read == ReadMap && len(spans) == 1 {
+		a, err := mapPart(f, spans[0], intShape(tp.ShardShape), dt)
+		if err == nil {
+			return a, spans[0].length, nil
+		}
+		if !errors.Is(err, errCannotMap) {
+			return fail(err)
+		}
+	}
+	mode := r.l.opts.Read
+	if mode == ReadMap {
+		mode = ReadAuto // for the parts that are not one range
+	}
+	src := &source{f: f, mode: mode}
+	if (src.mode == ReadMmap || src.mode == ReadAuto) && f.Mapped() {
+		if src.data, err = f.Data(tp.Name); err != nil {
+			return fail(err)
+		}
+		src.base = tp.info.Offset
+	}
 	var read int64
 	a, err := mlx.NewArrayFill(intShape(tp.ShardShape), dt, func(dst []byte) error {
 		var err error
-		read, err = fill(f, tp, r.l.plan.WorldSize, r.l.plan.Rank, r.l.opts.Read, dst)
+		read, err = src.fill(ctx, spans, dst, helpers)
 		runtime.KeepAlive(f)
 		return err
 	})

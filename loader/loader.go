@@ -19,24 +19,58 @@ import (
 )
 
 // ReadMode is how the Direct strategy reads a file's bytes.
+//
+// The default, ReadAuto, was chosen with BenchmarkDirect (wall time and
+// CPU time per byte, warm page cache). On Linux 6.18 (a loaded 2-core
+// machine, median of 5) a rank of 1, whose parts are whole tensors, cost
+// 0.21 CPU ns/B with pread against 0.24 with the mmap copy, and pread was
+// the faster in wall time: the copy takes a page fault every few pages
+// and drops the pages again, where pread copies from the page cache inside
+// the kernel with no fault. A rank of 2, with parts split on the last
+// axis, cost 0.50–0.51 ns/B in every copying mode: there pread reads the
+// rows of a few hundred bytes in windows that hold the other ranks' bytes
+// too (twice the bytes at 2 ranks), where the mapping copies only the
+// rank's, so ReadAuto takes long runs with pread and short ones from the
+// mapping, and reads no byte it does not keep. The map mode cost 0.53–0.64
+// ns/B: on Linux MLX copies the mapping on its one thread. On macOS page
+// faults cost more (llama.cpp measured plain reads at 6.4 GB/s and mmap
+// faults at 0.73 GB/s on an M3 Max), which favours pread further; measure
+// with BenchmarkDirect before changing the default there.
 type ReadMode int
 
 const (
-	// ReadMmap copies from the file's read-only mapping and then drops the
-	// copied pages from the process's mapping. It is the default: on warm
-	// files it measured 15% faster than pread (BenchmarkDirect). On cold
-	// files on macOS, where page faults are slow, ReadPread may win.
-	ReadMmap ReadMode = iota
-	// ReadPread reads with pread(2): no page faults and no mapped pages;
-	// small strided runs are read in windows of a few MiB and picked out.
+	// ReadAuto reads byte runs of 256 KiB and more with pread(2) and copies
+	// shorter runs (the rows of a part split on its last axis) out of the
+	// file's mapping, dropping the copied pages. It is the default.
+	ReadAuto ReadMode = iota
+	// ReadPread reads with pread(2) alone: no page faults and no mapped
+	// pages; short runs are read in windows of up to 4 MiB of the file when
+	// they fill at least half of it, so BytesRead may exceed the part.
 	ReadPread
+	// ReadMmap copies everything from the file's read-only mapping and
+	// then drops the copied pages from the process's mapping.
+	ReadMmap
+	// ReadMap backs each array whose part is one contiguous byte range of
+	// its file (a replicated tensor, an axis-0 split, every tensor of a
+	// checkpoint Reshard wrote) by a private mapping of that range, handed
+	// to MLX as external memory; other parts are read as ReadAuto does.
+	// Only Metal can use the mapping without a copy, and only for a part
+	// that starts on a 16 KiB page of the file; CPU and CUDA builds copy it
+	// on the MLX thread. The arrays count in MLX's active memory either
+	// way, so the guard sees them; see mapPart.
+	ReadMap
 )
 
 func (m ReadMode) String() string {
-	if m == ReadPread {
+	switch m {
+	case ReadPread:
 		return "pread"
+	case ReadMmap:
+		return "mmap"
+	case ReadMap:
+		return "map"
 	}
-	return "mmap"
+	return "auto"
 }
 
 // DefaultGuard is the memory guard of a rank: MLX's active memory against
@@ -71,7 +105,8 @@ type Options struct {
 	// Workers is how many tensors the Direct strategy fills at once;
 	// 0 means 4.
 	Workers int
-	// Read chooses mmap (default) or pread for the Direct strategy.
+	// Read chooses how the Direct strategy reads: auto (default), pread,
+	// mmap or map.
 	Read ReadMode
 	// Logger receives one Info line per section; nil is silent.
 	Logger *slog.Logger

@@ -1,0 +1,42 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/safetensors"
+)
+
+// errCannotMap says a part cannot be backed by the file on this platform
+// (or is empty); the loader copies it instead.
+var errCannotMap = errors.New("loader: part cannot be backed by the file")
+
+// mapPart returns an array over the file's bytes of a part that is one
+// contiguous byte range, through a private (copy-on-write) mapping of the
+// file handed to MLX as external memory.
+//
+// The mapping is writable and private: MLX may donate the buffer to an
+// op's output and write into it, and those writes land in the process's
+// own copies of the pages, never in the file or the page cache other
+// processes share. What MLX does with the memory depends on its build (see
+// mlx.NewArrayExternal): CPU and CUDA builds copy it into their own
+// allocation at once, and the mapping is unmapped before this returns;
+// Metal wraps it without a copy when its address is page-aligned (16 KiB),
+// which needs the part to start on a page of the file, and unmaps it when
+// the array is freed.
+func mapPart(f *safetensors.File, sp span, shape []int, dt mlx.Dtype) (*mlx.Array, error) {
+	if sp.length == 0 {
+		return nil, errCannotMap
+	}
+	m, err := mapRange(f.Path(), sp.off, sp.length)
+	if err != nil {
+		return nil, err
+	}
+	a, err := mlx.NewArrayExternal(unsafe.Pointer(unsafe.SliceData(m.data)), len(m.data), shape, dt, m.unmap)
+	if err != nil {
+		return nil, fmt.Errorf("backing the array by the file: %w", err)
+	}
+	return a, nil
+}
