@@ -44,6 +44,10 @@ type figures struct {
 	// Verified is 1 for PASS, 0 for FAIL, -1 when --verify was not given.
 	Verified int `json:"verified"`
 	Arrays   int `json:"arrays"`
+	// StorageRead is what the load fetched from storage (Linux's
+	// /proc/self/io read_bytes; -1 where unknown): on a cold page cache,
+	// over BytesRead it is the load's read amplification.
+	StorageRead int64 `json:"storage_read"`
 }
 
 const nFigures = 15
@@ -51,14 +55,14 @@ const nFigures = 15
 func (f *figures) vector() []float64 {
 	return []float64{float64(f.Rank), f.LoadS, float64(f.Active), float64(f.Peak), float64(f.PeakRSS),
 		float64(f.BytesRead), float64(f.Shard), float64(f.PlanPeak), float64(f.AfterFree), float64(f.Physical),
-		float64(f.Limit), float64(f.GuardUsed), float64(f.Verified), float64(f.Arrays), 0}
+		float64(f.Limit), float64(f.GuardUsed), float64(f.Verified), float64(f.Arrays), float64(f.StorageRead)}
 }
 
 func fromVector(v []float64) figures {
 	u := func(i int) uint64 { return uint64(v[i]) }
 	return figures{Rank: int(v[0]), LoadS: v[1], Active: u(2), Peak: u(3), PeakRSS: u(4), BytesRead: u(5),
 		Shard: u(6), PlanPeak: u(7), AfterFree: u(8), Physical: u(9), Limit: u(10), GuardUsed: u(11),
-		Verified: int(v[12]), Arrays: int(v[13])}
+		Verified: int(v[12]), Arrays: int(v[13]), StorageRead: int64(v[14])}
 }
 
 // job is what rank 0 prints about the whole load.
@@ -141,6 +145,12 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		rules = cfg.Rules()
 	}
 	start := time.Now()
+	storage0 := storageRead()
+	stopSampling := func() error { return nil }
+	if o.samples != "" {
+		stopSampling = sampleMemory(ctx, strings.ReplaceAll(o.samples, "{rank}", strconv.Itoa(rank)), start)
+		defer stopSampling()
+	}
 	l, err := loader.Open(o.model, loader.Options{
 		PlanOptions: loader.PlanOptions{Rank: rank, WorldSize: n, Strategy: o.strategy, Rules: rules},
 		Guard:       guard, IgnorePlan: o.ignorePlan, Workers: o.workers, Read: o.read,
@@ -176,8 +186,15 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		}
 	}()
 	elapsed := time.Since(start)
+	if err := stopSampling(); err != nil {
+		return fmt.Errorf("--samples: %w", err)
+	}
+	storage := int64(-1)
+	if s0, s1 := storage0, storageRead(); s0 >= 0 && s1 >= 0 {
+		storage = s1 - s0
+	}
 
-	f := figures{Rank: rank, LoadS: elapsed.Seconds(), BytesRead: uint64(l.BytesRead()),
+	f := figures{Rank: rank, LoadS: elapsed.Seconds(), BytesRead: uint64(l.BytesRead()), StorageRead: storage,
 		Shard: uint64(p.Resident), PlanPeak: uint64(p.Peak), Physical: guard.Physical(), Limit: guard.Limit(), Verified: -1,
 		Arrays: len(arrays)}
 	m, err := mlx.Memory()

@@ -84,6 +84,7 @@ type options struct {
 	prompt     string
 	raw        bool
 	maxTokens  int
+	samples    string
 }
 
 func main() {
@@ -122,7 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	o := &options{}
 	fs.StringVar(&o.model, "model", "", "checkpoint `DIR`: safetensors shard files and model.safetensors.index.json; {rank} in it is replaced by the rank (a node's own shard from reshard)")
 	strategy := fs.String("strategy", "direct", "how to load: direct, eval-shard-eval or chunked (chunked-eval: every rank loads everything whole)")
-	read := fs.String("read", "mmap", "how the direct strategy reads the files: mmap or pread")
+	read := fs.String("read", "auto", "how the direct strategy reads the files: auto (pread long runs, copy short ones from the mapping), pread, mmap or map (back whole parts by the file where MLX can)")
 	fs.IntVar(&o.workers, "workers", 0, "tensors the direct strategy fills at once (0: the loader's default)")
 	fs.BoolVar(&o.verify, "verify", false, "compare every loaded array with the files byte for byte; print PASS or FAIL per rank")
 	fs.BoolVar(&o.planOnly, "plan-only", false, "print the predicted per-node figures and read no weight")
@@ -136,6 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.StringVar(&o.prompt, "prompt", "", "after the load, answer this prompt on every rank in lockstep and print the inference table")
 	fs.BoolVar(&o.raw, "raw", false, "with --prompt: encode the prompt as is, without the model's chat template")
 	fs.IntVar(&o.maxTokens, "max-tokens", 100, "with --prompt: the most tokens to generate")
+	fs.StringVar(&o.samples, "samples", "", "write MLX active memory and resident size every 20ms of the load to `FILE` as JSON lines ({rank} in it is replaced by the rank)")
 	fs.BoolVar(&o.ignorePlan, "ignore-plan", false, "load even when the plan says the peak would not fit (the guard still checks every layer)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -163,12 +165,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--strategy %q: want direct, eval-shard-eval or chunked", *strategy)
 	}
 	switch *read {
+	case "auto":
+		o.read = loader.ReadAuto
 	case "mmap":
 		o.read = loader.ReadMmap
 	case "pread":
 		o.read = loader.ReadPread
+	case "map":
+		o.read = loader.ReadMap
 	default:
-		return bad("--read %q: want mmap or pread", *read)
+		return bad("--read %q: want auto, pread, mmap or map", *read)
 	}
 	if *backend != "" {
 		if o.backend, err = cluster.ParseBackend(*backend); err != nil {
