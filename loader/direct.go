@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -56,17 +57,24 @@ func intShape(s []int64) []int {
 	return out
 }
 
-// runs calls fn with the file byte ranges of rank k's shard of tp, in the
-// order its bytes lie in the shard (row-major over the shard's shape),
-// adjacent ranges merged. A replicated tensor is one range.
-func (tp *TensorPlan) runs(n, k int, fn func(off, length int64) error) error {
+// layout says where rank k's part of a tensor lies in its file, without
+// listing its runs (a stacked expert split on its last axis has millions):
+// the part is rows rows of rowPart bytes; row o of the part is the
+// segments' bytes of row o of the tensor, which starts at base+o*row.
+type layout struct {
+	base, row, rowPart, rows int64
+	segs                     []segment
+}
+
+// segment is one fused segment's piece of a row: length bytes at file
+// offset file in the tensor's row, at part in the part's row.
+type segment struct{ file, part, length int64 }
+
+func (tp *TensorPlan) layout(n, k int) layout {
 	t := tp.info
 	s := tp.Split
 	if s.Replicated() {
-		if t.Size() == 0 {
-			return nil
-		}
-		return fn(t.Offset, t.Size())
+		return layout{base: t.Offset, row: t.Size(), rowPart: t.Size(), rows: 1, segs: []segment{{0, 0, t.Size()}}}
 	}
 	outer, inner := int64(1), int64(1)
 	for _, d := range t.Shape[:s.Axis] {
@@ -76,46 +84,93 @@ func (tp *TensorPlan) runs(n, k int, fn func(off, length int64) error) error {
 		inner *= d
 	}
 	bits := int64(t.DType.Bits())
-	dim := t.Shape[s.Axis]
-	row := dim * inner * bits / 8
-	var pOff, pLen int64
-	for o := int64(0); o < outer; o++ {
-		for i := 1; i < len(s.Bounds); i++ {
-			part := (s.Bounds[i] - s.Bounds[i-1]) / int64(n)
-			start := s.Bounds[i-1] + int64(k)*part
-			off := t.Offset + o*row + start*inner*bits/8
-			length := part * inner * bits / 8
-			if length == 0 {
+	l := layout{base: t.Offset, row: t.Shape[s.Axis] * inner * bits / 8, rows: outer}
+	for i := 1; i < len(s.Bounds); i++ {
+		part := (s.Bounds[i] - s.Bounds[i-1]) / int64(n)
+		start := s.Bounds[i-1] + int64(k)*part
+		if length := part * inner * bits / 8; length > 0 {
+			l.segs = append(l.segs, segment{start * inner * bits / 8, l.rowPart, length})
+			l.rowPart += length
+		}
+	}
+	return l
+}
+
+// size is the part's length in bytes.
+func (l *layout) size() int64 { return l.rows * l.rowPart }
+
+// visit calls fn with the file byte runs that hold bytes [p0, p1) of the
+// part, in order, adjacent runs merged; pos is where a run's first byte
+// lands in the part.
+func (l *layout) visit(p0, p1 int64, fn func(off, length, pos int64) error) error {
+	if p1 <= p0 || l.rowPart == 0 {
+		return nil
+	}
+	var pOff, pLen, pPos int64
+	for o := p0 / l.rowPart; o < l.rows && o*l.rowPart < p1; o++ {
+		for _, sg := range l.segs {
+			start := o*l.rowPart + sg.part
+			lo, hi := max(p0, start), min(p1, start+sg.length)
+			if hi <= lo {
 				continue
 			}
+			off := l.base + o*l.row + sg.file + lo - start
 			if pLen > 0 && pOff+pLen == off {
-				pLen += length
+				pLen += hi - lo
 				continue
 			}
 			if pLen > 0 {
-				if err := fn(pOff, pLen); err != nil {
+				if err := fn(pOff, pLen, pPos); err != nil {
 					return err
 				}
 			}
-			pOff, pLen = off, length
+			pOff, pLen, pPos = off, hi-lo, lo
 		}
 	}
 	if pLen > 0 {
-		return fn(pOff, pLen)
+		return fn(pOff, pLen, pPos)
 	}
 	return nil
 }
 
-// Ranges returns the file byte ranges of this rank's part of tp (a tensor
+var errStop = errors.New("stop")
+
+// oneRange returns the file offset of the part when it is one contiguous
+// byte range of the file.
+func (l *layout) oneRange() (int64, bool) {
+	var off int64
+	runs := 0
+	_ = l.visit(0, l.size(), func(o, _, _ int64) error {
+		off = o
+		if runs++; runs > 1 {
+			return errStop
+		}
+		return nil
+	})
+	return off, runs == 1
+}
+
+// runs calls fn with the file byte ranges of rank k's shard of tp, in the
+// order its bytes lie in the shard (row-major over the shard's shape),
+// adjacent ranges merged. A replicated tensor is one range.
+func (tp *TensorPlan) runs(n, k int, fn func(off, length int64) error) error {
+	l := tp.layout(n, k)
+	return l.visit(0, l.size(), func(off, length, _ int64) error { return fn(off, length) })
+}
+
+// Ranges yields the file byte ranges of this rank's part of tp (a tensor
 // of p), in the order its bytes lie in the part, adjacent ranges merged:
 // what the Direct strategy reads for it. It lets a tool copy or prefetch
 // exactly a rank's bytes without MLX.
-func (p *Plan) Ranges(tp *TensorPlan) []safetensors.Range {
-	var out []safetensors.Range
-	for _, sp := range tp.spans(p.WorldSize, p.Rank) {
-		out = append(out, safetensors.Range{Offset: sp.off, Length: sp.length})
+func (p *Plan) Ranges(tp *TensorPlan) iter.Seq[safetensors.Range] {
+	return func(yield func(safetensors.Range) bool) {
+		_ = tp.runs(p.WorldSize, p.Rank, func(off, length int64) error {
+			if !yield(safetensors.Range{Offset: off, Length: length}) {
+				return errStop
+			}
+			return nil
+		})
 	}
-	return out
 }
 
 // Reads in pread mode: a run this long is read on its own; shorter runs
@@ -136,44 +191,9 @@ const pieceSize = 8 << 20
 // which land at pos in the part.
 type span struct{ off, length, pos int64 }
 
-// spans lists the byte runs of rank k's part of tp, in part order.
-func (tp *TensorPlan) spans(n, k int) []span {
-	var out []span
-	var pos int64
-	_ = tp.runs(n, k, func(off, length int64) error {
-		out = append(out, span{off, length, pos})
-		pos += length
-		return nil
-	})
-	return out
-}
-
-// pieces groups spans, in order, into pieces of about size bytes; a span
-// longer than size is cut.
-func pieces(spans []span, size int64) [][]span {
-	var out [][]span
-	var cur []span
-	var curLen int64
-	for _, sp := range spans {
-		for sp.length > 0 {
-			n := min(sp.length, size-curLen)
-			cur = append(cur, span{sp.off, n, sp.pos})
-			curLen += n
-			sp.off, sp.length, sp.pos = sp.off+n, sp.length-n, sp.pos+n
-			if curLen == size {
-				out, cur, curLen = append(out, cur), nil, 0
-			}
-		}
-	}
-	if len(cur) > 0 {
-		out = append(out, cur)
-	}
-	return out
-}
-
-// source is where a part's bytes come from: the file, and in mmap mode
-// the tensor's bytes in the file's mapping (data, which starts at file
-// offset base).
+// source is where a part's bytes come from: the file, and in mmap and
+// auto modes the tensor's bytes in the file's mapping (data, which starts
+// at file offset base).
 type source struct {
 	f    *safetensors.File
 	mode ReadMode
@@ -183,36 +203,38 @@ type source struct {
 
 var windowPool = sync.Pool{New: func() any { b := make([]byte, preadWindow); return &b }}
 
-// copyPiece copies the spans of one piece from src into dst (the whole
-// part) and returns the bytes read from the file.
-func (src *source) copyPiece(piece []span, dst []byte) (read int64, err error) {
+// copyPiece copies bytes [p0, p1) of the part laid out as l from src into
+// dst (the whole part) and returns the bytes read from the file.
+func (src *source) copyPiece(l *layout, p0, p1 int64, dst []byte) (read int64, err error) {
 	if src.data != nil {
-		mapped := false
+		lo, hi := int64(-1), int64(0)
 		// A file truncated under the mapping faults on access; Protect makes
 		// that a safetensors.ErrChanged error of this tensor instead of a
 		// crash of the process.
 		err := src.f.Protect(func() error {
-			for _, sp := range piece {
-				if src.mode == ReadAuto && sp.length >= preadDirect {
-					if _, err := src.f.ReadRangesAt([]safetensors.Range{{Offset: sp.off, Length: sp.length}}, dst[sp.pos:sp.pos+sp.length]); err != nil {
+			return l.visit(p0, p1, func(off, length, pos int64) error {
+				if src.mode == ReadAuto && length >= preadDirect {
+					if _, err := src.f.ReadRangesAt([]safetensors.Range{{Offset: off, Length: length}}, dst[pos:pos+length]); err != nil {
 						return err
 					}
-					read += sp.length
-					continue
+					read += length
+					return nil
 				}
-				read += int64(copy(dst[sp.pos:sp.pos+sp.length], src.data[sp.off-src.base:sp.off-src.base+sp.length]))
-				mapped = true
-			}
-			return nil
+				read += int64(copy(dst[pos:pos+length], src.data[off-src.base:off-src.base+length]))
+				if lo < 0 {
+					lo = off
+				}
+				hi = off + length
+				return nil
+			})
 		})
 		if errors.Is(err, safetensors.ErrChanged) {
 			err = errors.Join(ErrChanged, err)
 		}
-		if mapped && err == nil {
+		if lo >= 0 && err == nil {
 			// The copied pages leave the process's mapping: what stays
 			// resident is the shard, not the shard plus the file.
-			last := piece[len(piece)-1]
-			src.f.Release([]safetensors.Range{{Offset: piece[0].off, Length: last.off + last.length - piece[0].off}})
+			src.f.Release([]safetensors.Range{{Offset: lo, Length: hi - lo}})
 		}
 		return read, err
 	}
@@ -252,34 +274,38 @@ func (src *source) copyPiece(piece []span, dst []byte) (read int64, err error) {
 		win = win[:0]
 		return nil
 	}
-	for _, sp := range piece {
-		if sp.length >= preadDirect {
+	err = l.visit(p0, p1, func(off, length, pos int64) error {
+		sp := span{off, length, pos}
+		if length >= preadDirect {
 			if err := flush(); err != nil {
-				return read, err
+				return err
 			}
 			win = append(win, sp)
-			if err := flush(); err != nil {
-				return read, err
-			}
-			continue
+			return flush()
 		}
-		if len(win) > 0 && sp.off+sp.length-win[0].off > preadWindow {
+		if len(win) > 0 && off+length-win[0].off > preadWindow {
 			if err := flush(); err != nil {
-				return read, err
+				return err
 			}
 		}
 		win = append(win, sp)
+		return nil
+	})
+	if err != nil {
+		return read, err
 	}
 	return read, flush()
 }
 
-// fill copies a part, cut into pieces, into dst and returns the bytes read
-// from the file. The calling goroutine copies pieces itself; before each
-// one it takes a token from helpers when one is free and starts a helper
-// that copies pieces until none is left, so that every token-holder is
-// copying and never more goroutines than tokens (plus the caller's own).
-func (src *source) fill(ctx context.Context, spans []span, dst []byte, helpers chan struct{}) (int64, error) {
-	ps := pieces(spans, pieceSize)
+// fill copies a part, in pieces of pieceSize bytes, into dst and returns
+// the bytes read from the file. The calling goroutine copies pieces
+// itself; before each one it takes a token from helpers when one is free
+// and starts a helper that copies pieces until none is left, so that every
+// token-holder is copying and never more goroutines than tokens (plus the
+// caller's own).
+func (src *source) fill(ctx context.Context, l *layout, dst []byte, helpers chan struct{}) (int64, error) {
+	size := l.size()
+	count := (size + pieceSize - 1) / pieceSize
 	var (
 		next, read atomic.Int64
 		mu         sync.Mutex
@@ -289,14 +315,14 @@ func (src *source) fill(ctx context.Context, spans []span, dst []byte, helpers c
 	)
 	step := func() bool {
 		i := next.Add(1) - 1
-		if i >= int64(len(ps)) || failed.Load() {
+		if i >= count || failed.Load() {
 			return false
 		}
 		if err := ctx.Err(); err != nil {
 			failed.Store(true)
 			return false
 		}
-		n, err := src.copyPiece(ps[i], dst)
+		n, err := src.copyPiece(l, i*pieceSize, min(size, (i+1)*pieceSize), dst)
 		read.Add(n)
 		if err != nil {
 			mu.Lock()
@@ -309,7 +335,7 @@ func (src *source) fill(ctx context.Context, spans []span, dst []byte, helpers c
 		}
 		return true
 	}
-	for next.Load() < int64(len(ps)) {
+	for next.Load() < count {
 		select {
 		case helpers <- struct{}{}:
 			wg.Add(1)
@@ -344,7 +370,8 @@ func fill(f *safetensors.File, tp *TensorPlan, n, k int, mode ReadMode, dst []by
 		}
 		src.base = tp.info.Offset
 	}
-	return src.fill(context.Background(), tp.spans(n, k), dst, nil)
+	l := tp.layout(n, k)
+	return src.fill(context.Background(), &l, dst, nil)
 }
 
 // direct fills the section's arrays from the files: Workers goroutines
@@ -426,14 +453,16 @@ func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan, help
 	if err != nil {
 		return fail(err)
 	}
-	spans := tp.spans(r.l.plan.WorldSize, r.l.plan.Rank)
-	if r.l.opts.Read == ReadMap && len(spans) == 1 {
-		a, err := mapPart(f, spans[0], intShape(tp.ShardShape), dt)
-		if err == nil {
-			return a, spans[0].length, nil
-		}
-		if !errors.Is(err, errCannotMap) {
-			return fail(err)
+	lay := tp.layout(r.l.plan.WorldSize, r.l.plan.Rank)
+	if r.l.opts.Read == ReadMap {
+		if off, ok := lay.oneRange(); ok {
+			a, err := mapPart(f, off, lay.size(), intShape(tp.ShardShape), dt)
+			if err == nil {
+				return a, lay.size(), nil
+			}
+			if !errors.Is(err, errCannotMap) {
+				return fail(err)
+			}
 		}
 	}
 	mode := r.l.opts.Read
@@ -450,7 +479,7 @@ func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan, help
 	var read int64
 	a, err := mlx.NewArrayFill(intShape(tp.ShardShape), dt, func(dst []byte) error {
 		var err error
-		read, err = src.fill(ctx, spans, dst, helpers)
+		read, err = src.fill(ctx, &lay, dst, helpers)
 		runtime.KeepAlive(f)
 		return err
 	})

@@ -5,55 +5,62 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/safetensors"
 )
 
-func TestPiecesCoverEverySpanOnceInOrder(t *testing.T) {
+func TestAnyPieceOfAPartVisitsTheBytesTheWholePartDoes(t *testing.T) {
+	rules := &RuleSet{Rules: []Rule{
+		{Pattern: regexp.MustCompile("qkv"), Action: AllToSharded, Segments: []int64{2, 1, 1}},
+		{Pattern: regexp.MustCompile("down"), Action: ShardedToAll},
+	}}
 	cases := []struct {
 		name  string
-		spans []span
-		size  int64
-		want  int // pieces
+		info  safetensors.TensorInfo
+		n, k  int
+		piece []int64
 	}{
-		{"one short span is one piece", []span{{100, 10, 0}}, 64, 1},
-		{"a long span is cut into whole pieces and a rest", []span{{100, 150, 0}}, 64, 3},
-		{"short spans are gathered up to the size", []span{{0, 30, 0}, {50, 30, 30}, {100, 30, 60}, {150, 30, 90}}, 64, 2},
-		{"a span that crosses a piece's end is cut there", []span{{0, 40, 0}, {100, 40, 40}}, 64, 2},
-		{"nothing gives no piece", nil, 64, 0},
+		{"a fused projection split on its rows", info("layers.0.qkv.weight", safetensors.U8, 16, 6), 2, 1, []int64{1, 5, 7, 48}},
+		{"a matrix split on its last axis", info("layers.0.down.weight", safetensors.BF16, 12, 8), 4, 2, []int64{1, 3, 8, 50}},
+		{"a replicated norm", info("model.norm.weight", safetensors.F32, 10), 2, 0, []int64{1, 7, 40}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ps := pieces(c.spans, c.size)
-			assert.Len(t, ps, c.want)
-			// Walking the pieces in order gives back every byte of every
-			// span, file offset and part position together, exactly once.
-			var got []span
-			for _, p := range ps {
-				var n int64
-				for _, s := range p {
-					n += s.length
-					if k := len(got) - 1; k >= 0 && got[k].off+got[k].length == s.off && got[k].pos+got[k].length == s.pos {
-						got[k].length += s.length
-						continue
-					}
-					got = append(got, s)
+			p, err := NewPlan([]safetensors.TensorInfo{c.info}, PlanOptions{WorldSize: c.n, Rank: c.k, Rules: rules})
+			require.NoError(t, err)
+			tp := p.Sections[0].Tensors[0]
+			l := tp.layout(c.n, c.k)
+			require.Equal(t, tp.ShardBytes, l.size())
+			// The file offset of every byte of the part, from the whole
+			// part's runs.
+			var want []int64
+			require.NoError(t, tp.runs(c.n, c.k, func(off, n int64) error {
+				for i := range n {
+					want = append(want, off+i)
 				}
-				assert.LessOrEqual(t, n, c.size, "a piece holds at most size bytes")
-			}
-			var want []span
-			for _, s := range c.spans {
-				if k := len(want) - 1; k >= 0 && want[k].off+want[k].length == s.off && want[k].pos+want[k].length == s.pos {
-					want[k].length += s.length
-					continue
+				return nil
+			}))
+			require.Len(t, want, int(l.size()))
+			for _, size := range c.piece {
+				got := make([]int64, l.size())
+				for p0 := int64(0); p0 < l.size(); p0 += size {
+					require.NoError(t, l.visit(p0, min(l.size(), p0+size), func(off, n, pos int64) error {
+						assert.GreaterOrEqual(t, pos, p0, "a run starts inside its piece")
+						assert.LessOrEqual(t, pos+n, p0+size, "a run ends inside its piece")
+						for i := range n {
+							got[pos+i] = off + i
+						}
+						return nil
+					}))
 				}
-				want = append(want, s)
+				assert.Equal(t, want, got, "pieces of %d bytes", size)
 			}
-			assert.Equal(t, want, got)
 		})
 	}
 }

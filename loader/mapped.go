@@ -14,7 +14,7 @@ import (
 var errCannotMap = errors.New("loader: part cannot be backed by the file")
 
 // mapPart returns an array over the file's bytes of a part that is one
-// contiguous byte range, through a private (copy-on-write) mapping of the
+// contiguous byte range (n bytes at file offset off), through a private (copy-on-write) mapping of the
 // file handed to MLX as external memory.
 //
 // The mapping is writable and private: MLX may donate the buffer to an
@@ -26,11 +26,11 @@ var errCannotMap = errors.New("loader: part cannot be backed by the file")
 // Metal wraps it without a copy when its address is page-aligned (16 KiB),
 // which needs the part to start on a page of the file, and unmaps it when
 // the array is freed.
-func mapPart(f *safetensors.File, sp span, shape []int, dt mlx.Dtype) (*mlx.Array, error) {
-	if sp.length == 0 {
+func mapPart(f *safetensors.File, off, n int64, shape []int, dt mlx.Dtype) (*mlx.Array, error) {
+	if n == 0 {
 		return nil, errCannotMap
 	}
-	m, err := mapRange(f.Path(), sp.off, sp.length)
+	m, err := mapRange(f.Path(), off, n)
 	if err != nil {
 		return nil, err
 	}
