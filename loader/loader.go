@@ -57,7 +57,9 @@ const (
 	// Only Metal can use the mapping without a copy, and only for a part
 	// that starts on a 16 KiB page of the file; CPU and CUDA builds copy it
 	// on the MLX thread. The arrays count in MLX's active memory either
-	// way, so the guard sees them; see mapPart.
+	// way, so the guard and the plan see them as copies. The mapping is
+	// private and writable: MLX may write into a buffer it owns, and those
+	// writes stay in the process, never reaching the file.
 	ReadMap
 )
 

@@ -26,6 +26,18 @@ var errCannotMap = errors.New("loader: part cannot be backed by the file")
 // Metal wraps it without a copy when its address is page-aligned (16 KiB),
 // which needs the part to start on a page of the file, and unmaps it when
 // the array is freed.
+//
+// Accounting: the array counts in MLX's active memory at its full size on
+// every build (a copy is MLX's own allocation; Metal adds a wrapped
+// buffer's length to active memory and puts it in its residency set), so
+// the guard, which measures active memory, sees a mapped part as it sees a
+// copied one, and the plan's peak holds. What changes on Metal is where the
+// bytes live: in the file's pages, clean until written, which the kernel
+// may drop under pressure and read back from the file instead of swapping.
+// A private mapping is no snapshot: a file rewritten under a loaded model
+// can show through pages not yet touched, which is why the loader checks
+// the files before every section and why a checkpoint must not be rewritten
+// while a model mapped from it is in use.
 func mapPart(f *safetensors.File, off, n int64, shape []int, dt mlx.Dtype) (*mlx.Array, error) {
 	if n == 0 {
 		return nil, errCannotMap
