@@ -40,8 +40,9 @@ workers=${BENCH_WORKERS:-4}
 repeat=${BENCH_REPEAT:-3}
 skip=" ${BENCH_SKIP:-} "
 bin=$root/build/bench-load-bin
-mkdir -p "$out"
+mkdir -p "$out" "$ckpt"
 out=$(cd "$out" && pwd)
+ckpt=$(cd "$ckpt" && pwd)
 rm -rf "$out/logs" "$out/samples"
 mkdir -p "$out/logs" "$out/samples"
 
