@@ -65,8 +65,13 @@ if [ -z "${MLX_C_LIBRARY:-}" ]; then
 		if [ -f "$so" ]; then MLX_C_LIBRARY=$so; fi
 	done
 	if [ -z "${MLX_C_LIBRARY:-}" ]; then
-		echo "== building libmlxc against $py's MLX"
-		PYTHON=$py sh "$root/mlx/capi/build.sh" "$root/build/capi" "$root/build/lib"
+		echo "== building libmlxc (go run ./mlx/setup)"
+		venv=$(cd "$(dirname "$py")/.." && pwd)
+		if [ -f "$venv/pyvenv.cfg" ]; then
+			CGO_ENABLED=0 ${GO:-go} run ./mlx/setup -dir "$root/build" -venv "$venv"
+		else
+			CGO_ENABLED=0 ${GO:-go} run ./mlx/setup -dir "$root/build" -python "$py"
+		fi
 		for so in "$root/build/lib/libmlxc.so" "$root/build/lib/libmlxc.dylib"; do
 			if [ -f "$so" ]; then MLX_C_LIBRARY=$so; fi
 		done
