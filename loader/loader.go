@@ -20,22 +20,24 @@ import (
 
 // ReadMode is how the Direct strategy reads a file's bytes.
 //
-// The default, ReadAuto, was chosen with BenchmarkDirect (wall time and
-// CPU time per byte, warm page cache). On Linux 6.18 (a loaded 2-core
-// machine, median of 5) a rank of 1, whose parts are whole tensors, cost
-// 0.21 CPU ns/B with pread against 0.24 with the mmap copy, and pread was
-// the faster in wall time: the copy takes a page fault every few pages
-// and drops the pages again, where pread copies from the page cache inside
-// the kernel with no fault. A rank of 2, with parts split on the last
-// axis, cost 0.50–0.51 ns/B in every copying mode: there pread reads the
-// rows of a few hundred bytes in windows that hold the other ranks' bytes
-// too (twice the bytes at 2 ranks), where the mapping copies only the
-// rank's, so ReadAuto takes long runs with pread and short ones from the
-// mapping, and reads no byte it does not keep. The map mode cost 0.53–0.64
-// ns/B: on Linux MLX copies the mapping on its one thread. On macOS page
-// faults cost more (llama.cpp measured plain reads at 6.4 GB/s and mmap
-// faults at 0.73 GB/s on an M3 Max), which favours pread further; measure
-// with BenchmarkDirect before changing the default there.
+// The default, ReadAuto, takes long runs with pread and short ones from
+// the mapping. BenchmarkDirect (wall time and CPU time per byte, warm page
+// cache, medians of 5) did not separate pread from the mmap copy on Linux
+// 6.18, on a shared 2-core machine: with 15 runnable threads per core,
+// pread cost 0.21 CPU ns/B at 1 rank against 0.24 for the mmap copy; with
+// 5 per core, 0.21 against 0.18 (auto 0.20), and at 2 ranks auto 0.32,
+// pread 0.33, mmap 0.28, while in wall time auto led at 2 ranks. Reasoning
+// settles what the figures leave open: pread copies inside the kernel with
+// no page fault, where the copy out of a mapping faults every few pages
+// and drops them again; but a part split on its last axis is a row of a
+// few hundred bytes per row of the tensor, and pread reads those in
+// windows that hold the other ranks' bytes (twice the bytes at 2 ranks),
+// where the mapping copies only the rank's. ReadAuto reads no byte it does
+// not keep. On macOS page faults cost more (llama.cpp measured plain reads
+// at 6.4 GB/s and mmap faults at 0.73 GB/s on an M3 Max), which favours
+// pread for the long runs. The map mode cost 0.30–0.64 ns/B on Linux, where
+// MLX copies the mapping on its one thread. bench/load takes --read in
+// BENCH_FLAGS to compare the modes at scale.
 type ReadMode int
 
 const (
