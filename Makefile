@@ -124,11 +124,13 @@ bench-serve: setup
 	@echo "== serving: ours vs mlx_lm.server =="
 	PYTHON=$(abspath $(PY)) sh bench/serve/run.sh
 
-# Model load, side by side: ours (direct, eval-shard-eval), mlx-lm's
-# sharded_load and the naive load, 2 ranks over ring, a generated 2.6 GB
-# checkpoint, plus the plain read bandwidth of the same files.
+# Model load, side by side: ours (direct, resharded, mapped,
+# eval-shard-eval), mlx-lm's sharded_load and the naive load, local ranks
+# over ring, a generated 2.6 GB checkpoint, next to the plain read and the
+# fill limit of the same bytes (BENCH_RANKS="2 4", BENCH_OUT=DIR: see
+# bench/load/run.sh).
 bench-load: setup
-	@echo "== model load: ours vs mlx-lm sharded_load, 2 local ranks over ring =="
+	@echo "== model load: ours vs mlx-lm sharded_load, local ranks over ring =="
 	PYTHON=$(abspath $(PY)) sh bench/load/run.sh
 
 # Long fuzzing, for your own runs (make test runs the seeds as a smoke).

@@ -24,10 +24,25 @@
 //     that hold the rank's part, by a small pool of goroutines. Peak ≈ the
 //     shard; bytes read ≈ the shard plus the replicated tensors.
 //   - EvalShardEval is the seed's and exo's path, with MLX's own loader:
-//     per section the full tensors are evaluated, the rank's slices made
-//     contiguous and evaluated, the originals freed. Peak ≈ shard so far +
-//     one full section + its shard.
+//     per section the rank's slices of the lazy full tensors are made
+//     contiguous and evaluated in one graph, each full tensor freed once
+//     its copy is made. Peak ≈ shard so far + one full section + its shard.
 //   - ChunkedEval evaluates the whole model section by section, unsharded.
+//
+// # Copying at memory speed
+//
+// The Direct strategy writes each byte of the shard once: MLX allocates the
+// array uninitialised, its pages faulted in at once (huge pages on Linux),
+// and the workers copy the file's bytes into it. A part is cut into 8 MiB
+// pieces; the worker that allocated it copies pieces and lends the rest to
+// workers with nothing left to start, so one large tensor at the end of a
+// section is copied by all of them. How the bytes are read is a ReadMode:
+// by default long runs with pread (no page faults) and the short rows of a
+// part split on its last axis out of the file's mapping (no bytes of other
+// ranks read); ReadMap lets a part that is one range of its file back the
+// array through a private mapping (no copy at all where MLX's Metal build
+// can wrap it). A part is never listed run by run: its layout (rows of
+// segments) gives the runs of any piece on demand.
 //
 // # Rules
 //

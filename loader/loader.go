@@ -19,24 +19,62 @@ import (
 )
 
 // ReadMode is how the Direct strategy reads a file's bytes.
+//
+// The default, ReadAuto, takes long runs with pread and short ones from
+// the mapping. BenchmarkDirect (wall time and CPU time per byte, warm page
+// cache, medians of 5) did not separate pread from the mmap copy on Linux
+// 6.18, on a shared 2-core machine: with 15 runnable threads per core,
+// pread cost 0.21 CPU ns/B at 1 rank against 0.24 for the mmap copy; with
+// 5 per core, 0.21 against 0.18 (auto 0.20), and at 2 ranks auto 0.32,
+// pread 0.33, mmap 0.28, while in wall time auto led at 2 ranks. Reasoning
+// settles what the figures leave open: pread copies inside the kernel with
+// no page fault, where the copy out of a mapping faults every few pages
+// and drops them again; but a part split on its last axis is a row of a
+// few hundred bytes per row of the tensor, and pread reads those in
+// windows that hold the other ranks' bytes (twice the bytes at 2 ranks),
+// where the mapping copies only the rank's. ReadAuto reads no byte it does
+// not keep. On macOS page faults cost more (llama.cpp measured plain reads
+// at 6.4 GB/s and mmap faults at 0.73 GB/s on an M3 Max), which favours
+// pread for the long runs. The map mode cost 0.30–0.64 ns/B on Linux, where
+// MLX copies the mapping on its one thread. bench/load takes --read in
+// BENCH_FLAGS to compare the modes at scale.
 type ReadMode int
 
 const (
-	// ReadMmap copies from the file's read-only mapping and then drops the
-	// copied pages from the process's mapping. It is the default: on warm
-	// files it measured 15% faster than pread (BenchmarkDirect). On cold
-	// files on macOS, where page faults are slow, ReadPread may win.
-	ReadMmap ReadMode = iota
-	// ReadPread reads with pread(2): no page faults and no mapped pages;
-	// small strided runs are read in windows of a few MiB and picked out.
+	// ReadAuto reads byte runs of 256 KiB and more with pread(2) and copies
+	// shorter runs (the rows of a part split on its last axis) out of the
+	// file's mapping, dropping the copied pages. It is the default.
+	ReadAuto ReadMode = iota
+	// ReadPread reads with pread(2) alone: no page faults and no mapped
+	// pages; short runs are read in windows of up to 4 MiB of the file when
+	// they fill at least half of it, so BytesRead may exceed the part.
 	ReadPread
+	// ReadMmap copies everything from the file's read-only mapping and
+	// then drops the copied pages from the process's mapping.
+	ReadMmap
+	// ReadMap backs each array whose part is one contiguous byte range of
+	// its file (a replicated tensor, an axis-0 split, every tensor of a
+	// checkpoint Reshard wrote) by a private mapping of that range, handed
+	// to MLX as external memory; other parts are read as ReadAuto does.
+	// Only Metal can use the mapping without a copy, and only for a part
+	// that starts on a 16 KiB page of the file; CPU and CUDA builds copy it
+	// on the MLX thread. The arrays count in MLX's active memory either
+	// way, so the guard and the plan see them as copies. The mapping is
+	// private and writable: MLX may write into a buffer it owns, and those
+	// writes stay in the process, never reaching the file.
+	ReadMap
 )
 
 func (m ReadMode) String() string {
-	if m == ReadPread {
+	switch m {
+	case ReadPread:
 		return "pread"
+	case ReadMmap:
+		return "mmap"
+	case ReadMap:
+		return "map"
 	}
-	return "mmap"
+	return "auto"
 }
 
 // DefaultGuard is the memory guard of a rank: MLX's active memory against
@@ -71,7 +109,8 @@ type Options struct {
 	// Workers is how many tensors the Direct strategy fills at once;
 	// 0 means 4.
 	Workers int
-	// Read chooses mmap (default) or pread for the Direct strategy.
+	// Read chooses how the Direct strategy reads: auto (default), pread,
+	// mmap or map.
 	Read ReadMode
 	// Logger receives one Info line per section; nil is silent.
 	Logger *slog.Logger

@@ -8,9 +8,12 @@ import (
 
 // viaMLX loads a section with MLX's own safetensors loader: the lazy
 // arrays of each file (kept across sections, only this section's
-// evaluated), evaluated whole; for EvalShardEval each split tensor is then
-// sliced, made contiguous and evaluated, and the original freed, so that no
-// slice pins a full tensor.
+// evaluated). ChunkedEval evaluates them whole. EvalShardEval builds, for
+// each split tensor, the contiguous copy of the rank's slices of the lazy
+// tensor, lets go of the tensor itself, and evaluates the section's
+// replicated tensors and copies in one graph: MLX reads the section's
+// tensors in parallel, and each full tensor is freed as soon as its copy is
+// made, so no slice pins a full tensor and none outlives the evaluation.
 func (r *run) viaMLX(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 	full := make([]*mlx.Array, 0, len(sp.Tensors))
 	names := make([]string, 0, len(sp.Tensors))
@@ -36,33 +39,31 @@ func (r *run) viaMLX(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 		names = append(names, tp.Name)
 		layer.BytesRead += tp.Bytes
 	}
-	if err := mlx.Eval(full...); err != nil {
+	shard := r.l.plan.Strategy == EvalShardEval && r.l.plan.WorldSize > 1
+	out := make([]*mlx.Array, len(full))
+	for i, tp := range sp.Tensors {
+		if !shard || tp.Split.Replicated() {
+			out[i], full[i] = full[i], nil
+			layer.Arrays[names[i]] = out[i]
+			continue
+		}
+		c, err := r.slice(full[i], &tp)
+		if err != nil {
+			return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
+		}
+		// The copy's graph holds the lazy tensor; our handle would keep its
+		// buffer alive after the evaluation.
+		full[i].Free()
+		full[i] = nil
+		out[i] = c
+		layer.Arrays[names[i]] = c
+	}
+	if err := mlx.Eval(out...); err != nil {
 		return &LoadError{Section: sp.Name, Err: err}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	shard := r.l.plan.Strategy == EvalShardEval && r.l.plan.WorldSize > 1
-	var copies []*mlx.Array
-	for i, tp := range sp.Tensors {
-		if !shard || tp.Split.Replicated() {
-			layer.Arrays[names[i]] = full[i]
-			full[i] = nil
-			continue
-		}
-		c, err := r.slice(full[i], &tp)
-		if err != nil {
-			mlx.FreeAll(copies...)
-			return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
-		}
-		copies = append(copies, c)
-		layer.Arrays[names[i]] = c
-	}
-	if err := mlx.Eval(copies...); err != nil {
-		return &LoadError{Section: sp.Name, Err: err}
-	}
-	mlx.FreeAll(full...)
-	full = nil
 	return mlx.ClearCache()
 }
 

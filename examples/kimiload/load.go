@@ -47,21 +47,26 @@ type figures struct {
 	// Received and Sent are the bytes of parts streamed over the group.
 	Received uint64 `json:"streamed_in"`
 	Sent     uint64 `json:"streamed_out"`
+	// StorageRead is what the load fetched from storage (Linux's
+	// /proc/self/io read_bytes; -1 where unknown): on a cold page cache,
+	// over BytesRead it is the load's read amplification.
+	StorageRead int64 `json:"storage_read"`
 }
 
-const nFigures = 16
+const nFigures = 17
 
 func (f *figures) vector() []float64 {
 	return []float64{float64(f.Rank), f.LoadS, float64(f.Active), float64(f.Peak), float64(f.PeakRSS),
 		float64(f.BytesRead), float64(f.Shard), float64(f.PlanPeak), float64(f.AfterFree), float64(f.Physical),
-		float64(f.Limit), float64(f.GuardUsed), float64(f.Verified), float64(f.Arrays), float64(f.Received), float64(f.Sent)}
+		float64(f.Limit), float64(f.GuardUsed), float64(f.Verified), float64(f.Arrays), float64(f.Received), float64(f.Sent),
+		float64(f.StorageRead)}
 }
 
 func fromVector(v []float64) figures {
 	u := func(i int) uint64 { return uint64(v[i]) }
 	return figures{Rank: int(v[0]), LoadS: v[1], Active: u(2), Peak: u(3), PeakRSS: u(4), BytesRead: u(5),
 		Shard: u(6), PlanPeak: u(7), AfterFree: u(8), Physical: u(9), Limit: u(10), GuardUsed: u(11),
-		Verified: int(v[12]), Arrays: int(v[13]), Received: u(14), Sent: u(15)}
+		Verified: int(v[12]), Arrays: int(v[13]), Received: u(14), Sent: u(15), StorageRead: int64(v[16])}
 }
 
 // job is what rank 0 prints about the whole load.
@@ -144,6 +149,12 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		rules = cfg.Rules()
 	}
 	start := time.Now()
+	storage0 := storageRead()
+	stopSampling := func() error { return nil }
+	if o.samples != "" {
+		stopSampling = sampleMemory(ctx, strings.ReplaceAll(o.samples, "{rank}", strconv.Itoa(rank)), start)
+		defer stopSampling()
+	}
 	lo := loader.Options{
 		PlanOptions: loader.PlanOptions{Rank: rank, WorldSize: n, Strategy: o.strategy, Rules: rules},
 		Guard:       guard, IgnorePlan: o.ignorePlan, Workers: o.workers, Read: o.read,
@@ -193,10 +204,18 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		}
 	}()
 	elapsed := time.Since(start)
+	if err := stopSampling(); err != nil {
+		return fmt.Errorf("--samples: %w", err)
+	}
+	storage := int64(-1)
+	if s0, s1 := storage0, storageRead(); s0 >= 0 && s1 >= 0 {
+		storage = s1 - s0
+	}
 
 	ss := l.StreamStats()
 	f := figures{Rank: rank, LoadS: elapsed.Seconds(), BytesRead: uint64(l.BytesRead()), Received: uint64(ss.Received), Sent: uint64(ss.Sent),
-		Shard: uint64(p.Resident), PlanPeak: uint64(p.Peak), Physical: guard.Physical(), Limit: guard.Limit(), Verified: -1,
+		StorageRead: storage,
+		Shard:       uint64(p.Resident), PlanPeak: uint64(p.Peak), Physical: guard.Physical(), Limit: guard.Limit(), Verified: -1,
 		Arrays: len(arrays)}
 	m, err := mlx.Memory()
 	if err != nil {

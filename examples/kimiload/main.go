@@ -94,6 +94,7 @@ type options struct {
 	windowMB int64
 	diskGBps float64
 	linkGBps float64
+	samples  string
 }
 
 func main() {
@@ -132,7 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	o := &options{}
 	fs.StringVar(&o.model, "model", "", "checkpoint `DIR`: safetensors shard files and model.safetensors.index.json; {rank} in it is replaced by the rank (a node's own shard from reshard)")
 	strategy := fs.String("strategy", "direct", "how to load: direct, eval-shard-eval or chunked (chunked-eval: every rank loads everything whole)")
-	read := fs.String("read", "mmap", "how the direct strategy reads the files: mmap or pread")
+	read := fs.String("read", "auto", "how the direct strategy reads the files: auto (pread long runs, copy short ones from the mapping), pread, mmap or map (back whole parts by the file where MLX can)")
 	fs.IntVar(&o.workers, "workers", 0, "tensors the direct strategy fills at once (0: the loader's default)")
 	fs.BoolVar(&o.verify, "verify", false, "compare every loaded array with the files byte for byte; print PASS or FAIL per rank")
 	fs.BoolVar(&o.planOnly, "plan-only", false, "print the predicted per-node figures and read no weight")
@@ -151,6 +152,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.Int64Var(&o.windowMB, "stream-window-mb", loader.DefaultStreamWindow>>20, "with --stream: MB of parts a source keeps in flight")
 	fs.Float64Var(&o.diskGBps, "disk-gbps", 6.4, "with --plan-only --stream: a source's disk read bandwidth, GB/s")
 	fs.Float64Var(&o.linkGBps, "link-gbps", 5, "with --plan-only --stream: the bandwidth of one link between nodes, GB/s")
+	fs.StringVar(&o.samples, "samples", "", "write MLX active memory and resident size every 20ms of the load to `FILE` as JSON lines ({rank} in it is replaced by the rank)")
 	fs.BoolVar(&o.ignorePlan, "ignore-plan", false, "load even when the plan says the peak would not fit (the guard still checks every layer)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -178,12 +180,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--strategy %q: want direct, eval-shard-eval or chunked", *strategy)
 	}
 	switch *read {
+	case "auto":
+		o.read = loader.ReadAuto
 	case "mmap":
 		o.read = loader.ReadMmap
 	case "pread":
 		o.read = loader.ReadPread
+	case "map":
+		o.read = loader.ReadMap
 	default:
-		return bad("--read %q: want mmap or pread", *read)
+		return bad("--read %q: want auto, pread, mmap or map", *read)
 	}
 	if *backend != "" {
 		if o.backend, err = cluster.ParseBackend(*backend); err != nil {
