@@ -24,7 +24,7 @@ STAMP  := $(VENV)/.mlxdist-$(MLX_VERSION)-$(MLX_LM_VERSION)-$(SAFETENSORS_VERSIO
 
 export MLX_REQUIRED ?= 1
 
-.PHONY: setup venv capi mlx-version test bins demo bench bench-load bench-generate bench-serve fuzz clean help
+.PHONY: setup venv capi mlx-version test bins demo bench bench-load bench-generate bench-serve bench-stream fuzz clean help
 
 help:
 	@echo "make setup   project venv (pip MLX $(MLX_VERSION)) and the C ABI library"
@@ -111,6 +111,7 @@ bench: setup
 	$(MAKE) --no-print-directory bench-load
 	$(MAKE) --no-print-directory bench-generate
 	$(MAKE) --no-print-directory bench-serve
+	$(MAKE) --no-print-directory bench-stream
 
 # Generation side by side: ours against mlx_lm.benchmark at TP=1 and TP=2
 # over ring, on one float32 checkpoint.
@@ -132,6 +133,12 @@ bench-serve: setup
 bench-load: setup
 	@echo "== model load: ours vs mlx-lm sharded_load, local ranks over ring =="
 	PYTHON=$(abspath $(PY)) sh bench/load/run.sh
+
+# Loading from one node's disk: the streamed load against local files and
+# against copying the folder first (mlx_lm.share) then sharded_load.
+bench-stream: setup
+	@echo "== streamed load from one node's disk vs local files vs copy then load, 2 local ranks over ring =="
+	PYTHON=$(abspath $(PY)) sh bench/stream/run.sh
 
 # Long fuzzing, for your own runs (make test runs the seeds as a smoke).
 fuzz:
