@@ -14,6 +14,9 @@
 //     MLX's jaccl, ring, mpi and nccl back-ends; hostfiles; a launcher.
 //   - loader: the ShardLoader, which plans a tensor-parallel load from the
 //     headers alone and then yields one layer at a time.
+//   - model: DeepSeek-V3 / Kimi K2.x and Llama-family forward passes on the
+//     loaded shards, tensor-parallel, bit for bit mlx-lm's; KV cache,
+//     sampling and streaming generation.
 //   - netcfg: a plan → apply → verify → persist cycle for the Thunderbolt RDMA
 //     network the jaccl back-end runs on.
 //   - tokenizer: text to ids and back exactly as the model's own tokenizer
@@ -25,8 +28,9 @@
 // mlx finds it.
 //
 // The examples directory holds thin programs built on them: the seed's
-// connectivity test, the Kimi K2.5 loading test, a checkpoint inspector and
-// generator, a launcher, the Thunderbolt network tool, and a tokenizer.
+// connectivity test, the Kimi K2.5 loading test, generation, a checkpoint
+// inspector and generator, a launcher, the Thunderbolt network tool, and a
+// tokenizer.
 //
 // A tour: every rank of a tensor-parallel job, started by the launcher
 // (examples/launch or mlx.launch), joins the group, plans its shard from the

@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"time"
 
@@ -62,6 +63,9 @@ type flags struct {
 	force    bool
 	vision   bool
 	parallel int
+	dtype    string
+	bits     int
+	float    bool
 }
 
 func main() {
@@ -78,6 +82,9 @@ func main() {
 	fs.BoolVar(&f.force, "force", false, "replace DIR whole, even when it holds this checkpoint or files this tool did not write")
 	fs.BoolVar(&f.vision, "vision", true, "include the vision tower, kimi-k2.5 only")
 	fs.IntVar(&f.parallel, "parallel", 0, "shard files written at once (0: up to 4)")
+	fs.StringVar(&f.dtype, "dtype", "", "dtype of float tensors, scales and biases: BF16, F16 or F32 (default: the model's, BF16)")
+	fs.IntVar(&f.bits, "bits", 0, "quantization bits: 2, 4 or 8 (0: the model's, 4)")
+	fs.BoolVar(&f.float, "unquantized", false, "store every weight in --dtype, unquantized")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -119,6 +126,15 @@ func buildSpec(f flags) (ckptgen.Spec, error) {
 	if f.layers < 0 || f.experts < 0 || f.files < 0 {
 		return s, errors.New("--layers, --experts and --files cannot be negative")
 	}
+	if f.dtype != "" {
+		s.DType = f.dtype
+	}
+	if f.bits != 0 && s.Quant != nil {
+		s.Quant.Bits = f.bits
+	}
+	if f.float {
+		s.Quant = nil
+	}
 	full := s
 	fullBytes := s.Sum(s.Tensors()).Bytes
 	s = s.Scale(f.scale)
@@ -133,7 +149,7 @@ func buildSpec(f flags) (ckptgen.Spec, error) {
 	switch {
 	case f.files > 0:
 		s.Files = f.files
-	case s != full:
+	case !reflect.DeepEqual(s, full):
 		// Keep the full model's bytes per file.
 		perFile := float64(fullBytes) / float64(full.Files)
 		s.Files = max(1, int(math.Round(float64(s.Sum(s.Tensors()).Bytes)/perFile)))

@@ -15,17 +15,26 @@ func (s Spec) Config() map[string]any {
 		"model_type":          s.ModelType,
 		"bos_token_id":        bosTokenID,
 		"eos_token_id":        eosTokenID,
-		"tie_word_embeddings": false,
+		"tie_word_embeddings": s.TieEmbeddings,
 		"torch_dtype":         torchDType(s.DType),
 	}
 	if s.Quant != nil {
 		q := map[string]any{"group_size": s.Quant.GroupSize, "bits": s.Quant.Bits, "mode": "affine"}
+		// Overrides sit beside the global fields, keyed by module path,
+		// false for a module left unquantized, as mlx-lm writes them.
+		for module, o := range s.QuantOverrides {
+			if o == nil {
+				q[module] = false
+			} else {
+				q[module] = map[string]any{"group_size": o.GroupSize, "bits": o.Bits, "mode": "affine"}
+			}
+		}
 		c["quantization"] = q
 		c["quantization_config"] = q
 	}
 	switch s.ModelType {
-	case LlamaType:
-		c["architectures"] = []string{"LlamaForCausalLM"}
+	case LlamaType, Qwen2Type, Qwen3Type:
+		c["architectures"] = []string{map[string]string{LlamaType: "LlamaForCausalLM", Qwen2Type: "Qwen2ForCausalLM", Qwen3Type: "Qwen3ForCausalLM"}[s.ModelType]}
 		for k, v := range map[string]any{
 			"vocab_size":              s.Vocab,
 			"hidden_size":             s.Hidden,
@@ -40,6 +49,16 @@ func (s Spec) Config() map[string]any {
 			"hidden_act":              "silu",
 		} {
 			c[k] = v
+		}
+		if s.ModelType == LlamaType {
+			// Llama 3.1's own rope scaling, so the llama3 frequencies are
+			// exercised.
+			c["rope_scaling"] = map[string]any{
+				"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+				"high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
+			}
+		} else {
+			c["rope_theta"] = 1000000.0
 		}
 	case KimiK25Type:
 		c["architectures"] = []string{"KimiK25ForConditionalGeneration"}
@@ -65,8 +84,8 @@ func (s Spec) Config() map[string]any {
 			"topk_method":             "noaux_tc",
 			"scoring_func":            "sigmoid",
 			"norm_topk_prob":          true,
-			"n_group":                 1,
-			"topk_group":              1,
+			"n_group":                 max(s.NGroup, 1),
+			"topk_group":              max(s.TopKGroup, 1),
 			"moe_layer_freq":          1,
 			"first_k_dense_replace":   s.FirstDense,
 			"max_position_embeddings": 262144,

@@ -2,6 +2,8 @@ package ckptgen
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -23,7 +25,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.utils import load
 from transformers import AutoTokenizer
 
-path, prompt = sys.argv[1], sys.argv[2]
+path, prompt, last = sys.argv[1], sys.argv[2], int(sys.argv[3])
 model, tok = load(path)
 ids = tok.encode(prompt)
 logits = model(mx.array([ids]))
@@ -35,6 +37,7 @@ print(json.dumps({
     "model_type": model.model_type,
     "ids": ids,
     "decoded": tok.decode(ids),
+    "last_decoded": tok.decode([last]),
     "hf_ids": hf.encode(prompt, add_special_tokens=False),
     "eos": tok.eos_token_id,
     "shape": list(logits.shape),
@@ -50,6 +53,7 @@ type loadReport struct {
 	ModelType        string   `json:"model_type"`
 	IDs              []int    `json:"ids"`
 	Decoded          string   `json:"decoded"`
+	LastDecoded      string   `json:"last_decoded"`
 	HFIDs            []int    `json:"hf_ids"`
 	EOS              int      `json:"eos"`
 	Shape            []int    `json:"shape"`
@@ -73,11 +77,15 @@ func TestMLXLMLoadsGeneratedCheckpoints(t *testing.T) {
 			[]string{"QuantizedEmbedding", "QuantizedLinear", "QuantizedMultiLinear", "QuantizedSwitchLinear"}},
 		{"a small Llama loads and runs in mlx-lm", smallLlama(), "llama",
 			[]string{"QuantizedEmbedding", "QuantizedLinear"}},
+		{"a float32 Qwen2 with tied embeddings loads and runs in mlx-lm", floatQwen(Qwen2Type), "qwen2", []string{}},
+		{"a float32 Qwen3 loads and runs in mlx-lm", floatQwen(Qwen3Type), "qwen3", []string{}},
+		{"a Kimi K2.5 with mixed quantization and grouped routing loads and runs in mlx-lm", mixedKimi(), "kimi_k25",
+			[]string{"QuantizedEmbedding", "QuantizedLinear", "QuantizedMultiLinear", "QuantizedSwitchLinear"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			write(t, dir, tc.spec, &Options{Seed: 3})
-			out := testenv.RunPython(t, loadScript, dir, prompt)
+			out := testenv.RunPython(t, loadScript, dir, prompt, strconv.Itoa(tc.spec.Vocab-1))
 			var r loadReport
 			require.NoError(t, json.Unmarshal(out, &r), "%s", out)
 			assert.Equal(t, tc.modelType, r.ModelType)
@@ -87,8 +95,29 @@ func TestMLXLMLoadsGeneratedCheckpoints(t *testing.T) {
 			assert.Equal(t, tc.classes, r.QuantizedClasses)
 			assert.Zero(t, r.VisionParams, "mlx-lm drops the vision tower")
 			assert.Equal(t, prompt, r.Decoded)
+			assert.Equal(t, fmt.Sprintf("<|t%d|>", tc.spec.Vocab-1), r.LastDecoded, "the tokenizer covers the whole vocabulary")
 			assert.Equal(t, r.IDs, r.HFIDs, "transformers and mlx-lm tokenize alike")
 			assert.Equal(t, eosTokenID, r.EOS)
 		})
 	}
+}
+
+// floatQwen is a small float32 Qwen-family model with tied embeddings.
+func floatQwen(modelType string) Spec {
+	return Spec{ModelType: modelType, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
+		Intermediate: 256, DType: "F32", Files: 1, TieEmbeddings: true}
+}
+
+// mixedKimi is smallKimi with group-limited routing, a router-adjacent
+// module at 8 bits, an attention projection at 2 bits and an unquantized
+// head.
+func mixedKimi() Spec {
+	s := smallKimi()
+	s.NGroup, s.TopKGroup = 4, 2
+	s.QuantOverrides = map[string]*Quantization{
+		"language_model.model.layers.1.mlp.switch_mlp.down_proj": {GroupSize: 32, Bits: 8},
+		"language_model.model.layers.2.self_attn.q_b_proj":       {GroupSize: 64, Bits: 2},
+		"language_model.lm_head":                                 nil,
+	}
+	return s
 }

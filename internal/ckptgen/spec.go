@@ -16,7 +16,15 @@ const (
 	KimiK25Type = "kimi_k25"
 	// LlamaType is a dense Llama checkpoint with grouped-query attention.
 	LlamaType = "llama"
+	// Qwen2Type is a Llama with biases on the query, key and value
+	// projections.
+	Qwen2Type = "qwen2"
+	// Qwen3Type is a Llama with an RMS norm on every query and key head.
+	Qwen3Type = "qwen3"
 )
+
+// llamaFamily reports whether t is laid out as a Llama.
+func llamaFamily(t string) bool { return t == LlamaType || t == Qwen2Type || t == Qwen3Type }
 
 // Quantization is mlx-lm's affine quantization: every Linear, Embedding,
 // SwitchLinear and MultiLinear whose input dimension is a multiple of
@@ -37,9 +45,12 @@ type Spec struct {
 	Hidden       int `json:"hidden"`
 	Layers       int `json:"layers"`
 	Heads        int `json:"heads"`
-	KVHeads      int `json:"kv_heads,omitempty"` // Llama
-	HeadDim      int `json:"head_dim,omitempty"` // Llama
+	KVHeads      int `json:"kv_heads,omitempty"` // Llama family
+	HeadDim      int `json:"head_dim,omitempty"` // Llama family
 	Intermediate int `json:"intermediate"`       // dense MLP
+	// TieEmbeddings makes the output head the token embeddings (Llama
+	// family): no lm_head tensor, tie_word_embeddings true.
+	TieEmbeddings bool `json:"tie_embeddings,omitempty"`
 
 	// Mixture of experts (Kimi K2.5): layers from FirstDense on hold
 	// Experts routed experts, stacked in one tensor per projection, of which
@@ -49,6 +60,11 @@ type Spec struct {
 	SharedExperts   int `json:"shared_experts,omitempty"`
 	MoEIntermediate int `json:"moe_intermediate,omitempty"`
 	FirstDense      int `json:"first_k_dense_replace,omitempty"`
+	// NGroup and TopKGroup are DeepSeek-V3's group-limited routing: the
+	// experts form NGroup groups and only the TopKGroup best groups are
+	// chosen from. 0 means 1 (no groups).
+	NGroup    int `json:"n_group,omitempty"`
+	TopKGroup int `json:"topk_group,omitempty"`
 
 	// Multi-head latent attention (Kimi K2.5).
 	QLoRARank     int `json:"q_lora_rank,omitempty"`
@@ -59,6 +75,10 @@ type Spec struct {
 
 	// Quant is nil for an unquantized checkpoint.
 	Quant *Quantization `json:"quantization,omitempty"`
+	// QuantOverrides gives modules (by path, "model.layers.0.mlp.down_proj")
+	// a quantization of their own, or none (a nil value), as mlx-lm's mixed
+	// recipes write them into config.json next to the global one.
+	QuantOverrides map[string]*Quantization `json:"quantization_overrides,omitempty"`
 	// DType is the safetensors dtype of unquantized floating-point tensors
 	// and of scales and biases: "BF16", "F16" or "F32".
 	DType string `json:"dtype"`
@@ -217,9 +237,9 @@ func (s Spec) Validate() error {
 		return &SpecError{Field: field, Detail: fmt.Sprintf(format, args...)}
 	}
 	switch s.ModelType {
-	case KimiK25Type, LlamaType:
+	case KimiK25Type, LlamaType, Qwen2Type, Qwen3Type:
 	default:
-		return bad("model_type", "%q is neither %q nor %q", s.ModelType, KimiK25Type, LlamaType)
+		return bad("model_type", "%q is none of %q, %q, %q, %q", s.ModelType, KimiK25Type, LlamaType, Qwen2Type, Qwen3Type)
 	}
 	switch s.DType {
 	case "BF16", "F16", "F32":
@@ -237,7 +257,7 @@ func (s Spec) Validate() error {
 	if s.Vocab < minVocab {
 		return bad("vocab", "is %d, must be at least %d for the generated tokenizer", s.Vocab, minVocab)
 	}
-	if q := s.Quant; q != nil {
+	for _, q := range s.quants() {
 		if q.GroupSize != 32 && q.GroupSize != 64 && q.GroupSize != 128 {
 			return bad("quantization.group_size", "is %d, MLX takes 32, 64 or 128", q.GroupSize)
 		}
@@ -245,8 +265,11 @@ func (s Spec) Validate() error {
 			return bad("quantization.bits", "is %d, must divide 32 (2, 4 or 8)", q.Bits)
 		}
 	}
+	if len(s.QuantOverrides) > 0 && s.Quant == nil {
+		return bad("quantization_overrides", "need a global quantization beside them")
+	}
 	switch s.ModelType {
-	case LlamaType:
+	case LlamaType, Qwen2Type, Qwen3Type:
 		if s.KVHeads <= 0 || s.Heads%s.KVHeads != 0 {
 			return bad("kv_heads", "%d does not divide heads %d", s.KVHeads, s.Heads)
 		}
@@ -279,6 +302,12 @@ func (s Spec) Validate() error {
 				return bad("shared_experts", "is %d, must be positive", s.SharedExperts)
 			}
 		}
+		if g := max(s.NGroup, 1); s.Experts > 0 && s.Experts%g != 0 {
+			return bad("n_group", "%d does not divide %d experts", g, s.Experts)
+		}
+		if g := max(s.NGroup, 1); s.TopKGroup < 0 || s.TopKGroup > g {
+			return bad("topk_group", "is %d, outside 0..%d groups", s.TopKGroup, g)
+		}
 		if s.Vision && (s.VisionLayers <= 0 || s.VisionHidden <= 0 || s.VisionIntermediate <= 0) {
 			return bad("vision", "a vision tower needs positive layers, hidden and intermediate sizes")
 		}
@@ -301,4 +330,18 @@ func (s Spec) Hash(seed uint64) string {
 
 // formatVersion changes whenever Write would lay out the same Spec and seed
 // differently, so that stamps of older checkpoints stop matching.
-const formatVersion = 1
+const formatVersion = 2
+
+// quants lists the spec's quantizations: the global one and every override.
+func (s Spec) quants() []*Quantization {
+	var out []*Quantization
+	if s.Quant != nil {
+		out = append(out, s.Quant)
+	}
+	for _, q := range s.QuantOverrides {
+		if q != nil {
+			out = append(out, q)
+		}
+	}
+	return out
+}

@@ -144,6 +144,14 @@ func TestValidateRejectsInconsistentSpecs(t *testing.T) {
 		{"a dtype other than a float is rejected", func(s *Spec) { s.DType = "I8" }, "dtype"},
 		{"more dense layers than layers are rejected", func(s *Spec) { s.FirstDense = 62 }, "first_k_dense_replace"},
 		{"a vocabulary smaller than the tokenizer is rejected", func(s *Spec) { s.Vocab = 100 }, "vocab"},
+		{"expert groups that do not divide the experts are rejected", func(s *Spec) { s.NGroup = 5 }, "n_group"},
+		{"more chosen groups than groups are rejected", func(s *Spec) { s.NGroup, s.TopKGroup = 8, 9 }, "topk_group"},
+		{"an override at an unknown bit width is rejected", func(s *Spec) {
+			s.QuantOverrides = map[string]*Quantization{"language_model.lm_head": {GroupSize: 64, Bits: 5}}
+		}, "quantization.bits"},
+		{"overrides without a global quantization are rejected", func(s *Spec) {
+			s.Quant, s.QuantOverrides = nil, map[string]*Quantization{"language_model.lm_head": nil}
+		}, "quantization_overrides"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := KimiK25()

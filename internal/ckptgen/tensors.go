@@ -80,6 +80,9 @@ func (l *list) float(name string, shape ...int64) { l.add(name, l.spec.DType, sh
 // converter does it, that is, when the input is a whole number of groups.
 func (l *list) linear(module string, shape ...int64) {
 	q := l.spec.Quant
+	if o, ok := l.spec.QuantOverrides[module]; ok {
+		q = o
+	}
 	in := shape[len(shape)-1]
 	if q == nil || in%int64(q.GroupSize) != 0 {
 		l.float(module+".weight", shape...)
@@ -103,7 +106,7 @@ func (s Spec) Tensors() []TensorDesc {
 	switch s.ModelType {
 	case KimiK25Type:
 		s.kimiTensors(l)
-	case LlamaType:
+	case LlamaType, Qwen2Type, Qwen3Type:
 		s.llamaTensors(l)
 	}
 	return l.out
@@ -206,6 +209,15 @@ func (s Spec) llamaTensors(l *list) {
 		l.linear(p+"self_attn.q_proj", int64(s.Heads)*hd, h)
 		l.linear(p+"self_attn.k_proj", int64(s.KVHeads)*hd, h)
 		l.linear(p+"self_attn.v_proj", int64(s.KVHeads)*hd, h)
+		if s.ModelType == Qwen2Type {
+			l.float(p+"self_attn.q_proj.bias", int64(s.Heads)*hd)
+			l.float(p+"self_attn.k_proj.bias", int64(s.KVHeads)*hd)
+			l.float(p+"self_attn.v_proj.bias", int64(s.KVHeads)*hd)
+		}
+		if s.ModelType == Qwen3Type {
+			l.float(p+"self_attn.q_norm.weight", hd)
+			l.float(p+"self_attn.k_norm.weight", hd)
+		}
 		l.linear(p+"self_attn.o_proj", h, int64(s.Heads)*hd)
 		l.float(p+"post_attention_layernorm.weight", h)
 		l.linear(p+"mlp.gate_proj", inter, h)
@@ -213,5 +225,7 @@ func (s Spec) llamaTensors(l *list) {
 		l.linear(p+"mlp.down_proj", h, inter)
 	}
 	l.float("model.norm.weight", h)
-	l.linear("lm_head", int64(s.Vocab), h)
+	if !s.TieEmbeddings {
+		l.linear("lm_head", int64(s.Vocab), h)
+	}
 }

@@ -2,6 +2,7 @@ package ckptgen
 
 import (
 	"encoding/json"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -25,12 +26,17 @@ func byteRunes() [256]rune {
 
 // tokenizerFiles returns tokenizer.json and tokenizer_config.json for a
 // byte-level BPE tokenizer with no merges: every byte is one token (ids
-// 0-255), then a begin and an end token. It needs no custom code, so
-// transformers' fast tokenizer loads it offline.
-func tokenizerFiles() (tokenizerJSON, configJSON []byte) {
-	vocab := make(map[string]int, 258)
+// 0-255), then a begin and an end token, then one filler token per
+// remaining id up to vocab ("<|t300|>"), so that any id a model can
+// generate decodes. It needs no custom code, so transformers' fast
+// tokenizer loads it offline.
+func tokenizerFiles(vocabSize int) (tokenizerJSON, configJSON []byte) {
+	vocab := make(map[string]int, vocabSize)
 	for b, r := range byteRunes() {
 		vocab[string(utf8.AppendRune(nil, r))] = b
+	}
+	for id := eosTokenID + 1; id < vocabSize; id++ {
+		vocab[fmt.Sprintf("<|t%d|>", id)] = id
 	}
 	special := func(id int, content string) map[string]any {
 		return map[string]any{"id": id, "content": content, "single_word": false, "lstrip": false,

@@ -206,7 +206,7 @@ func writeAll(ctx context.Context, dir string, s Spec, layout [][]TensorDesc, ha
 		}
 	}
 	index := map[string]any{"metadata": map[string]any{"total_size": res.TensorBytes}, "weight_map": weightMap}
-	tok, tokCfg := tokenizerFiles()
+	tok, tokCfg := tokenizerFiles(s.Vocab)
 	for _, f := range []struct {
 		name string
 		v    any

@@ -1,0 +1,310 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/internal/ckptgen"
+	"github.com/mlxdist/mlxdist/internal/testenv"
+	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/safetensors"
+)
+
+// The test binary doubles as the rank program jaccl.Launch starts: with
+// MODEL_TEST_HELPER set it runs one rank's job instead of the tests.
+func TestMain(m *testing.M) {
+	if job := os.Getenv("MODEL_TEST_HELPER"); job != "" {
+		if err := rankMain(job); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	code := m.Run()
+	if ckptRoot != "" {
+		os.RemoveAll(ckptRoot)
+	}
+	os.Exit(code)
+}
+
+// Synthetic float32 checkpoints, a few layers wide enough to divide over
+// two (and, for qwen3, three) ranks.
+var specs = map[string]ckptgen.Spec{
+	"llama": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
+		Intermediate: 256, DType: "F32", Files: 1},
+	"qwen2": {ModelType: ckptgen.Qwen2Type, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
+		Intermediate: 256, DType: "F32", Files: 1, TieEmbeddings: true},
+	"qwen3": {ModelType: ckptgen.Qwen3Type, Vocab: 1024, Hidden: 192, Layers: 2, Heads: 6, KVHeads: 6, HeadDim: 32,
+		Intermediate: 384, DType: "F32", Files: 1, TieEmbeddings: true},
+	// Kimi K2.5: one dense layer, two MoE layers with group-limited
+	// routing (4 groups, 2 chosen), float32.
+	"kimi": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
+		Experts: 8, ActiveExperts: 2, SharedExperts: 1, MoEIntermediate: 64, FirstDense: 1, QLoRARank: 64,
+		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, DType: "F32", Files: 2},
+	// The same quantized, mixed: 4-bit by default, the experts' down
+	// projection of layer 1 at 8 bits, layer 2's q_b_proj at 2 bits, the
+	// head unquantized.
+	"kimi-mixed": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
+		Experts: 8, ActiveExperts: 2, SharedExperts: 1, MoEIntermediate: 128, FirstDense: 1, QLoRARank: 64,
+		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, DType: "F32", Files: 2,
+		Quant: &ckptgen.Quantization{GroupSize: 32, Bits: 4},
+		QuantOverrides: map[string]*ckptgen.Quantization{
+			"language_model.model.layers.1.mlp.switch_mlp.down_proj": {GroupSize: 32, Bits: 8},
+			"language_model.model.layers.2.self_attn.q_b_proj":       {GroupSize: 64, Bits: 2},
+			"language_model.lm_head":                                 nil,
+		}},
+}
+
+var (
+	ckptRoot string
+	ckptMu   sync.Mutex
+)
+
+// checkpoint writes the named spec once per test binary and returns its
+// directory.
+func checkpoint(t testing.TB, name string) string {
+	t.Helper()
+	ckptMu.Lock()
+	defer ckptMu.Unlock()
+	if ckptRoot == "" {
+		dir, err := os.MkdirTemp("", "model-test-")
+		require.NoError(t, err)
+		ckptRoot = dir
+	}
+	dir := filepath.Join(ckptRoot, name)
+	_, err := ckptgen.Write(context.Background(), dir, specs[name], &ckptgen.Options{Seed: 7})
+	require.NoError(t, err)
+	return dir
+}
+
+// prompts are random token ids of the lengths the parity tests use: one
+// token, a short prompt, one past a KV step of 8, and one long enough for
+// SwitchGLU's sorted gather (64 or more token-expert pairs).
+func prompts(vocab int) [][]int {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var out [][]int
+	for _, n := range []int{1, 5, 12, 70} {
+		p := make([]int, n)
+		for i := range p {
+			p[i] = rng.IntN(vocab)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func idsArg(ids []int) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.Itoa(id)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseIDs(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func requireMLX(t testing.TB) {
+	t.Helper()
+	if err := mlx.Load(); err != nil {
+		testenv.Unavailable(t, "MLX: %v", err)
+	}
+	testenv.Python(t)
+}
+
+func requireRing(t testing.TB) {
+	t.Helper()
+	requireMLX(t)
+	if ok, err := mlx.DistributedAvailable("ring"); err != nil || !ok {
+		testenv.Unavailable(t, "MLX has no ring back-end: %v", err)
+	}
+}
+
+// referencePath is the mlx-lm reference script.
+func referencePath(t testing.TB) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("testdata", "reference.py"))
+	require.NoError(t, err)
+	return p
+}
+
+// refs keeps mlx-lm's logits by checkpoint, rank count and prompts, so
+// that the tests that compare against the same reference run it once.
+var (
+	refs   = map[string][][]float32{}
+	refsMu sync.Mutex
+)
+
+// mlxlmLogits runs mlx-lm on dir over n ranks and returns the logits of
+// every prompt.
+func mlxlmLogits(t *testing.T, dir string, n int, ps [][]int) [][]float32 {
+	t.Helper()
+	key := fmt.Sprint(dir, n, ps)
+	refsMu.Lock()
+	defer refsMu.Unlock()
+	if r, ok := refs[key]; ok {
+		return r
+	}
+	out := filepath.Join(t.TempDir(), "ref.safetensors")
+	args := []string{referencePath(t), "logits", dir, out}
+	for _, p := range ps {
+		args = append(args, idsArg(p))
+	}
+	launch(t, n, append([]string{testenv.Python(t)}, args...), nil)
+	refs[key] = readLogits(t, out, len(ps))
+	return refs[key]
+}
+
+// launch runs command on n ranks over ring (directly when n is 1).
+func launch(t *testing.T, n int, command []string, env []string) string {
+	t.Helper()
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	err := jaccl.Launch(ctx, jaccl.LaunchConfig{
+		Command: command, N: n, Env: append(env, "PYTHONDONTWRITEBYTECODE=1"),
+		Stdout: &out, Stderr: &out, Grace: 2 * time.Second,
+	})
+	require.NoError(t, err, out.String())
+	return out.String()
+}
+
+// oursLogits runs this package on dir over n ranks (the test binary as the
+// rank program) and returns the logits of every prompt.
+func oursLogits(t *testing.T, dir string, n int, ps [][]int) [][]float32 {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "ours.safetensors")
+	var args []string
+	for _, p := range ps {
+		args = append(args, idsArg(p))
+	}
+	launch(t, n, []string{os.Args[0]}, []string{"MODEL_TEST_HELPER=logits", "MODEL_TEST_DIR=" + dir,
+		"MODEL_TEST_OUT=" + out, "MODEL_TEST_PROMPTS=" + strings.Join(args, ";")})
+	return readLogits(t, out, len(ps))
+}
+
+func readLogits(t testing.TB, path string, n int) [][]float32 {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	out := make([][]float32, n)
+	for i := range out {
+		b, err := f.Data(fmt.Sprintf("logits_%d", i))
+		require.NoError(t, err)
+		out[i] = make([]float32, len(b)/4)
+		for j := range out[i] {
+			out[i][j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+		}
+	}
+	return out
+}
+
+func writeLogits(path string, rows [][]float32, vocab int) error {
+	var ts []safetensors.TensorData
+	for i, r := range rows {
+		b := make([]byte, 4*len(r))
+		for j, v := range r {
+			binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(v))
+		}
+		ts = append(ts, safetensors.TensorData{Name: fmt.Sprintf("logits_%d", i), DType: safetensors.F32,
+			Shape: []int64{int64(len(r) / vocab), int64(vocab)}, Data: b})
+	}
+	return safetensors.WriteFile(path, ts, nil)
+}
+
+// maxDiff returns the largest |a−b| and whether every element is equal.
+func maxDiff(t testing.TB, a, b []float32) (float64, bool) {
+	t.Helper()
+	require.Equal(t, len(a), len(b), "logit counts")
+	var d float64
+	same := true
+	for i := range a {
+		if a[i] != b[i] {
+			same = false
+		}
+		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return d, same
+}
+
+// rankMain is one rank of a launched job.
+func rankMain(job string) error {
+	ctx := context.Background()
+	g, err := jaccl.Init(ctx, jaccl.Options{})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	m, err := Load(ctx, os.Getenv("MODEL_TEST_DIR"), Options{Group: g})
+	if err != nil {
+		return err
+	}
+	defer m.Free()
+	switch job {
+	case "logits":
+		var rows [][]float32
+		for _, arg := range strings.Split(os.Getenv("MODEL_TEST_PROMPTS"), ";") {
+			ids, err := parseIDs(arg)
+			if err != nil {
+				return err
+			}
+			l, err := m.Logits(ctx, ids)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, l)
+		}
+		if g.Rank() == 0 {
+			return writeLogits(os.Getenv("MODEL_TEST_OUT"), rows, m.Config.VocabSize)
+		}
+		return nil
+	case "generate":
+		ids, err := parseIDs(os.Getenv("MODEL_TEST_PROMPTS"))
+		if err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(os.Getenv("MODEL_TEST_TOKENS"))
+		var got []int
+		gen := m.Generate(ctx, ids, GenerateOptions{MaxTokens: n, Stop: []int{}})
+		for tok, err := range gen.Tokens() {
+			if err != nil {
+				return err
+			}
+			got = append(got, tok.ID)
+		}
+		if g.Rank() == 0 {
+			b, err := json.Marshal(map[string]any{"ids": got})
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(os.Getenv("MODEL_TEST_OUT"), b, 0o644)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown job %q", job)
+}
