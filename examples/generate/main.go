@@ -35,6 +35,7 @@ import (
 
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/loader"
 	"github.com/mlxdist/mlxdist/memguard"
 	"github.com/mlxdist/mlxdist/mlx"
@@ -306,7 +307,7 @@ func generateOnce(ctx context.Context, m *model.Model, ids []int, opts model.Gen
 // when several ranks run on it.
 func newGuard() (*memguard.Guard, error) {
 	opts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
-	if local := jaccl.LocalRanks(); local > 1 {
+	if local := cluster.LocalRanks(); local > 1 {
 		phys, err := memguard.PhysicalMemory()
 		if err != nil {
 			return nil, err
