@@ -57,7 +57,9 @@
 // the layers into consecutive runs, and of the splits where every rank
 // fits, the one whose heaviest stage reads the least per step wins (ties:
 // the least full rank). The embeddings go to the first stage, the final
-// norm and head to the last. A rank then loads its stage alone:
+// norm and head to the last. PlaceAuto also chooses the TP degree: the
+// one whose token step reads least on the ranks it crosses in turn. A
+// rank then loads its stage alone:
 // Placement.PlanOptions sets its slice within the stage and
 // PlanOptions.Keep, the filter that keeps other stages' sections out of
 // its plan, so the guard, the refusal before any read and planned peak =

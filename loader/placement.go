@@ -85,6 +85,11 @@ type Placement struct {
 	Stages []Stage `json:"stages"`
 	// Bottleneck is the index of the stage with the largest Cost.
 	Bottleneck int `json:"bottleneck"`
+	// StepReads is what one token's step reads on the ranks it passes
+	// through in turn, one rank per stage: the sum of the stages' Cost.
+	// With one micro-batch, a step's time goes as StepReads; with the
+	// stages kept busy by several, as the bottleneck's Cost.
+	StepReads int64 `json:"step_reads"`
 
 	keep []func(Section) bool
 }
@@ -250,6 +255,7 @@ func Place(tensors []safetensors.TensorInfo, o PlacementOptions) (*Placement, er
 		if s > 0 && st.Cost > p.Stages[p.Bottleneck].Cost {
 			p.Bottleneck = s
 		}
+		p.StepReads += st.Cost
 		p.Stages = append(p.Stages, st)
 		keep := map[int]bool{}
 		for _, n := range layerNo[bounds[s]:bounds[s+1]] {
@@ -338,7 +344,42 @@ func (p *Placement) WriteTable(w io.Writer) error {
 		return err
 	}
 	b := p.Stages[p.Bottleneck]
-	_, err := fmt.Fprintf(w, "TP=%d × PP=%d on %d ranks, %s, rules %s: stage %d is the slowest, reading %s a step on each of its ranks\n",
-		p.TP, p.PP, p.WorldSize, p.Strategy, p.Rules, b.Index, gb(b.Cost))
+	_, err := fmt.Fprintf(w, "TP=%d × PP=%d on %d ranks, %s, rules %s: stage %d is the slowest, reading %s a step on each of its ranks; a token's step reads %s through the stages\n",
+		p.TP, p.PP, p.WorldSize, p.Strategy, p.Rules, b.Index, gb(b.Cost), gb(p.StepReads))
 	return err
+}
+
+// PlaceAuto tries every TP degree that divides the world (o.TP is
+// ignored) and returns the placement whose step reads the least on the
+// ranks it passes through (StepReads: a token crosses the stages in turn,
+// while a stage's ranks read their slices at once); of equals, the
+// smaller TP degree, which all-sums less. A TP
+// degree the model's heads or widths cannot split is passed over; when
+// none fits, the error is TP=1's (a pipeline of single ranks).
+func PlaceAuto(tensors []safetensors.TensorInfo, o PlacementOptions) (*Placement, error) {
+	var best *Placement
+	var first error
+	for tpn := 1; tpn <= len(o.Memory); tpn++ {
+		if len(o.Memory)%tpn != 0 {
+			continue
+		}
+		o.TP = tpn
+		p, err := Place(tensors, o)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if best == nil || p.StepReads < best.StepReads {
+			best = p
+		}
+	}
+	if best == nil {
+		if first == nil {
+			first = &PlacementError{Reason: "a placement needs the memory of at least one rank"}
+		}
+		return nil, first
+	}
+	return best, nil
 }

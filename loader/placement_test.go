@@ -310,3 +310,33 @@ func TestAStageThatCannotFitIsRefusedBeforeAnyRead(t *testing.T) {
 	assert.Zero(t, l.BytesRead())
 	assert.Less(t, st.LoadPeak, need, "the stage is smaller than the model")
 }
+
+func TestPlaceAutoPicksTheLightestStepAmongTheTPDegreesThatSplit(t *testing.T) {
+	kimi := described(t, ckptgen.KimiK25())
+	base := PlanOptions{Rules: DeepSeekV3Rules(64)}
+	cases := []struct {
+		name   string
+		mem    []int64
+		tp, pp int
+	}{
+		{"Kimi K2.5 on 2×512 GB splits every layer two ways", []int64{512e9, 512e9}, 2, 1},
+		{"Kimi K2.5 on 512+256+256 GB, where 64 heads do not split three ways, is a pipeline", []int64{512e9, 256e9, 256e9}, 1, 3},
+		{"Kimi K2.5 on 4×512 GB splits every layer four ways", []int64{512e9, 512e9, 512e9, 512e9}, 4, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := PlaceAuto(kimi, PlacementOptions{PlanOptions: base, Memory: c.mem})
+			require.NoError(t, err)
+			assert.Equal(t, c.tp, p.TP)
+			assert.Equal(t, c.pp, p.PP)
+			checkPlacement(t, kimi, p, base)
+			for tpn := 1; tpn <= len(c.mem); tpn++ {
+				if other, err := Place(kimi, PlacementOptions{PlanOptions: base, Memory: c.mem, TP: tpn}); err == nil {
+					assert.LessOrEqual(t, p.StepReads, other.StepReads, "no lighter step at TP=%d", tpn)
+				}
+			}
+		})
+	}
+	_, err := PlaceAuto(kimi, PlacementOptions{PlanOptions: base, Memory: []int64{200e9, 200e9}})
+	assert.ErrorIs(t, err, ErrNoPlacement)
+}
