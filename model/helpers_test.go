@@ -21,11 +21,12 @@ import (
 	"github.com/mlxdist/mlxdist/internal/ckptgen"
 	"github.com/mlxdist/mlxdist/internal/testenv"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
-// The test binary doubles as the rank program jaccl.Launch starts: with
+// The test binary doubles as the rank program cluster.Launch starts: with
 // MODEL_TEST_HELPER set it runs one rank's job instead of the tests.
 func TestMain(m *testing.M) {
 	if job := os.Getenv("MODEL_TEST_HELPER"); job != "" {
@@ -51,6 +52,9 @@ var specs = map[string]ckptgen.Spec{
 		Intermediate: 256, DType: "F32", Files: 1, TieEmbeddings: true},
 	"qwen3": {ModelType: ckptgen.Qwen3Type, Vocab: 1024, Hidden: 192, Layers: 2, Heads: 6, KVHeads: 6, HeadDim: 32,
 		Intermediate: 384, DType: "F32", Files: 1, TieEmbeddings: true},
+	// Six layers, for pipelines of two and three stages.
+	"llama-6": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 6, Heads: 4, KVHeads: 2, HeadDim: 32,
+		Intermediate: 256, DType: "F32", Files: 2},
 	// Kimi K2.5: one dense layer, two MoE layers with group-limited
 	// routing (4 groups, 2 chosen), float32.
 	"kimi": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
@@ -185,7 +189,7 @@ func launch(t *testing.T, n int, command []string, env []string) string {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	err := jaccl.Launch(ctx, jaccl.LaunchConfig{
+	err := cluster.Launch(ctx, cluster.LaunchConfig{
 		Command: command, N: n, Env: append(env, "PYTHONDONTWRITEBYTECODE=1"),
 		Stdout: &out, Stderr: &out, Grace: 2 * time.Second,
 	})
@@ -260,7 +264,14 @@ func rankMain(job string) error {
 		return err
 	}
 	defer g.Close()
-	m, err := Load(ctx, os.Getenv("MODEL_TEST_DIR"), Options{Group: g})
+	o := Options{Group: g}
+	if shares := os.Getenv("MODEL_TEST_PLACE"); shares != "" {
+		tpn, _ := strconv.Atoi(os.Getenv("MODEL_TEST_TP"))
+		if o.Placement, err = placeByShares(os.Getenv("MODEL_TEST_DIR"), shares, tpn); err != nil {
+			return err
+		}
+	}
+	m, err := Load(ctx, os.Getenv("MODEL_TEST_DIR"), o)
 	if err != nil {
 		return err
 	}
@@ -290,7 +301,8 @@ func rankMain(job string) error {
 		}
 		n, _ := strconv.Atoi(os.Getenv("MODEL_TEST_TOKENS"))
 		var got []int
-		gen := m.Generate(ctx, ids, GenerateOptions{MaxTokens: n, Stop: []int{}})
+		prefill, _ := strconv.Atoi(os.Getenv("MODEL_TEST_PREFILL"))
+		gen := m.Generate(ctx, ids, GenerateOptions{MaxTokens: n, Stop: []int{}, PrefillStep: prefill})
 		for tok, err := range gen.Tokens() {
 			if err != nil {
 				return err
