@@ -2,10 +2,12 @@ package model
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/mlxdist/mlxdist/jaccl"
 	"github.com/mlxdist/mlxdist/loader"
 	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/safetensors"
 )
 
 // pipe is this rank's place in a pipeline: the stage's layers, its
@@ -154,4 +156,64 @@ func stageGroup(p *loader.Placement, g *jaccl.Group) (*jaccl.Group, error) {
 			p.TP, p.PP, g.Backend(), p.WorldSize, g.Backend(), err)
 	}
 	return sub, nil
+}
+
+// Place places dir's model (its config.json and its shard files' headers;
+// no weight is read) on ranks of the given usable memory, for a context of
+// n tokens: the stages' KV cache and activations come from PlanInference,
+// a tied head puts the embeddings on the last stage too. tp is the ranks
+// per stage; 0 lets loader.PlaceAuto choose.
+func Place(dir string, memory []int64, tp, n int, strategy loader.Strategy) (*loader.Placement, error) {
+	cfg, err := ReadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	d, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	tensors := d.Tensors()
+	d.Close()
+	elem := int64(4)
+	for _, t := range tensors {
+		if strings.HasSuffix(t.Name, "model.norm.weight") {
+			elem = int64(t.DType.Size())
+		}
+	}
+	o := loader.PlacementOptions{PlanOptions: loader.PlanOptions{Strategy: strategy, Rules: cfg.Rules()}, Memory: memory,
+		TiedEmbeddings: cfg.TieWordEmbeddings}
+	opts := func(tp int) loader.PlacementOptions {
+		o.TP = tp
+		if n > 0 {
+			ip := cfg.PlanInference(n, 0, tp, elem)
+			o.KVPerLayer = ip.KVCache / int64(max(cfg.NumHiddenLayers, 1))
+			o.Activations = ip.Activations
+		}
+		return o
+	}
+	if tp > 0 {
+		return loader.Place(tensors, opts(tp))
+	}
+	// The KV cache depends on the TP degree: place at each, keep the best.
+	var best *loader.Placement
+	var first error
+	for tp := 1; tp <= len(memory); tp++ {
+		if len(memory)%tp != 0 {
+			continue
+		}
+		p, err := loader.Place(tensors, opts(tp))
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if best == nil || p.StepReads < best.StepReads {
+			best = p
+		}
+	}
+	if best == nil {
+		return nil, first
+	}
+	return best, nil
 }

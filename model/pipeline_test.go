@@ -173,3 +173,36 @@ func TestTensorParallelStagesOverRingAreRefusedWithTheWayOut(t *testing.T) {
 	require.Error(t, err, "TP=2 × PP=2 over ring")
 	assert.Contains(t, out.String(), "TP=2 × PP=2 all-sums within each stage, which needs a split of the ring group: run PP=4 alone (TP=1) over ring")
 }
+
+func TestPlaceSizesEachStagesKVCacheForTheContext(t *testing.T) {
+	dir := checkpoint(t, "llama-6")
+	cfg, err := ReadConfig(dir)
+	require.NoError(t, err)
+	const ctxLen = 1000
+	for _, tc := range []struct {
+		name   string
+		ranks  int
+		tp, pp int
+	}{
+		{"two ranks split every layer", 2, 2, 1},
+		{"three ranks, which four heads do not divide among, make a pipeline", 3, 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := make([]int64, tc.ranks)
+			for i := range mem {
+				mem[i] = 1e9
+			}
+			p, err := Place(dir, mem, 0, ctxLen, loader.Direct)
+			require.NoError(t, err)
+			assert.Equal(t, tc.tp, p.TP)
+			assert.Equal(t, tc.pp, p.PP)
+			ip := cfg.PlanInference(ctxLen, 0, tc.tp, 4)
+			for _, st := range p.Stages {
+				assert.Equal(t, ip.KVCache/int64(cfg.NumHiddenLayers)*int64(st.Layers), st.KVCache, "stage %d", st.Index)
+				assert.Equal(t, ip.Activations, st.Activations)
+			}
+		})
+	}
+	_, err = Place(dir, []int64{1e5, 1e5}, 1, ctxLen, loader.Direct)
+	assert.ErrorIs(t, err, loader.ErrNoPlacement)
+}
