@@ -24,7 +24,7 @@ STAMP  := $(VENV)/.mlxdist-$(MLX_VERSION)-$(MLX_LM_VERSION)-$(SAFETENSORS_VERSIO
 
 export MLX_REQUIRED ?= 1
 
-.PHONY: setup venv capi mlx-version test bins demo bench bench-load fuzz clean help
+.PHONY: setup venv capi mlx-version test bins demo bench bench-load bench-generate bench-serve fuzz clean help
 
 help:
 	@echo "make setup   project venv (pip MLX $(MLX_VERSION)) and the C ABI library"
@@ -83,6 +83,11 @@ demo: bins
 	@echo
 	@echo "== the plan for the real Kimi K2.5 on 512 GB nodes, next to the seed's measurement =="
 	bin/kimiload --plan-only --describe kimi-k2.5
+	@echo
+	@echo "== load, then answer: a float32 Kimi-layout checkpoint, TP=2, the seed's prompt =="
+	@echo "   (random weights: the ids mean nothing; they equal mlx-lm's on the same checkpoint)"
+	bin/mkcheckpoint --out $(DEMO_CKPT)-f32 --scale 0.03 --layers 4 --experts 16 --files 2 --dtype F32 --unquantized
+	bin/launch -n 2 -- bin/kimiload --model $(DEMO_CKPT)-f32 --prompt "What is 2+2? Answer in one sentence." --max-tokens 16
 
 bench: setup
 	@echo "== per-call cost: package mlx vs Python mlx.core =="
@@ -100,7 +105,24 @@ bench: setup
 	@echo "== direct loads: mmap vs pread =="
 	CGO_ENABLED=0 $(GO) test -run '^$$' -bench BenchmarkDirect -benchtime 10x ./loader/
 	@echo
+	@echo "== tokenizer encode throughput: ours vs tiktoken and tokenizers =="
+	PYTHON=$(abspath $(PY)) sh bench/tokenize/run.sh
+	@echo
 	$(MAKE) --no-print-directory bench-load
+	$(MAKE) --no-print-directory bench-generate
+	$(MAKE) --no-print-directory bench-serve
+
+# Generation side by side: ours against mlx_lm.benchmark at TP=1 and TP=2
+# over ring, on one float32 checkpoint.
+bench-generate: setup
+	@echo "== generation: ours vs mlx_lm.benchmark, TP=1 and TP=2 over ring =="
+	PYTHON=$(abspath $(PY)) sh bench/generate/run.sh
+
+# The OpenAI server beside mlx_lm.server: time to first token and tok/s,
+# 1 and 4 clients, 1 and 2 ranks.
+bench-serve: setup
+	@echo "== serving: ours vs mlx_lm.server =="
+	PYTHON=$(abspath $(PY)) sh bench/serve/run.sh
 
 # Model load, side by side: ours (direct, eval-shard-eval), mlx-lm's
 # sharded_load and the naive load, 2 ranks over ring, a generated 2.6 GB

@@ -21,6 +21,8 @@
 //     network the jaccl back-end runs on.
 //   - tokenizer: text to ids and back exactly as the model's own tokenizer
 //     (Kimi's tiktoken, Hugging Face BPE) and chat templates, in pure Go.
+//   - server: the OpenAI API (chat completions, completions, models) over a
+//     tensor-parallel group, rank 0 serving and every rank generating in step.
 //
 // A program that imports the module gets MLX with one command, run once:
 // `go run github.com/mlxdist/mlxdist/mlx/setup` installs the pinned pip MLX
@@ -29,8 +31,8 @@
 //
 // The examples directory holds thin programs built on them: the seed's
 // connectivity test, the Kimi K2.5 loading test, generation, a checkpoint
-// inspector and generator, a launcher, the Thunderbolt network tool, and a
-// tokenizer.
+// inspector and generator, a launcher, the Thunderbolt network tool, a
+// tokenizer, and an OpenAI-compatible server.
 //
 // A tour: every rank of a tensor-parallel job, started by the launcher
 // (examples/launch or mlx.launch), joins the group, plans its shard from the

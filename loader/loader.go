@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"iter"
 	"log/slog"
 	"os"
@@ -38,15 +39,32 @@ func (m ReadMode) String() string {
 	return "mmap"
 }
 
+// DefaultGuard is the memory guard of a rank: MLX's active memory against
+// the machine's physical memory, or against this rank's share of it when
+// the launcher started several ranks on this machine (cluster.LocalRanks),
+// since ranks that share a machine share its memory and each would
+// otherwise let itself fill it. Headroom is memguard's default, max(10%,
+// 5 GB) of that share, and MLX_MEMORY_GUARD_GB overrides it.
+func DefaultGuard(opts ...memguard.Option) (*memguard.Guard, error) {
+	o := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
+	if local := cluster.LocalRanks(); local > 1 {
+		phys, err := memguard.PhysicalMemory()
+		if err != nil {
+			return nil, err
+		}
+		o = append(o, memguard.WithPhysical(phys/uint64(local)))
+	}
+	return memguard.FromEnv(append(o, opts...)...)
+}
+
 // Options configure a ShardLoader. The zero value loads everything on one
 // rank with the Direct strategy, the rules detected from the names, and the
 // default memory guard.
 type Options struct {
 	PlanOptions
 	// Guard checks MLX's active memory after every section and, before
-	// anything is read, that the plan's peak fits. nil means
-	// memguard.FromEnv measuring mlx.ActiveMemory (headroom max(10%, 5 GB),
-	// MLX_MEMORY_GUARD_GB overrides).
+	// anything is read, that the plan's peak fits. nil means DefaultGuard:
+	// this rank's share of the machine.
 	Guard *memguard.Guard
 	// IgnorePlan loads even when the predicted peak does not fit.
 	IgnorePlan bool
@@ -191,7 +209,7 @@ func New(d *safetensors.Dir, o Options) (*ShardLoader, error) {
 		l.opts.Workers = 4
 	}
 	if l.guard == nil {
-		if l.guard, err = memguard.FromEnv(memguard.WithUsed("active", mlx.ActiveMemory)); err != nil {
+		if l.guard, err = DefaultGuard(); err != nil {
 			return nil, err
 		}
 	}

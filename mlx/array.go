@@ -427,7 +427,10 @@ func withDataLocked(a *Array, f func([]byte)) error {
 	if err != nil {
 		return err
 	}
-	if err := check("mlx_array_eval", mlx_array_eval(h)); err != nil {
+	done := waitingFor()
+	err = check("mlx_array_eval", mlx_array_eval(h))
+	done()
+	if err != nil {
 		return err
 	}
 	contig := new(bool)
@@ -505,6 +508,7 @@ func evalWith(async bool, arrays []*Array) error {
 			return err
 		}
 		defer mlx_vector_array_free(v)
+		defer waitingFor()()
 		if async {
 			return check("mlx_async_eval", mlx_async_eval(v))
 		}

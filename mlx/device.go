@@ -120,6 +120,7 @@ func Synchronize(s *Stream) error {
 		if err != nil {
 			return err
 		}
+		defer waitingFor()()
 		return check("mlx_synchronize", mlx_synchronize(h))
 	})
 }

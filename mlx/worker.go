@@ -115,7 +115,22 @@ var (
 
 	// trips counts the calls handed to the MLX thread (Do counts one).
 	trips atomic.Int64
+
+	// waiting counts the MLX thread's calls into MLX that wait for work to
+	// finish (evaluations, synchronisation): a call queued behind a Do that
+	// is in one of those is waiting for MLX, not for a deadlock.
+	waiting atomic.Int32
+	// waits counts those calls ever started.
+	waits atomic.Int64
 )
+
+// waitingFor marks the MLX thread as inside a call that waits for MLX's
+// work; defer the function it returns.
+func waitingFor() func() {
+	waits.Add(1)
+	waiting.Add(1)
+	return func() { waiting.Add(-1) }
+}
 
 func startWorker() error {
 	calls = make(chan *call, 1024)
@@ -228,17 +243,27 @@ func waitDone(done chan struct{}) {
 	callerSpin.done(false, n)
 	t := time.NewTimer(stuckAfter)
 	defer t.Stop()
-	select {
-	case <-done:
-		return
-	case <-t.C:
+	seen := waits.Load()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		// Reported once, and only when the thread has spent the whole
+		// interval in a Do without waiting for MLX at all: a Do that
+		// evaluates is working, one that never does is stuck.
+		now := waits.Load()
+		if batching.Load() > 0 && waiting.Load() == 0 && now == seen {
+			logger().Warn("mlx: a call has waited " + stuckAfter.String() + " for the MLX thread, which is running a Do that is not waiting for MLX: " +
+				"if that Do's fn waits for this goroutine (or for anything that calls mlx), the process is deadlocked; " +
+				"fn must not wait for goroutines that call mlx")
+			<-done
+			return
+		}
+		seen = now
+		t.Reset(stuckAfter)
 	}
-	if batching.Load() > 0 {
-		logger().Warn("mlx: a call has waited " + stuckAfter.String() + " for the MLX thread, which is running a Do: " +
-			"if that Do's fn waits for this goroutine (or for anything that calls mlx), the process is deadlocked; " +
-			"fn must not wait for goroutines that call mlx")
-	}
-	<-done
 }
 
 // post queues fn to run on the MLX thread without waiting. Calls run in

@@ -203,3 +203,35 @@ func TestEveryDeclaredSymbolIsInTheBuiltLibrary(t *testing.T) {
 	}
 	assert.Equal(t, ABIMain, lib.abi)
 }
+
+func TestACallQueuedBehindADoThatWaitsForMLXIsNotLogged(t *testing.T) {
+	loadOrSkip(t)
+	var buf syncBuffer
+	SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer SetLogger(nil)
+	old := stuckAfter
+	stuckAfter = 20 * time.Millisecond
+	defer func() { stuckAfter = old }()
+
+	var wg sync.WaitGroup
+	require.NoError(t, Do(func() error {
+		queued := trips.Load()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = ActiveMemory()
+		}()
+		for trips.Load() == queued {
+			runtime.Gosched()
+		}
+		// Ten intervals inside one call that waits for MLX (an
+		// evaluation, a synchronize): the queued call waits for MLX, as
+		// it should, and nothing is reported.
+		done := waitingFor()
+		time.Sleep(10 * stuckAfter)
+		done()
+		return nil
+	}))
+	wg.Wait()
+	assert.NotContains(t, buf.String(), "deadlocked", "a Do busy in MLX is no deadlock: %s", buf.String())
+}

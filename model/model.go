@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 
 	"github.com/mlxdist/mlxdist/jaccl"
@@ -99,39 +100,59 @@ func Load(ctx context.Context, dir string, o Options) (*Model, error) {
 	}
 	defer l.Close()
 	arrays := map[string]*mlx.Array{}
-	freeAll := func() {
-		for _, a := range arrays {
-			a.Free()
-		}
-	}
 	for layer, err := range l.Layers(ctx) {
 		if err != nil {
-			freeAll()
+			for _, a := range arrays {
+				a.Free()
+			}
 			return nil, err
 		}
 		if layer.Kind == loader.Tower {
-			layer.Free()
+			layer.Free() // not the language model's: free it at once
 			continue
 		}
-		for name, a := range layer.Arrays {
-			if cfg.Prefix != "" {
-				if !strings.HasPrefix(name, cfg.Prefix) {
-					a.Free()
-					continue
-				}
-				name = strings.TrimPrefix(name, cfg.Prefix)
-			}
-			arrays[name] = a
-		}
+		maps.Copy(arrays, layer.Arrays)
 	}
-	m, err := newModel(cfg, arrays, tpGroup, stage)
+	m, err := fromLoaded(cfg, arrays, tpGroup, stage)
 	if err != nil {
-		freeAll()
 		return nil, err
 	}
 	if o.Logger != nil {
 		o.Logger.Info("model loaded", "model_type", cfg.ModelType, "layers", cfg.NumHiddenLayers,
 			"rank", lo.Rank, "ranks", lo.WorldSize, "tensors", len(arrays))
+	}
+	return m, nil
+}
+
+// FromLoaded is New for the arrays a loader yields for this rank of g,
+// names as in the checkpoint: the tensors outside the language model
+// (kimi_k25's vision tower and projector, which mlx-lm drops too) are
+// freed, and cfg.Prefix is taken off the others. The Model owns every array
+// given; on an error they are all freed.
+func FromLoaded(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Model, error) {
+	return fromLoaded(cfg, arrays, g, nil)
+}
+
+// fromLoaded is FromLoaded for one pipeline stage when st is set; g is
+// then the stage's tensor-parallel group.
+func fromLoaded(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group, st *pipe) (*Model, error) {
+	kept := make(map[string]*mlx.Array, len(arrays))
+	for name, a := range arrays {
+		if cfg.Prefix != "" {
+			if !strings.HasPrefix(name, cfg.Prefix) {
+				a.Free()
+				continue
+			}
+			name = strings.TrimPrefix(name, cfg.Prefix)
+		}
+		kept[name] = a
+	}
+	m, err := newModel(cfg, kept, g, st)
+	if err != nil {
+		for _, a := range kept {
+			a.Free()
+		}
+		return nil, err
 	}
 	return m, nil
 }

@@ -115,6 +115,20 @@ func (t *Tokenizer) EncodePlain(text string) []int {
 	return t.encode(text, false, nil)
 }
 
+// PromptIDs encodes a user's prompt as mlx_lm generate does: through the
+// chat template as one user message (with the generation prompt) when the
+// model has a template and raw is false, else as Encode does.
+func (t *Tokenizer) PromptIDs(prompt string, raw bool) ([]int, error) {
+	if raw || !t.HasChatTemplate() {
+		return t.Encode(prompt), nil
+	}
+	rendered, err := t.ApplyChatTemplate([]Message{{Role: "user", Content: prompt}}, true)
+	if err != nil {
+		return nil, err
+	}
+	return t.EncodePrompt(rendered), nil
+}
+
 // EncodePrompt returns the ids of a rendered chat prompt as
 // apply_chat_template(..., tokenize=True) gives them: special tokens written
 // in the text become their ids and nothing is added around it, since the

@@ -37,7 +37,6 @@ import (
 
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
-	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/loader"
 	"github.com/mlxdist/mlxdist/memguard"
 	"github.com/mlxdist/mlxdist/mlx"
@@ -179,20 +178,6 @@ func openText(dir string) (*text, error) {
 	return &text{tok: tok}, nil
 }
 
-// encode is mlx_lm generate's: with the chat template (when the model has
-// one and chat is set) the rendered prompt is encoded as is, else the
-// prompt with the tokenizer's own special tokens added.
-func (t *text) encode(prompt string, chat bool) ([]int, error) {
-	if chat && t.tok.HasChatTemplate() {
-		rendered, err := t.tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: prompt}}, true)
-		if err != nil {
-			return nil, err
-		}
-		return t.tok.EncodePrompt(rendered), nil
-	}
-	return t.tok.Encode(prompt), nil
-}
-
 func generate(ctx context.Context, o *options, stdout io.Writer) error {
 	var tok *text
 	ids := o.promptIDs
@@ -201,7 +186,7 @@ func generate(ctx context.Context, o *options, stdout io.Writer) error {
 		if tok, err = openText(o.model); err != nil {
 			return err
 		}
-		if ids, err = tok.encode(o.prompt, !o.raw); err != nil {
+		if ids, err = tok.tok.PromptIDs(o.prompt, o.raw); err != nil {
 			return err
 		}
 	}
@@ -224,7 +209,7 @@ func generate(ctx context.Context, o *options, stdout io.Writer) error {
 		logOut = stdout
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	guard, err := newGuard()
+	guard, err := loader.DefaultGuard()
 	if err != nil {
 		return err
 	}
@@ -327,21 +312,6 @@ func generateOnce(ctx context.Context, m *model.Model, ids []int, opts model.Gen
 	fmt.Fprintf(out, "Time to first token: %s\n", st.TimeToFirstToken.Round(1e6))
 	fmt.Fprintf(out, "Peak memory: %s\n", units.FormatGB(st.PeakMemory))
 	return nil
-}
-
-// newGuard is the memory guard of the load and of the context: MLX's
-// active memory against this machine's memory, or this rank's share of it
-// when several ranks run on it.
-func newGuard() (*memguard.Guard, error) {
-	opts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
-	if local := cluster.LocalRanks(); local > 1 {
-		phys, err := memguard.PhysicalMemory()
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, memguard.WithPhysical(phys/uint64(local)))
-	}
-	return memguard.FromEnv(opts...)
 }
 
 // placeRanks places the model on g's ranks by the memory each rank's guard

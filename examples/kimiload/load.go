@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/mlxdist/mlxdist/model"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -77,6 +79,9 @@ type job struct {
 
 const jsonMarker = "KIMILOAD_JSON "
 
+// inferenceMarker starts the JSON line of the inference figures.
+const inferenceMarker = "KIMILOAD_INFERENCE_JSON "
+
 func load(ctx context.Context, o *options, stdout io.Writer) error {
 	if err := mlx.Load(); err != nil {
 		return err
@@ -104,20 +109,13 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	// Each node may keep only its own shard (see examples/reshard).
 	o.model = strings.ReplaceAll(o.model, "{rank}", strconv.Itoa(rank))
 
-	guardOpts := []memguard.Option{memguard.WithUsed("active", mlx.ActiveMemory)}
+	var guardOpts []memguard.Option
 	if o.memoryGB > 0 {
 		guardOpts = append(guardOpts, memguard.WithPhysical(uint64(o.memoryGB*1e9)))
 	} else if local := cluster.LocalRanks(); local > 1 {
-		// Ranks on one machine share its memory: each guards its share,
-		// else every one of them would let itself fill the machine.
-		phys, err := memguard.PhysicalMemory()
-		if err != nil {
-			return err
-		}
-		guardOpts = append(guardOpts, memguard.WithPhysical(phys/uint64(local)))
-		fmt.Fprintf(stdout, "%s %d ranks share this machine: each guards 1/%d of its %s\n", tag, local, local, units.FormatGB(phys))
+		fmt.Fprintf(stdout, "%s %d ranks share this machine: each guards 1/%d of its memory\n", tag, local, local)
 	}
-	guard, err := memguard.FromEnv(guardOpts...)
+	guard, err := loader.DefaultGuard(guardOpts...)
 	if err != nil {
 		return err
 	}
@@ -136,7 +134,17 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	if err := mlx.ResetPeakMemory(); err != nil {
 		return err
 	}
-	po := loader.PlanOptions{Rank: rank, WorldSize: n, Strategy: o.strategy}
+	var rules *loader.RuleSet
+	if o.prompt != "" {
+		// The model splits its weights by its config's rules: load with
+		// the same ones.
+		cfg, err := model.ReadConfig(o.model)
+		if err != nil {
+			return err
+		}
+		rules = cfg.Rules()
+	}
+	po := loader.PlanOptions{Rank: rank, WorldSize: n, Strategy: o.strategy, Rules: rules}
 	if pipelined {
 		p, err := placeRanks(ctx, o, g, guard)
 		if err != nil {
@@ -218,6 +226,15 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "%s verify PASS: %d arrays equal their part of the files\n", tag, len(arrays))
 		}
 	}
+	var answered *inference
+	if o.prompt != "" && verifyErr == nil {
+		// The model takes the arrays over, and frees them when done.
+		given := maps.Clone(arrays)
+		clear(arrays)
+		if answered, err = answer(ctx, o, g, given); err != nil {
+			return err
+		}
+	}
 	for k, a := range arrays {
 		a.Free()
 		delete(arrays, k)
@@ -253,6 +270,16 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 				return err
 			}
 			fmt.Fprintf(stdout, "%s%s\n", jsonMarker, b)
+		}
+		if answered != nil {
+			if err := writeInference(stdout, answered); err != nil {
+				return err
+			}
+			if o.jsonOut {
+				if err := writeInferenceJSON(stdout, answered); err != nil {
+					return err
+				}
+			}
 		}
 		for _, fr := range j.PerRank {
 			if fr.Verified == 0 && verifyErr == nil {

@@ -44,6 +44,9 @@ const usage = `usage: kimiload --model DIR [flags]
 Loads this rank's tensor-parallel shard of a checkpoint, section by section,
 under the memory guard (MLX_MEMORY_GUARD_GB sets its headroom), and prints
 the load table for every rank on rank 0. Run it as every rank of a job.
+With --prompt every rank then builds the model from what it loaded and
+answers the prompt in lockstep (greedy, with the model's chat template, as
+mlx_lm generate does); rank 0 prints the answer and the inference table.
 
 --plan-only reads no weight: it prints what each node would read, keep and
 peak at for TP=2 and TP=4 (see --tp), with the direct and eval-shard-eval
@@ -62,6 +65,7 @@ stage.
 examples:
   bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --verify
   bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --strategy eval-shard-eval --verbose
+  bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --prompt "What is 2+2? Answer in one sentence."
   bin/launch --hostfile hosts.json -- bin/kimiload --model ~/models/Kimi-K2.5
   kimiload --model /tmp/kimi-tiny                  # one rank, no launcher
   kimiload --plan-only --describe kimi-k2.5
@@ -92,6 +96,9 @@ type options struct {
 	placement  string
 	nodesGB    []float64
 	context    int
+	prompt     string
+	raw        bool
+	maxTokens  int
 }
 
 func main() {
@@ -145,6 +152,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.StringVar(&o.placement, "placement", "", "auto: choose TP and PP and place the layers by each rank's memory")
 	nodes := fs.String("nodes-gb", "", "with --plan-only and --pp or --placement: each node's physical memory in GB, comma-separated (default: 512,512 then 512,256,256 then 4×512)")
 	fs.IntVar(&o.context, "context", 0, "with --pp or --placement: the context length whose KV cache every stage must also hold")
+	fs.StringVar(&o.prompt, "prompt", "", "after the load, answer this prompt on every rank in lockstep and print the inference table")
+	fs.BoolVar(&o.raw, "raw", false, "with --prompt: encode the prompt as is, without the model's chat template")
+	fs.IntVar(&o.maxTokens, "max-tokens", 100, "with --prompt: the most tokens to generate")
 	fs.BoolVar(&o.ignorePlan, "ignore-plan", false, "load even when the plan says the peak would not fit (the guard still checks every layer)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -232,6 +242,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--model DIR is required")
 	case o.planOnly && o.verify:
 		return bad("--verify needs a load, not --plan-only")
+	case o.prompt != "" && (o.pp > 0 || o.placement != ""):
+		return bad("--prompt answers with the model split by TP; for a pipeline use examples/generate --pp")
+	case o.planOnly && o.prompt != "":
+		return bad("--prompt needs a load, not --plan-only")
+	case o.maxTokens < 1:
+		return bad("--max-tokens %d: want 1 or more", o.maxTokens)
 	}
 	if o.describe != "" && !isKimi(o.describe) {
 		return bad("--describe %q: the model described without files is kimi-k2.5", o.describe)

@@ -247,6 +247,7 @@ func TestUsageAndBadInput(t *testing.T) {
 		{"a bad TP list is a usage error", []string{"--plan-only", "--describe", "kimi-k2.5", "--tp", "two"}, 2, `--tp "two"`},
 		{"a missing checkpoint is one line and status 1", []string{"--model", filepath.Join(workDir, "nothing-here")}, 1, "kimiload: "},
 		{"a negative timeout is a usage error", []string{"--model", "x", "--timeout", "-1s"}, 2, "--timeout -1s"},
+		{"a prompt is answered by TP only", []string{"--model", "x", "--pp", "2", "--prompt", "hi"}, 2, "examples/generate --pp"},
 		{"--pp and --placement exclude each other", []string{"--plan-only", "--describe", "kimi-k2.5", "--pp", "2", "--placement", "auto"}, 2, "exclude each other"},
 		{"a placement other than auto is a usage error", []string{"--plan-only", "--describe", "kimi-k2.5", "--placement", "even"}, 2, `--placement "even"`},
 		{"node sizes are for a plan", []string{"--model", "x", "--nodes-gb", "512"}, 2, "--nodes-gb is for --plan-only"},
@@ -382,4 +383,58 @@ func TestPlanOnlyPlacesKimiK25OnTwoThreeAndFourNodes(t *testing.T) {
 	r = runCmd(t, nil, kimiBin, "--plan-only", "--describe", "kimi-k2.5", "--pp", "2", "--nodes-gb", "256,256")
 	require.Equal(t, 0, r.code, "stderr:\n%s", r.stderr)
 	assert.Contains(t, r.stdout, "refused: loader: no placement of 61 layers in 2 stages")
+}
+
+// TestAnswerAPromptOverTwoRanksAsGenerateDoes is the seed's model-loading
+// test end to end: load over 2 ranks, then answer — with both tables, and
+// the same greedy ids as examples/generate gives with the same settings.
+func TestAnswerAPromptOverTwoRanksAsGenerateDoes(t *testing.T) {
+	setup(t)
+	s := ckptgen.KimiK25().Scale(1.0 / 32)
+	s.Layers, s.FirstDense = 2, 1
+	s.Experts, s.ActiveExperts = 8, 4
+	s.Files = 2
+	s.DType, s.Quant = "F32", nil // generation in float32 on the CPU
+	dir := filepath.Join(workDir, "kimi-f32")
+	_, err := ckptgen.Write(context.Background(), dir, s, nil)
+	require.NoError(t, err)
+	genBin := filepath.Join(workDir, "generate")
+	if out, err := exec.Command("go", "build", "-o", genBin, "../generate").CombinedOutput(); err != nil {
+		t.Fatalf("go build ../generate: %v\n%s", err, out)
+	}
+	const prompt = "What is 2+2? Answer in one sentence."
+
+	r := runCmd(t, nil, launchBin, "-n", "2", "--", kimiBin, "--model", dir, "--prompt", prompt, "--max-tokens", "12", "--json")
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "Load results")
+	assert.Contains(t, r.stdout, "Inference results")
+	for _, row := range []string{"prompt TPS", "generation TPS", "tokens generated", "total inference time", "response"} {
+		assert.Contains(t, r.stdout, row)
+	}
+	var ours inference
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if i := strings.Index(line, inferenceMarker); i >= 0 {
+			require.NoError(t, json.Unmarshal([]byte(line[i+len(inferenceMarker):]), &ours))
+		}
+	}
+	require.NotEmpty(t, ours.GeneratedIDs, "no inference JSON in:\n%s", r.stdout)
+	assert.Equal(t, 12, ours.Generated)
+
+	g := runCmd(t, nil, launchBin, "-n", "2", "--", genBin, "--model", dir, "--prompt", prompt, "--max-tokens", "12", "--json")
+	require.Equal(t, 0, g.code, "stdout:\n%s\nstderr:\n%s", g.stdout, g.stderr)
+	var theirs struct {
+		PromptIDs    []int `json:"prompt_ids"`
+		GeneratedIDs []int `json:"generated_ids"`
+	}
+	for _, line := range strings.Split(g.stdout, "\n") {
+		if i := strings.Index(line, "{"); i >= 0 && strings.Contains(line, "generated_ids") {
+			require.NoError(t, json.Unmarshal([]byte(line[i:]), &theirs))
+		}
+	}
+	assert.Equal(t, theirs.PromptIDs, ours.PromptIDs, "the same prompt encoding")
+	assert.Equal(t, theirs.GeneratedIDs, ours.GeneratedIDs, "the same greedy tokens as examples/generate")
+
+	bad := runCmd(t, nil, kimiBin, "--plan-only", "--describe", "kimi-k2.5", "--prompt", "hi")
+	assert.Equal(t, 2, bad.code)
+	assert.Contains(t, bad.stderr, "--prompt needs a load")
 }

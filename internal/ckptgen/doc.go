@@ -8,7 +8,13 @@
 // into embed_q and unembed_out (what mlx-lm's sanitize makes of kv_b_proj),
 // the routed experts of each MoE layer stacked into one [experts, out, in]
 // tensor per projection (switch_mlp), and a vision tower beside it that
-// mlx-lm drops on load. Llama returns a dense Llama 3.1 8B-shaped model.
+// mlx-lm drops on load. Llama returns a dense Llama 3.1 8B-shaped model;
+// the same layout with model_type qwen2 adds biases to the query, key and
+// value projections, with qwen3 an RMS norm per query and key head.
+// A Spec can also tie the output head to the embeddings, route experts in
+// groups (n_group, topk_group), store everything in float32 unquantized, or
+// give modules quantizations of their own (QuantOverrides), which config.json
+// then lists as mlx-lm's mixed recipes do.
 // Scale shrinks every width by a factor while keeping what loading and
 // sharding need divisible; layer, expert and shard-file counts are plain
 // fields to set.
@@ -28,7 +34,8 @@
 // Packed weights are uniform random bits; floating-point tensors hold small
 // values chosen so that mlx-lm's forward pass stays finite. Next to the
 // shards go model.safetensors.index.json, config.json, a byte-level BPE
-// tokenizer that transformers loads offline without remote code, and a
+// tokenizer (one token per byte, then one per remaining id, so every id
+// decodes) that transformers loads offline without remote code, and a
 // stamp (StampName) written last, which lets a second Write of the same
 // spec and seed return at once.
 package ckptgen

@@ -1,0 +1,231 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
+	"github.com/mlxdist/mlxdist/mlx"
+	"github.com/mlxdist/mlxdist/model"
+	"github.com/mlxdist/mlxdist/server"
+	"github.com/mlxdist/mlxdist/tokenizer"
+)
+
+// BenchmarkGenerate sets what the server adds to a generation beside the
+// generation alone, on one rank: "bare" iterates model.Generate, "served"
+// asks the server for the same greedy tokens over HTTP, whole and
+// streamed. Each reports tokens per second; their ratio is the server's
+// overhead.
+func BenchmarkGenerate(b *testing.B) {
+	if err := mlx.Load(); err != nil {
+		b.Skip("MLX:", err)
+	}
+	dir := checkpoint(b)
+	ctx := context.Background()
+	m, err := model.Load(ctx, dir, model.Options{})
+	require.NoError(b, err)
+	defer m.Free()
+	tok, err := tokenizer.Load(dir)
+	require.NoError(b, err)
+	prompt := randomIDs(rand.New(rand.NewPCG(1, 2)), 32, m.Config.VocabSize)
+	const n = 64
+
+	b.Run("bare", func(b *testing.B) {
+		var tokens int
+		for b.Loop() {
+			gen := m.Generate(ctx, prompt, model.GenerateOptions{MaxTokens: n})
+			for _, err := range gen.Tokens() {
+				require.NoError(b, err)
+				tokens++
+			}
+		}
+		b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tok/s")
+	})
+
+	s, err := server.New(m, tok, server.Options{})
+	require.NoError(b, err)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	defer func() {
+		stop()
+		require.NoError(b, <-done)
+	}()
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	body := fmt.Sprintf(`{"prompt": %s, "max_tokens": %d, "temperature": 0`, idsJSON(prompt), n)
+
+	b.Run("served", func(b *testing.B) {
+		var tokens int
+		for b.Loop() {
+			resp, err := http.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(body+"}"))
+			require.NoError(b, err)
+			var r struct {
+				Usage struct {
+					CompletionTokens int `json:"completion_tokens"`
+				} `json:"usage"`
+			}
+			require.NoError(b, json.NewDecoder(resp.Body).Decode(&r))
+			resp.Body.Close()
+			tokens += r.Usage.CompletionTokens
+		}
+		b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tok/s")
+	})
+
+	b.Run("streamed", func(b *testing.B) {
+		var tokens int
+		var ttft time.Duration
+		for b.Loop() {
+			start := time.Now()
+			s := openStream(b, ctx, ts.URL, "/v1/completions", body+`, "stream": true, "stream_options": {"include_usage": true}}`)
+			first := true
+			for {
+				d, ok := s.next()
+				if !ok || d == "[DONE]" {
+					break
+				}
+				if first {
+					ttft += time.Since(start)
+					first = false
+				}
+				var c struct {
+					Usage *struct {
+						CompletionTokens int `json:"completion_tokens"`
+					} `json:"usage"`
+				}
+				require.NoError(b, json.Unmarshal([]byte(d), &c))
+				if c.Usage != nil {
+					tokens += c.Usage.CompletionTokens
+				}
+			}
+			s.close()
+		}
+		b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tok/s")
+		b.ReportMetric(float64(ttft.Milliseconds())/float64(b.N), "ttft-ms")
+	})
+}
+
+// BenchmarkTwoRanks measures, over two ring ranks, with the stop flag
+// exchanged every token and every fourth token, the server against
+// model.Generate alone: rounds of bare generation, then the same requests
+// through the server (HTTP, the order to every rank, the per-token stop
+// flag), then bare again, on one job. It reports the best round of each
+// in tokens per second and the server's overhead in percent. The job runs
+// once whatever b.N is: run it with -benchtime 1x.
+func BenchmarkTwoRanks(b *testing.B) {
+	if err := mlx.Load(); err != nil {
+		b.Skip("MLX:", err)
+	}
+	dir := checkpoint(b)
+	for _, every := range []int{1, 4} {
+		b.Run(fmt.Sprintf("stop-every-%d", every), func(b *testing.B) {
+			var out strings.Builder
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			for b.Loop() {
+				out.Reset()
+				err := cluster.Launch(ctx, cluster.LaunchConfig{
+					Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: &out, Stderr: &out,
+					Env: []string{"SERVE_TEST_HELPER=bench", "SERVE_TEST_DIR=" + dir, fmt.Sprintf("SERVE_TEST_STOP_EVERY=%d", every)},
+				})
+				require.NoError(b, err, out.String())
+			}
+			_, line, ok := strings.Cut(out.String(), "[0] bench ")
+			require.True(b, ok, out.String())
+			line, _, _ = strings.Cut(line, "\n")
+			var r struct{ Bare, Served float64 }
+			require.NoError(b, json.Unmarshal([]byte(line), &r))
+			b.ReportMetric(r.Bare, "bare-tok/s")
+			b.ReportMetric(r.Served, "served-tok/s")
+			b.ReportMetric(100*(r.Bare-r.Served)/r.Bare, "overhead-%")
+		})
+	}
+}
+
+// benchRank is one rank of BenchmarkTwoRanks.
+func benchRank(g *jaccl.Group, m *model.Model, tok *tokenizer.Tokenizer) error {
+	const rounds, n = 5, 64
+	ctx := context.Background()
+	prompt := randomIDs(rand.New(rand.NewPCG(1, 2)), 32, m.Config.VocabSize)
+	best := func(rate *float64, tokens int, d time.Duration) { *rate = max(*rate, float64(tokens)/d.Seconds()) }
+	var bare, served float64
+	runBare := func() error {
+		for range rounds {
+			start := time.Now()
+			tokens := 0
+			for _, err := range m.Generate(ctx, prompt, model.GenerateOptions{MaxTokens: n, Stop: []int{}}).Tokens() {
+				if err != nil {
+					return err
+				}
+				tokens++
+			}
+			best(&bare, tokens, time.Since(start))
+		}
+		return nil
+	}
+	if err := runBare(); err != nil {
+		return err
+	}
+	every, _ := strconv.Atoi(os.Getenv("SERVE_TEST_STOP_EVERY"))
+	s, err := server.New(m, tok, server.Options{StopEvery: every})
+	if err != nil {
+		return err
+	}
+	if g.Rank() != 0 {
+		if err := s.Run(ctx); err != nil {
+			return err
+		}
+		return runBare()
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	ts := httptest.NewServer(s.Handler())
+	body := fmt.Sprintf(`{"prompt": %s, "max_tokens": %d, "temperature": 0}`, idsJSON(prompt), n)
+	for range rounds {
+		start := time.Now()
+		resp, err := http.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		var r struct {
+			Usage struct {
+				CompletionTokens int `json:"completion_tokens"`
+			} `json:"usage"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		best(&served, r.Usage.CompletionTokens, time.Since(start))
+	}
+	ts.Close()
+	stop()
+	if err := <-done; err != nil {
+		return err
+	}
+	if err := runBare(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(map[string]float64{"bare": bare, "served": served})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bench %s\n", b)
+	return nil
+}
