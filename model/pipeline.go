@@ -38,7 +38,9 @@ func newPipe(p *loader.Placement, g *jaccl.Group, cfg *Config) (*pipe, error) {
 	} else if p.WorldSize != 1 {
 		return nil, fmt.Errorf("model: the placement is for %d ranks but no group was given", p.WorldSize)
 	}
-	if p.Layers != cfg.NumHiddenLayers {
+	// A DeepSeek-V3 checkpoint may hold one more layer, for multi-token
+	// prediction, which the forward pass does not run.
+	if p.Layers < cfg.NumHiddenLayers {
 		return nil, fmt.Errorf("model: the placement has %d layers but config.json %d: place this checkpoint", p.Layers, cfg.NumHiddenLayers)
 	}
 	st := p.StageOf(rank)
@@ -70,7 +72,20 @@ func (t *tp) layers(n int) (int, int) {
 	if t == nil || t.pp == nil {
 		return 0, n
 	}
-	return t.pp.first, t.pp.end
+	return t.pp.first, min(t.pp.end, n)
+}
+
+// stagePlan scales an inference plan's KV cache to the stage's layers of
+// the model's layers.
+func (t *tp) stagePlan(p InferencePlan, layers int) InferencePlan {
+	if t == nil || t.pp == nil || layers == 0 {
+		return p
+	}
+	first, end := t.layers(layers)
+	p.KVPerToken = p.KVPerToken / int64(layers) * int64(end-first)
+	p.KVCache = p.KVCache / int64(layers) * int64(end-first)
+	p.Total = p.KVCache + p.Activations
+	return p
 }
 
 // input is the hidden states the stage starts from: the embedded ids on
@@ -98,7 +113,8 @@ func (t *tp) passOn(s *scope, h *mlx.Array, caches []*kvCache, vocab int) (logit
 	q := t.pp
 	sent := s.do(func() (*mlx.Array, error) { return mlx.Send(h, q.next, q.world, q.stream) })
 	if caches != nil && s.err == nil {
-		c := caches[q.end-1]
+		_, end := t.layers(len(caches))
+		c := caches[end-1]
 		if c.sent != nil {
 			c.old = append(c.old, c.sent)
 		}
