@@ -24,7 +24,7 @@ STAMP  := $(VENV)/.mlxdist-$(MLX_VERSION)-$(MLX_LM_VERSION)-$(SAFETENSORS_VERSIO
 
 export MLX_REQUIRED ?= 1
 
-.PHONY: setup venv capi mlx-version test bins demo bench bench-load bench-generate bench-serve bench-stream fuzz clean help
+.PHONY: setup venv capi mlx-version test bins demo bench bench-load bench-generate bench-serve bench-stream bench-pipeline fuzz clean help
 
 help:
 	@echo "make setup   project venv (pip MLX $(MLX_VERSION)) and the C ABI library"
@@ -112,6 +112,7 @@ bench: setup
 	$(MAKE) --no-print-directory bench-generate
 	$(MAKE) --no-print-directory bench-serve
 	$(MAKE) --no-print-directory bench-stream
+	$(MAKE) --no-print-directory bench-pipeline
 
 # Generation side by side: ours against mlx_lm.benchmark at TP=1 and TP=2
 # over ring, on one float32 checkpoint.
@@ -139,6 +140,11 @@ bench-load: setup
 bench-stream: setup
 	@echo "== streamed load from one node's disk vs local files vs copy then load, 2 local ranks over ring =="
 	PYTHON=$(abspath $(PY)) sh bench/stream/run.sh
+
+# Tensor and pipeline parallelism side by side with mlx-lm's --pipeline.
+bench-pipeline: setup
+	@echo "== generation tok/s: TP=2, PP=2, PP=3, ours vs mlx-lm =="
+	PYTHON=$(abspath $(PY)) sh bench/pipeline/run.sh
 
 # Long fuzzing, for your own runs (make test runs the seeds as a smoke).
 fuzz:

@@ -79,6 +79,24 @@
 // that its reads go on meanwhile. A receiver can keep what it got as its
 // own shard checkpoint (StreamOptions.Cache, Reshard's layout).
 //
+// # Placement
+//
+// Tensor parallelism alone needs equal nodes and head counts that divide;
+// Place also cuts the layers into pipeline stages, each held by TP ranks,
+// by memory: from the same headers, each stage's peak (its load's, or its
+// weights plus KV cache plus activations) is predicted for every split of
+// the layers into consecutive runs, and of the splits where every rank
+// fits, the one whose heaviest stage reads the least per step wins (ties:
+// the least full rank). The embeddings go to the first stage, the final
+// norm and head to the last. PlaceAuto also chooses the TP degree: the
+// one whose token step reads least on the ranks it crosses in turn. A
+// rank then loads its stage alone:
+// Placement.PlanOptions sets its slice within the stage and
+// PlanOptions.Keep, the filter that keeps other stages' sections out of
+// its plan, so the guard, the refusal before any read and planned peak =
+// measured peak hold per stage as for a whole model. Splits are validated
+// for the kept sections only.
+//
 // # Failure
 //
 // A guard trip, a cancelled context, a missing, resized or unreadable shard

@@ -137,6 +137,11 @@ type PlanOptions struct {
 	// PageSize is the storage page size Disk is counted in; 0 means this
 	// machine's (16 KiB on Apple silicon, 4 KiB on most Linux machines).
 	PageSize int64
+	// Keep, when set, restricts the load to the sections it accepts: a
+	// pipeline stage's layers and the embeddings or head it needs (see
+	// Placement.Keep). Other sections are neither planned nor read; the
+	// plan's Checkpoint still counts every tensor.
+	Keep func(Section) bool
 }
 
 // AllocCPU models MLX's CPU allocator: measured, it accounts exactly the
@@ -196,9 +201,16 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	byName := make(map[string]safetensors.TensorInfo, len(tensors))
 	splits := make(map[string]Split, len(tensors))
 	var errs []error
+	var checkpoint int64
+	seen := make(map[string]bool, len(tensors))
 	for _, t := range tensors {
-		if _, dup := byName[t.Name]; dup {
+		if seen[t.Name] {
 			return nil, fmt.Errorf("loader: tensor %q is described twice", t.Name)
+		}
+		seen[t.Name] = true
+		checkpoint += t.Size()
+		if o.Keep != nil && !o.Keep(o.Sections(t.Name)) {
+			continue
 		}
 		byName[t.Name] = t
 		s, err := o.Rules.Resolve(t, n)
@@ -214,7 +226,7 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	if err := checkQuantized(byName, splits, n); err != nil {
 		return nil, err
 	}
-	p := &Plan{Rank: o.Rank, WorldSize: o.WorldSize, Strategy: o.Strategy, Rules: o.Rules.Name}
+	p := &Plan{Rank: o.Rank, WorldSize: o.WorldSize, Strategy: o.Strategy, Rules: o.Rules.Name, Checkpoint: checkpoint}
 	secs := map[string]*SectionPlan{}
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		t := byName[name]
@@ -233,7 +245,6 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 			tp.ShardBytes = t.Size() / int64(n)
 		}
 		sp.Tensors = append(sp.Tensors, tp)
-		p.Checkpoint += t.Size()
 		if s.Replicated() {
 			p.Replicated += t.Size()
 		}

@@ -17,6 +17,9 @@ const cacheStep = 256
 type kvCache struct {
 	keys, values *mlx.Array
 	offset       int
+	// sent is what the stage's last layer sent on in the last step (a
+	// pipeline's send), kept so that evaluating the cache runs it.
+	sent *mlx.Array
 	// old holds the arrays this step replaced, freed once the step's
 	// graph no longer needs their handles.
 	old []*mlx.Array
@@ -74,10 +77,12 @@ type Cache struct {
 
 // Offset is the number of positions the cache holds.
 func (c *Cache) Offset() int {
-	if len(c.layers) == 0 {
-		return 0
+	// A pipeline stage writes its own layers' caches only.
+	n := 0
+	for _, l := range c.layers {
+		n = max(n, l.offset)
 	}
-	return c.layers[0].offset
+	return n
 }
 
 // Bytes is the memory the cache's arrays take (its capacity, not only the
@@ -99,6 +104,9 @@ func (c *Cache) arrays() []*mlx.Array {
 		if l.keys != nil {
 			out = append(out, l.keys, l.values)
 		}
+		if l.sent != nil {
+			out = append(out, l.sent)
+		}
 	}
 	return out
 }
@@ -115,7 +123,7 @@ func (c *Cache) dropOld() {
 func (c *Cache) Free() {
 	c.dropOld()
 	for _, l := range c.layers {
-		mlx.FreeAll(l.keys, l.values)
-		l.keys, l.values, l.offset = nil, nil, 0
+		mlx.FreeAll(l.keys, l.values, l.sent)
+		l.keys, l.values, l.sent, l.offset = nil, nil, nil, 0
 	}
 }

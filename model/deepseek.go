@@ -151,11 +151,12 @@ func (m *deepseek) numLayers() int { return len(m.layers) }
 func (m *deepseek) ropeFreqs() *mlx.Array { return m.rope.freqs }
 
 func (m *deepseek) forward(s *scope, ids *mlx.Array, caches []*kvCache, t *tp) *mlx.Array {
-	h := s.embed(m.embed, ids)
+	h := t.input(s, m.embed, ids)
 	L := ids.Shape()[1]
+	first, end := t.layers(len(m.layers))
 	offset := 0
 	if caches != nil {
-		offset = caches[0].offset
+		offset = caches[first].offset
 	}
 	// create_attention_mask(..., return_array=True): a boolean causal mask
 	// for more than one token, none for one.
@@ -170,7 +171,7 @@ func (m *deepseek) forward(s *scope, ids *mlx.Array, caches []*kvCache, t *tp) *
 		}
 		mask = s.greaterEqual(s.expandDims(linds, 1), s.expandDims(rinds, 0))
 	}
-	for i := range m.layers {
+	for i := first; i < end; i++ {
 		var c *kvCache
 		if caches != nil {
 			c = caches[i]
@@ -186,7 +187,10 @@ func (m *deepseek) forward(s *scope, ids *mlx.Array, caches []*kvCache, t *tp) *
 		}
 		h = s.add(h2, r)
 	}
-	return s.linear(m.head, s.rmsNorm(h, m.norm, m.cfg.RMSNormEps))
+	if out, done := t.passOn(s, h, caches, m.cfg.VocabSize); done {
+		return out
+	}
+	return t.output(s, s.linear(m.head, s.rmsNorm(h, m.norm, m.cfg.RMSNormEps)))
 }
 
 // attnNormEps is the epsilon mlx-lm hard-codes for the two attention norms,

@@ -1,7 +1,8 @@
 // Package model runs the forward passes of the models the loader loads —
 // DeepSeek-V3 and Kimi K2.x (deepseek_v3, kimi_k2, kimi_k25) and the Llama
-// family (llama, qwen2, qwen3) — tensor-parallel over a jaccl.Group, with a
-// KV cache, sampling and streaming generation.
+// family (llama, qwen2, qwen3) — tensor-parallel over a jaccl.Group, or in
+// pipeline stages placed by memory, with a KV cache, sampling and streaming
+// generation.
 //
 // # The reference is mlx-lm
 //
@@ -26,6 +27,26 @@
 // after the MLP (routed and shared experts together), on the stream the
 // group's back-end needs. Router, norms, embeddings and head are
 // replicated, so every rank computes the same routing and the same logits.
+//
+// # Pipeline parallelism
+//
+// With Options.Placement (loader.Place: consecutive layers per stage,
+// placed by memory), each rank loads and binds its stage's layers only —
+// the embeddings on the first stage, the final norm and head on the last —
+// and a forward pass runs them between a recv of the previous stage's
+// hidden states and a send to the next (one micro-batch, on the group's
+// stream). The last stage's logits are then all-summed over the whole
+// group, every other rank giving exact zeros, so that every rank holds
+// them and samples the same token: Logits and Generate run unchanged, and
+// the logits are one rank's bit for bit. The price is one all-sum of the
+// logits per step (a vocabulary of float32 per decoded token). A send is
+// kept with the cache, so a prefill, which evaluates the cache alone, runs
+// it too.
+//
+// Stages of several ranks (TP × PP) all-sum within the stage over a group
+// split from the whole; MLX's ring and jaccl back-ends cannot split a
+// group, so over them only pipelines of single-rank stages (TP=1) run, and
+// Load says so; mpi and nccl split.
 //
 // # One trip to the MLX thread per step
 //

@@ -52,6 +52,9 @@ var specs = map[string]ckptgen.Spec{
 		Intermediate: 256, DType: "F32", Files: 1, TieEmbeddings: true},
 	"qwen3": {ModelType: ckptgen.Qwen3Type, Vocab: 1024, Hidden: 192, Layers: 2, Heads: 6, KVHeads: 6, HeadDim: 32,
 		Intermediate: 384, DType: "F32", Files: 1, TieEmbeddings: true},
+	// Six layers, for pipelines of two and three stages.
+	"llama-6": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 6, Heads: 4, KVHeads: 2, HeadDim: 32,
+		Intermediate: 256, DType: "F32", Files: 2},
 	// Kimi K2.5: one dense layer, two MoE layers with group-limited
 	// routing (4 groups, 2 chosen), float32.
 	"kimi": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
@@ -261,7 +264,14 @@ func rankMain(job string) error {
 		return err
 	}
 	defer g.Close()
-	m, err := Load(ctx, os.Getenv("MODEL_TEST_DIR"), Options{Group: g})
+	o := Options{Group: g}
+	if shares := os.Getenv("MODEL_TEST_PLACE"); shares != "" {
+		tpn, _ := strconv.Atoi(os.Getenv("MODEL_TEST_TP"))
+		if o.Placement, err = placeByShares(os.Getenv("MODEL_TEST_DIR"), shares, tpn); err != nil {
+			return err
+		}
+	}
+	m, err := Load(ctx, os.Getenv("MODEL_TEST_DIR"), o)
 	if err != nil {
 		return err
 	}
@@ -291,7 +301,8 @@ func rankMain(job string) error {
 		}
 		n, _ := strconv.Atoi(os.Getenv("MODEL_TEST_TOKENS"))
 		var got []int
-		gen := m.Generate(ctx, ids, GenerateOptions{MaxTokens: n, Stop: []int{}})
+		prefill, _ := strconv.Atoi(os.Getenv("MODEL_TEST_PREFILL"))
+		gen := m.Generate(ctx, ids, GenerateOptions{MaxTokens: n, Stop: []int{}, PrefillStep: prefill})
 		for tok, err := range gen.Tokens() {
 			if err != nil {
 				return err

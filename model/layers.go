@@ -82,11 +82,13 @@ type tp struct {
 	g      *mlx.Group
 	stream *mlx.Stream
 	n      int
+	// pp is the rank's pipeline stage; nil runs every layer.
+	pp *pipe
 }
 
 // allSum sums x over the group; with one rank it is x.
 func (t *tp) allSum(s *scope, x *mlx.Array) *mlx.Array {
-	if t == nil || t.n == 1 {
+	if t == nil || t.n <= 1 {
 		return x
 	}
 	return s.allSum(x, t.g, t.stream)
@@ -107,6 +109,9 @@ type binder struct {
 	arrays map[string]*mlx.Array
 	used   map[string]bool
 	err    error
+	// skip, when set, names the tensors another pipeline stage holds:
+	// they are bound to nothing.
+	skip func(name string) bool
 }
 
 func (b *binder) fail(format string, args ...any) {
@@ -116,6 +121,9 @@ func (b *binder) fail(format string, args ...any) {
 }
 
 func (b *binder) optional(name string) *mlx.Array {
+	if b.skip != nil && b.skip(name) {
+		return nil
+	}
 	a, ok := b.arrays[name]
 	if ok {
 		b.used[name] = true
@@ -128,6 +136,9 @@ func (b *binder) optional(name string) *mlx.Array {
 func (b *binder) array(name string, shape ...int) *mlx.Array {
 	a := b.optional(name)
 	if a == nil {
+		if b.skip != nil && b.skip(name) {
+			return nil
+		}
 		b.fail("checkpoint has no tensor %q for this rank: is it a %s checkpoint, loaded with the model's rules?", name, b.cfg.ModelType)
 		return nil
 	}
@@ -153,6 +164,9 @@ func (b *binder) checkShape(name string, a *mlx.Array, shape []int) {
 // entry it is read from the shapes, as mlx-lm does.
 func (b *binder) linear(module string, in int, lead ...int) *linear {
 	l := &linear{}
+	if b.skip != nil && b.skip(module+".weight") {
+		return l
+	}
 	l.bias = b.optional(module + ".bias")
 	scales := b.optional(module + ".scales")
 	if scales == nil {

@@ -83,24 +83,28 @@ func (m *llama) ropeFreqs() *mlx.Array { return m.rope.freqs }
 // forward is LlamaModel.__call__ then the head: ids [1, L] to logits
 // [1, L, vocab]. caches is nil for a full forward without a cache.
 func (m *llama) forward(s *scope, ids *mlx.Array, caches []*kvCache, t *tp) *mlx.Array {
-	h := s.embed(m.embed, ids)
+	h := t.input(s, m.embed, ids)
 	L := ids.Shape()[1]
 	mode := ""
 	if L > 1 {
 		mode = "causal"
 	}
-	for i := range m.layers {
+	first, end := t.layers(len(m.layers))
+	for i := first; i < end; i++ {
 		var c *kvCache
 		if caches != nil {
 			c = caches[i]
 		}
 		h = m.block(s, &m.layers[i], h, mode, c, t)
 	}
+	if out, done := t.passOn(s, h, caches, m.cfg.VocabSize); done {
+		return out
+	}
 	h = s.rmsNorm(h, m.norm, m.cfg.RMSNormEps)
 	if m.head == nil {
-		return s.asLinear(m.embed, h)
+		return t.output(s, s.asLinear(m.embed, h))
 	}
-	return s.linear(m.head, h)
+	return t.output(s, s.linear(m.head, h))
 }
 
 func (m *llama) block(s *scope, l *llamaLayer, x *mlx.Array, mode string, c *kvCache, t *tp) *mlx.Array {

@@ -113,5 +113,5 @@ func checkContext(guard *memguard.Guard, p InferencePlan) error {
 // PlanInference plans a context of n tokens for this model on this rank,
 // with its activations' element size.
 func (m *Model) PlanInference(n, prefillStep int) InferencePlan {
-	return m.Config.PlanInference(n, prefillStep, m.tp.size(), m.elemSize)
+	return m.tp.stagePlan(m.Config.PlanInference(n, prefillStep, m.tp.size(), m.elemSize), m.Config.NumHiddenLayers)
 }

@@ -50,6 +50,10 @@ type Options struct {
 	Loader loader.Options
 	// Logger receives a line per loaded section; nil is silent.
 	Logger *slog.Logger
+	// Placement, when set, runs the model as a pipeline (see
+	// loader.Place): this rank loads and runs its stage's layers only,
+	// with its slice within the stage. It must be for Group's size.
+	Placement *loader.Placement
 }
 
 // Rules returns the loader rules that shard c's checkpoint as mlx-lm's
@@ -76,6 +80,17 @@ func Load(ctx context.Context, dir string, o Options) (*Model, error) {
 		lo.Rank, lo.WorldSize = o.Group.Rank(), o.Group.Size()
 	}
 	lo.Rules = cfg.Rules()
+	var stage *pipe
+	tpGroup := o.Group
+	if o.Placement != nil {
+		if stage, err = newPipe(o.Placement, o.Group, cfg); err != nil {
+			return nil, err
+		}
+		if tpGroup, err = stageGroup(o.Placement, o.Group); err != nil {
+			return nil, err
+		}
+		lo.PlanOptions = o.Placement.PlanOptions(lo.Rank, lo.PlanOptions)
+	}
 	if lo.Logger == nil {
 		lo.Logger = o.Logger
 	}
@@ -98,7 +113,7 @@ func Load(ctx context.Context, dir string, o Options) (*Model, error) {
 		}
 		maps.Copy(arrays, layer.Arrays)
 	}
-	m, err := FromLoaded(cfg, arrays, o.Group)
+	m, err := fromLoaded(cfg, arrays, tpGroup, stage)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +130,12 @@ func Load(ctx context.Context, dir string, o Options) (*Model, error) {
 // freed, and cfg.Prefix is taken off the others. The Model owns every array
 // given; on an error they are all freed.
 func FromLoaded(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Model, error) {
+	return fromLoaded(cfg, arrays, g, nil)
+}
+
+// fromLoaded is FromLoaded for one pipeline stage when st is set; g is
+// then the stage's tensor-parallel group.
+func fromLoaded(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group, st *pipe) (*Model, error) {
 	kept := make(map[string]*mlx.Array, len(arrays))
 	for name, a := range arrays {
 		if cfg.Prefix != "" {
@@ -126,7 +147,7 @@ func FromLoaded(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Mod
 		}
 		kept[name] = a
 	}
-	m, err := New(cfg, kept, g)
+	m, err := newModel(cfg, kept, g, st)
 	if err != nil {
 		for _, a := range kept {
 			a.Free()
@@ -141,6 +162,12 @@ func FromLoaded(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Mod
 // ownership of every array, used or not: Free releases them. On an error
 // the arrays are left to the caller.
 func New(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Model, error) {
+	return newModel(cfg, arrays, g, nil)
+}
+
+// newModel is New for one pipeline stage when st is set; g is then the
+// stage's tensor-parallel group.
+func newModel(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group, st *pipe) (*Model, error) {
 	m := &Model{Config: cfg, group: g}
 	n := 1
 	if g != nil && g.Size() > 1 {
@@ -148,6 +175,18 @@ func New(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Model, err
 		m.tp = &tp{g: g.MLX(), stream: g.Stream(), n: n}
 	}
 	b := &binder{cfg: cfg, arrays: arrays, used: map[string]bool{}}
+	if st != nil {
+		if m.tp == nil {
+			m.tp = &tp{n: 1}
+		}
+		m.tp.pp = st
+		b.skip = func(name string) bool { return !st.holds(name) }
+		w, ok := arrays[fmt.Sprintf("model.layers.%d.input_layernorm.weight", st.first)]
+		if !ok {
+			return nil, fmt.Errorf("model: stage %d has no input_layernorm of its first layer %d: load it with its placement", st.stage.Index, st.first)
+		}
+		st.dtype = w.Dtype()
+	}
 	var made []*mlx.Array
 	err := mlx.Do(func() error {
 		s := &scope{}

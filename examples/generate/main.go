@@ -11,6 +11,8 @@
 //
 // --json makes rank 0 print one JSON object instead (prompt_ids,
 // generated_ids, text, prompt_tps, generation_tps, peak_memory_gb);
+// --pp M (or --placement auto) runs the model as a pipeline of M stages,
+// the layers placed by each rank's memory;
 // --logits FILE writes the full-forward logits of every prompt position,
 // float32 [prompt_len, vocab] under the name "logits", for comparison
 // with a reference. A program started without a launcher runs as a group
@@ -36,6 +38,7 @@ import (
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
 	"github.com/mlxdist/mlxdist/loader"
+	"github.com/mlxdist/mlxdist/memguard"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/model"
 	"github.com/mlxdist/mlxdist/safetensors"
@@ -61,6 +64,8 @@ type options struct {
 	logits    string
 	verbose   bool
 	trials    int
+	tp, pp    int
+	auto      bool
 }
 
 func main() {
@@ -98,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.BoolVar(&o.json, "json", false, "rank 0 prints one JSON object with the ids, the text and the figures")
 	fs.StringVar(&o.logits, "logits", "", "rank 0 writes the full-forward logits of every prompt position to `FILE` (safetensors, \"logits\" [prompt_len, vocab] float32)")
 	fs.BoolVar(&o.verbose, "verbose", false, "log every loaded section")
+	fs.IntVar(&o.pp, "pp", 0, "pipeline stages `M`: each rank loads and runs its stage's layers, placed by each rank's memory (with --tp N, N×M = ranks)")
+	fs.IntVar(&o.tp, "tp", 0, "with --pp: ranks per stage `N` (default: ranks / M)")
+	placement := fs.String("placement", "", "auto: choose TP and PP and place the layers by each rank's memory")
 	fs.IntVar(&o.trials, "trials", 1, "generations to run and report; more than 1 runs an untimed warm-up first, as mlx_lm.benchmark does")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -137,6 +145,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	if o.trials < 1 {
 		return bad("--trials %d: want 1 or more", o.trials)
 	}
+	switch {
+	case *placement != "" && *placement != "auto":
+		return bad("--placement %q: the one placement is auto", *placement)
+	case *placement != "" && (o.pp > 0 || o.tp > 0):
+		return bad("--placement auto chooses TP and PP: drop --tp and --pp")
+	case o.pp < 0 || o.tp < 0:
+		return bad("--tp %d --pp %d: want sizes of 1 or more", o.tp, o.pp)
+	case o.tp > 0 && o.pp == 0:
+		return bad("--tp N needs --pp M: tensor parallelism alone is the default over every rank")
+	}
+	o.auto = *placement == "auto"
 	if *seed >= 0 {
 		s := uint64(*seed)
 		o.sampling.Seed = &s
@@ -194,7 +213,16 @@ func generate(ctx context.Context, o *options, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := model.Load(ctx, o.model, model.Options{Group: g, Logger: log, Loader: loader.Options{Guard: guard}})
+	mo := model.Options{Group: g, Logger: log, Loader: loader.Options{Guard: guard}}
+	if o.pp > 0 || o.auto {
+		if mo.Placement, err = placeRanks(ctx, o, g, guard, len(ids)+o.maxTokens); err != nil {
+			return err
+		}
+		if err := mo.Placement.WriteTable(out); err != nil {
+			return err
+		}
+	}
+	m, err := model.Load(ctx, o.model, mo)
 	if err != nil {
 		return err
 	}
@@ -284,6 +312,36 @@ func generateOnce(ctx context.Context, m *model.Model, ids []int, opts model.Gen
 	fmt.Fprintf(out, "Time to first token: %s\n", st.TimeToFirstToken.Round(1e6))
 	fmt.Fprintf(out, "Peak memory: %s\n", units.FormatGB(st.PeakMemory))
 	return nil
+}
+
+// placeRanks places the model on g's ranks by the memory each rank's guard
+// allows, gathered from every rank, for a context of n tokens.
+func placeRanks(ctx context.Context, o *options, g *jaccl.Group, guard *memguard.Guard, n int) (*loader.Placement, error) {
+	st, err := guard.Status()
+	if err != nil {
+		return nil, err
+	}
+	mine := make([]float64, g.Size())
+	mine[g.Rank()] = float64(int64(guard.Limit()) - int64(st.Used))
+	all, err := jaccl.AllSumSlice(ctx, g, mine)
+	if err != nil {
+		return nil, err
+	}
+	mem := make([]int64, len(all))
+	for i, v := range all {
+		mem[i] = int64(v)
+	}
+	tp := 0
+	if o.pp > 0 {
+		tp = o.tp
+		if tp == 0 {
+			tp = g.Size() / o.pp
+		}
+		if tp*o.pp != g.Size() {
+			return nil, fmt.Errorf("--tp %d × --pp %d is not the %d ranks of the job", tp, o.pp, g.Size())
+		}
+	}
+	return model.Place(o.model, mem, tp, n, loader.Direct)
 }
 
 // writeLogits writes float32 logits [rows, vocab] as a safetensors file.

@@ -32,6 +32,9 @@ func TestBadFlagsGiveOneLineErrors(t *testing.T) {
 		{"malformed ids are refused", []string{"--model", "x", "--prompt-ids", "1,a"}, "--prompt-ids"},
 		{"a negative token budget is refused", []string{"--model", "x", "--prompt-ids", "1", "--max-tokens", "-1"}, "--max-tokens"},
 		{"zero trials are refused", []string{"--model", "x", "--prompt-ids", "1", "--trials", "0"}, "--trials"},
+		{"a placement other than auto is refused", []string{"--model", "x", "--prompt-ids", "1", "--placement", "even"}, "--placement"},
+		{"auto placement with a fixed PP is refused", []string{"--model", "x", "--prompt-ids", "1", "--placement", "auto", "--pp", "2"}, "drop --tp and --pp"},
+		{"a TP degree without stages is refused", []string{"--model", "x", "--prompt-ids", "1", "--tp", "2"}, "--tp N needs --pp M"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -129,4 +132,43 @@ func TestATextPromptWithoutATokenizerSaysWhatToDoInstead(t *testing.T) {
 	code := run([]string{"--model", t.TempDir(), "--prompt", "hello", "--max-tokens", "1"}, &bytes.Buffer{}, &stderr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "--prompt-ids")
+}
+
+// Pipelines of two and three stages over ring generate one rank's greedy
+// tokens, and rank 0 prints the placement.
+func TestPipelinesGenerateOneRanksTokens(t *testing.T) {
+	if err := mlx.Load(); err != nil {
+		testenv.Unavailable(t, "MLX is not available: %v", err)
+	}
+	if ok, err := mlx.DistributedAvailable("ring"); err != nil || !ok {
+		testenv.Unavailable(t, "MLX has no ring back-end: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "llama")
+	_, err := ckptgen.Write(context.Background(), dir, ckptgen.Spec{ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128,
+		Layers: 6, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, DType: "F32", Files: 2}, nil)
+	require.NoError(t, err)
+	bin := testenv.GoBuild(t, ".")
+	launch := testenv.GoBuild(t, "../launch")
+	args := []string{"--model", dir, "--prompt-ids", "5,300,7,1000,42", "--max-tokens", "12", "--json"}
+	one, err := exec.Command(bin, args...).CombinedOutput()
+	require.NoError(t, err, "%s", one)
+	want := parseJSON(t, string(one)).GeneratedIDs
+	require.Len(t, want, 12)
+	for _, tc := range []struct {
+		name  string
+		ranks string
+		flags []string
+		table string
+	}{
+		{"two stages", "2", []string{"--pp", "2"}, "TP=1 × PP=2 on 2 ranks"},
+		{"three stages", "3", []string{"--pp", "3"}, "TP=1 × PP=3 on 3 ranks"},
+		{"three ranks placed automatically, where four heads do not split three ways", "3", []string{"--placement", "auto"}, "TP=1 × PP=3 on 3 ranks"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command(launch, append(append([]string{"-n", tc.ranks, "--", bin}, args...), tc.flags...)...).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			assert.Contains(t, string(out), tc.table)
+			assert.Equal(t, want, parseJSON(t, string(out)).GeneratedIDs, "the pipeline generates one rank's greedy tokens")
+		})
+	}
 }

@@ -110,6 +110,10 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	defer g.Close()
 	rank, n := g.Rank(), g.Size()
 	tag := fmt.Sprintf("[Rank %d/%d]", rank, n)
+	pipelined := o.pp > 0 || o.placement != ""
+	if pipelined && strings.Contains(o.model, "{rank}") {
+		return fmt.Errorf("--pp and --placement place the layers of one checkpoint, not of per-rank shards ({rank} in --model)")
+	}
 	// Each node may keep only its own shard (see examples/reshard).
 	o.model = strings.ReplaceAll(o.model, "{rank}", strconv.Itoa(rank))
 
@@ -148,6 +152,19 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		}
 		rules = cfg.Rules()
 	}
+	po := loader.PlanOptions{Rank: rank, WorldSize: n, Strategy: o.strategy, Rules: rules}
+	if pipelined {
+		p, err := placeRanks(ctx, o, g, guard)
+		if err != nil {
+			return err
+		}
+		if rank == 0 {
+			if err := p.WriteTable(stdout); err != nil {
+				return err
+			}
+		}
+		po = p.PlanOptions(rank, po)
+	}
 	start := time.Now()
 	storage0 := storageRead()
 	stopSampling := func() error { return nil }
@@ -156,7 +173,7 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		defer stopSampling()
 	}
 	lo := loader.Options{
-		PlanOptions: loader.PlanOptions{Rank: rank, WorldSize: n, Strategy: o.strategy, Rules: rules},
+		PlanOptions: po,
 		Guard:       guard, IgnorePlan: o.ignorePlan, Workers: o.workers, Read: o.read,
 		Progress: func(layer *loader.Layer) {
 			st, err := guard.Status()

@@ -52,7 +52,15 @@ mlx_lm generate does); rank 0 prints the answer and the inference table.
 peak at for TP=2 and TP=4 (see --tp), with the direct and eval-shard-eval
 strategies, on nodes of --memory-gb (512 GB by default for a plan); with
 --describe kimi-k2.5 the full Kimi K2.5 is described without any file and
-set beside the seed's measured figures.
+set beside the seed's measured figures. With --pp M or --placement auto it
+prints, per stage, the layers, weights, KV cache and peak of each rank on
+nodes of --nodes-gb (by default 2×512, 512+256+256 and 4×512 GB).
+
+--pp M (or --placement auto) in a load cuts the layers into M pipeline
+stages of ranks/M ranks by each rank's usable memory, gathered from every
+rank's guard; each rank then loads its stage's layers only (the embeddings
+on the first stage, the head on the last), its slice of them within the
+stage.
 
 examples:
   bin/launch -n 2 -- bin/kimiload --model /tmp/kimi-tiny --verify
@@ -64,6 +72,9 @@ examples:
   kimiload --plan-only --model /tmp/kimi-tiny --tp 2,4,8
   launch -n 2 -- kimiload --model '/tmp/ckpt{rank}' --stream --verify   # only /tmp/ckpt0 exists
   kimiload --plan-only --describe kimi-k2.5 --stream --link-gbps 5
+  kimiload --plan-only --describe kimi-k2.5 --placement auto --context 32768
+  kimiload --plan-only --describe kimi-k2.5 --pp 3 --nodes-gb 512,256,256
+  bin/launch -n 3 -- bin/kimiload --model /tmp/kimi-tiny --pp 3 --verify
 
 flags:
 `
@@ -83,6 +94,10 @@ type options struct {
 	backend    jaccl.Backend
 	timeout    time.Duration
 	ignorePlan bool
+	pp         int
+	placement  string
+	nodesGB    []float64
+	context    int
 	prompt     string
 	raw        bool
 	maxTokens  int
@@ -144,6 +159,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.BoolVar(&o.verbose, "verbose", false, "every rank logs its layers (not only rank 0); print the plan's section table")
 	backend := fs.String("backend", "", "back-end when no launcher set one up: jaccl, jaccl-ring, ring, nccl or any (default: the launcher's, else a group of one)")
 	fs.DurationVar(&o.timeout, "timeout", jaccl.DefaultTimeout, "give up when a collective takes longer than this (a peer is hung)")
+	fs.IntVar(&o.pp, "pp", 0, "pipeline stages: each rank loads its stage's layers only, TP = ranks / `M` per stage, the layers placed by each rank's memory")
+	fs.StringVar(&o.placement, "placement", "", "auto: choose TP and PP and place the layers by each rank's memory")
+	nodes := fs.String("nodes-gb", "", "with --plan-only and --pp or --placement: each node's physical memory in GB, comma-separated (default: 512,512 then 512,256,256 then 4×512)")
+	fs.IntVar(&o.context, "context", 0, "with --pp or --placement: the context length whose KV cache every stage must also hold")
 	fs.StringVar(&o.prompt, "prompt", "", "after the load, answer this prompt on every rank in lockstep and print the inference table")
 	fs.BoolVar(&o.raw, "raw", false, "with --prompt: encode the prompt as is, without the model's chat template")
 	fs.IntVar(&o.maxTokens, "max-tokens", 100, "with --prompt: the most tokens to generate")
@@ -212,7 +231,28 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		}
 		o.tp = append(o.tp, n)
 	}
+	if *nodes != "" {
+		for _, f := range strings.Split(*nodes, ",") {
+			var gb float64
+			if _, err := fmt.Sscanf(strings.TrimSpace(f), "%g", &gb); err != nil || gb <= 0 {
+				return bad("--nodes-gb %q: want sizes in GB like 512,256,256", *nodes)
+			}
+			o.nodesGB = append(o.nodesGB, gb)
+		}
+	}
 	switch {
+	case o.pp < 0:
+		return bad("--pp %d: want a number of stages, 1 or more", o.pp)
+	case o.placement != "" && o.placement != "auto":
+		return bad("--placement %q: the one placement is auto", o.placement)
+	case o.placement != "" && o.pp > 0:
+		return bad("--pp and --placement auto exclude each other")
+	case o.context < 0:
+		return bad("--context %d: want 0 or more tokens", o.context)
+	case len(o.nodesGB) > 0 && !(o.planOnly && (o.pp > 0 || o.placement != "")):
+		return bad("--nodes-gb is for --plan-only with --pp or --placement auto; a load measures each rank's memory")
+	case (o.pp > 0 || o.placement != "") && o.strategy == loader.ChunkedEval:
+		return bad("--strategy chunked loads everything on every rank; a pipeline loads stages")
 	case o.planOnly && o.describe == "" && o.model == "":
 		return bad("--plan-only needs --describe kimi-k2.5 or --model DIR")
 	case o.planOnly && o.describe != "" && o.model != "":
@@ -223,6 +263,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--model DIR is required")
 	case o.planOnly && o.verify:
 		return bad("--verify needs a load, not --plan-only")
+	case o.prompt != "" && (o.pp > 0 || o.placement != ""):
+		return bad("--prompt answers with the model split by TP; for a pipeline use examples/generate --pp")
 	case o.planOnly && o.prompt != "":
 		return bad("--prompt needs a load, not --plan-only")
 	case o.maxTokens < 1:

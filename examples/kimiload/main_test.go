@@ -247,6 +247,10 @@ func TestUsageAndBadInput(t *testing.T) {
 		{"a bad TP list is a usage error", []string{"--plan-only", "--describe", "kimi-k2.5", "--tp", "two"}, 2, `--tp "two"`},
 		{"a missing checkpoint is one line and status 1", []string{"--model", filepath.Join(workDir, "nothing-here")}, 1, "kimiload: "},
 		{"a negative timeout is a usage error", []string{"--model", "x", "--timeout", "-1s"}, 2, "--timeout -1s"},
+		{"a prompt is answered by TP only", []string{"--model", "x", "--pp", "2", "--prompt", "hi"}, 2, "examples/generate --pp"},
+		{"--pp and --placement exclude each other", []string{"--plan-only", "--describe", "kimi-k2.5", "--pp", "2", "--placement", "auto"}, 2, "exclude each other"},
+		{"a placement other than auto is a usage error", []string{"--plan-only", "--describe", "kimi-k2.5", "--placement", "even"}, 2, `--placement "even"`},
+		{"node sizes are for a plan", []string{"--model", "x", "--nodes-gb", "512"}, 2, "--nodes-gb is for --plan-only"},
 		{"a model TP=3 cannot split is one line and status 1", []string{"--plan-only", "--describe", "kimi-k2.5", "--tp", "3"}, 1, "cannot be split into 3 parts"},
 	}
 	for _, tt := range tests {
@@ -325,6 +329,60 @@ func TestPartCutsEachFusedSegment(t *testing.T) {
 	assert.Equal(t, []byte{2, 3, 5, 12, 13, 15}, got)
 	got = part(full, info, loader.Split{Axis: 0, Bounds: []int64{0, 2}}, 2, 0)
 	assert.Equal(t, []byte{0, 1, 2, 3, 4, 5}, got)
+}
+
+func TestThreeStagesLoadTheirLayersAsPlannedAndVerify(t *testing.T) {
+	setup(t)
+	r := runCmd(t, nil, launchBin, "-n", "3", "--", kimiBin, "--model", ckptDir, "--pp", "3", "--verify", "--json")
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "TP=1 × PP=3 on 3 ranks")
+	for rank := range 3 {
+		assert.Contains(t, r.stdout, fmt.Sprintf("[%d] [Rank %d/3] verify PASS", rank, rank))
+	}
+	j := parseJob(t, r.stdout)
+	require.Len(t, j.PerRank, 3)
+	var held uint64
+	for _, f := range j.PerRank {
+		held += f.Shard
+		assert.Equal(t, f.Shard, f.BytesRead, "rank %d reads exactly its stage", f.Rank)
+		assert.InDelta(t, float64(f.PlanPeak), float64(f.Peak), 0.02*float64(f.PlanPeak), "rank %d: MLX's peak within 2%% of the plan's", f.Rank)
+		assert.Less(t, f.Shard, uint64(j.Checkpoint)/2, "rank %d holds a stage, not the model", f.Rank)
+	}
+	assert.LessOrEqual(t, held, uint64(j.Checkpoint), "the stages hold the language model once, the vision tower nowhere")
+}
+
+func TestPlanOnlyPlacesKimiK25OnTwoThreeAndFourNodes(t *testing.T) {
+	setup(t)
+	r := runCmd(t, nil, kimiBin, "--plan-only", "--describe", "kimi-k2.5", "--placement", "auto", "--context", "8192")
+	require.Equal(t, 0, r.code, "stderr:\n%s", r.stderr)
+	assert.Contains(t, r.stdout, "nodes of 512 + 512 GB")
+	assert.Contains(t, r.stdout, "TP=2 × PP=1 on 2 ranks")
+	assert.Contains(t, r.stdout, "nodes of 512 + 256 + 256 GB")
+	assert.Contains(t, r.stdout, "TP=1 × PP=3 on 3 ranks", "64 heads do not split three ways: a pipeline")
+	assert.Contains(t, r.stdout, "TP=4 × PP=1 on 4 ranks")
+
+	r = runCmd(t, nil, kimiBin, "--plan-only", "--describe", "kimi-k2.5", "--pp", "3", "--nodes-gb", "512,256,256", "--json")
+	require.Equal(t, 0, r.code, "stderr:\n%s", r.stderr)
+	var p loader.Placement
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if s, ok := strings.CutPrefix(line, placementMarker); ok {
+			require.NoError(t, json.Unmarshal([]byte(s), &struct {
+				Stages *[]loader.Stage `json:"stages"`
+				Layers *int            `json:"layers"`
+			}{&p.Stages, &p.Layers}))
+		}
+	}
+	require.Len(t, p.Stages, 3)
+	total := 0
+	for _, st := range p.Stages {
+		total += st.Layers
+		assert.LessOrEqual(t, st.Peak, st.Memory)
+	}
+	assert.Equal(t, 61, total)
+
+	r = runCmd(t, nil, kimiBin, "--plan-only", "--describe", "kimi-k2.5", "--pp", "2", "--nodes-gb", "256,256")
+	require.Equal(t, 0, r.code, "stderr:\n%s", r.stderr)
+	assert.Contains(t, r.stdout, "refused: loader: no placement of 61 layers in 2 stages")
 }
 
 // TestAnswerAPromptOverTwoRanksAsGenerateDoes is the seed's model-loading

@@ -13,6 +13,7 @@ import (
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/loader"
 	"github.com/mlxdist/mlxdist/memguard"
+	"github.com/mlxdist/mlxdist/model"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
@@ -127,6 +128,23 @@ func planOnly(o *options, w io.Writer) error {
 		tensors = d.Tensors()
 		d.Close()
 		title = fmt.Sprintf("%s: %d tensors, %s", o.model, len(tensors), units.FormatGB(uint64(sum(tensors))))
+	}
+	if o.pp > 0 || o.placement != "" {
+		var cfg *model.Config
+		var err error
+		if o.describe != "" {
+			cfg, err = describedConfig(ckptgen.KimiK25().Config())
+		} else {
+			cfg, err = model.ReadConfig(o.model)
+		}
+		if err != nil {
+			return err
+		}
+		if rules == nil {
+			rules = cfg.Rules()
+		}
+		fmt.Fprintln(w, title)
+		return planPlacements(o, w, tensors, cfg, rules)
 	}
 	mem := uint64(512e9)
 	if o.memoryGB > 0 {
