@@ -251,6 +251,11 @@ func TestExecRunnerRunsLocallyAndReportsFailures(t *testing.T) {
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, 3, ee.ExitCode())
 
+	t.Setenv("LC_ALL", "de_DE.UTF-8")
+	out, err = r.Run(context.Background(), "here", sh, "-c", `printf %s "$LC_ALL"`)
+	require.NoError(t, err)
+	assert.Equal(t, "C", string(out), "parsed output is asked for in the C locale")
+
 	_, err = r.Run(context.Background(), "here", "netcfg-no-such-program")
 	assert.ErrorIs(t, err, exec.ErrNotFound)
 

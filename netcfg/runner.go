@@ -29,6 +29,10 @@ type ExecRunner struct{}
 // command's standard error.
 func (ExecRunner) Run(ctx context.Context, node, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
+	// The output is parsed: ask for it in the C locale, whatever the
+	// user's language, so that words and number formats are the ones the
+	// parsers know.
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
