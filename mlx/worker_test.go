@@ -80,7 +80,11 @@ func TestDoIsOneTripAndOtherGoroutinesWaitUntilItReturns(t *testing.T) {
 	}
 }
 
-func TestACallQueuedBehindALongDoIsLogged(t *testing.T) {
+// queueBehindDo runs hold inside a Do once another goroutine's call is
+// queued behind it, with stuck calls reported after 20 ms, and returns
+// what was logged.
+func queueBehindDo(t *testing.T, hold func(log *syncBuffer)) string {
+	t.Helper()
 	loadOrSkip(t)
 	var buf syncBuffer
 	SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
@@ -100,16 +104,23 @@ func TestACallQueuedBehindALongDoIsLogged(t *testing.T) {
 		for trips.Load() == queued {
 			runtime.Gosched()
 		}
-		// Hold the MLX thread well past stuckAfter, as a Do that waits
-		// for the wrong thing would.
-		deadline := time.Now().Add(300 * time.Millisecond)
-		for time.Now().Before(deadline) && !strings.Contains(buf.String(), "deadlocked") {
-			time.Sleep(5 * time.Millisecond)
-		}
+		hold(&buf)
 		return nil
 	}))
 	wg.Wait()
-	assert.Contains(t, buf.String(), "must not wait for goroutines that call mlx")
+	return buf.String()
+}
+
+func TestACallQueuedBehindALongDoIsLogged(t *testing.T) {
+	logged := queueBehindDo(t, func(log *syncBuffer) {
+		// Hold the MLX thread well past stuckAfter, as a Do that waits
+		// for the wrong thing would.
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(deadline) && !strings.Contains(log.String(), "deadlocked") {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	assert.Contains(t, logged, "must not wait for goroutines that call mlx")
 }
 
 type syncBuffer struct {
@@ -205,33 +216,13 @@ func TestEveryDeclaredSymbolIsInTheBuiltLibrary(t *testing.T) {
 }
 
 func TestACallQueuedBehindADoThatWaitsForMLXIsNotLogged(t *testing.T) {
-	loadOrSkip(t)
-	var buf syncBuffer
-	SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
-	defer SetLogger(nil)
-	old := stuckAfter
-	stuckAfter = 20 * time.Millisecond
-	defer func() { stuckAfter = old }()
-
-	var wg sync.WaitGroup
-	require.NoError(t, Do(func() error {
-		queued := trips.Load()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _ = ActiveMemory()
-		}()
-		for trips.Load() == queued {
-			runtime.Gosched()
-		}
+	logged := queueBehindDo(t, func(*syncBuffer) {
 		// Ten intervals inside one call that waits for MLX (an
 		// evaluation, a synchronize): the queued call waits for MLX, as
 		// it should, and nothing is reported.
 		done := waitingFor()
 		time.Sleep(10 * stuckAfter)
 		done()
-		return nil
-	}))
-	wg.Wait()
-	assert.NotContains(t, buf.String(), "deadlocked", "a Do busy in MLX is no deadlock: %s", buf.String())
+	})
+	assert.NotContains(t, logged, "deadlocked", "a Do busy in MLX is no deadlock: %s", logged)
 }
