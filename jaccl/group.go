@@ -9,9 +9,11 @@ import (
 	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mlxdist/mlxdist/mlx"
@@ -65,6 +67,14 @@ type Options struct {
 	OnHang func(error)
 	// Logger receives a line when the group is up; nil is silent.
 	Logger *slog.Logger
+	// KeepSIGPIPE leaves the process's SIGPIPE handling as it is. By default
+	// Init ignores SIGPIPE for the whole process, as Python does: MLX's
+	// back-ends write to sockets from threads Go did not create, where a
+	// write to a peer that has gone would otherwise raise SIGPIPE and end
+	// the process before the lost peer can be reported as an error (writes
+	// to a closed standard output then fail with EPIPE instead). Set it when
+	// the program handles SIGPIPE itself.
+	KeepSIGPIPE bool
 }
 
 // Group is this process's membership in a distributed MLX job: its rank, the
@@ -121,7 +131,9 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 		return nil, err
 	}
 	if b == JACCLRing && os.Getenv("MLX_JACCL_RING") == "" && os.Getenv("JACCL_RING") == "" {
-		// MLX reads the ring shape of jaccl from the environment only.
+		// MLX reads the ring shape of jaccl from the environment only, so a
+		// caller that asked for jaccl-ring by name (a launcher sets the
+		// variable itself) has it set for this process.
 		if err := os.Setenv("MLX_JACCL_RING", "1"); err != nil {
 			return nil, fmt.Errorf("jaccl: %w", err)
 		}
@@ -160,6 +172,9 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 		// Best effort: a launcher that cannot see the mark only names fewer
 		// ranks in its error.
 		_ = os.WriteFile(joined+".init", nil, 0o666)
+	}
+	if !opt.KeepSIGPIPE {
+		signal.Ignore(syscall.SIGPIPE)
 	}
 	done := make(chan result, 1)
 	go func() {

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -48,11 +49,14 @@ func groupRankMain(name string) int {
 		// Init with the back-end and strictness the test asks for; print
 		// the group or the error.
 		strict, _ := strconv.ParseBool(os.Getenv("JACCL_GROUP_STRICT"))
-		g, err := Init(ctx, Options{Backend: Backend(os.Getenv("JACCL_GROUP_BACKEND")), Strict: strict})
+		keep, _ := strconv.ParseBool(os.Getenv("JACCL_GROUP_KEEP_SIGPIPE"))
+		before := signal.Ignored(syscall.SIGPIPE)
+		g, err := Init(ctx, Options{Backend: Backend(os.Getenv("JACCL_GROUP_BACKEND")), Strict: strict, KeepSIGPIPE: keep})
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Println("group:", g)
+		fmt.Printf("SIGPIPE ignored: before %t, after %t\n", before, signal.Ignored(syscall.SIGPIPE))
 		return 0
 	case "collectives":
 		g, err := Init(ctx, Options{Backend: Ring, Strict: true})
@@ -488,6 +492,16 @@ func TestInitGivesOneRankJobsAGroupOfOne(t *testing.T) {
 	out, err := runInit(t, "JACCL_GROUP_BACKEND=ring", "JACCL_GROUP_STRICT=true", "MLX_WORLD_SIZE=1", "MLX_RANK=0")
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "group: rank 0 of 1 (ring)")
+}
+
+func TestInitIgnoresSIGPIPEUnlessAskedToKeepIt(t *testing.T) {
+	out, err := runInit(t, "JACCL_GROUP_BACKEND=ring", "MLX_WORLD_SIZE=1", "MLX_RANK=0")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "SIGPIPE ignored: before false, after true")
+
+	out, err = runInit(t, "JACCL_GROUP_BACKEND=ring", "MLX_WORLD_SIZE=1", "MLX_RANK=0", "JACCL_GROUP_KEEP_SIGPIPE=true")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "SIGPIPE ignored: before false, after false")
 }
 
 func TestResolveInitBackendNeverSwitchesBackEnds(t *testing.T) {

@@ -1,9 +1,7 @@
 package mlx
 
 import (
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 )
 
 // Group is a group of processes that communicate through one of MLX's
@@ -35,13 +33,13 @@ func DistributedAvailable(backend string) (bool, error) {
 // reads are set by a launcher) and returns the group of all processes. With
 // strict false and nothing configured, MLX returns a group of size one.
 //
-// It makes the process ignore SIGPIPE, as Python does: the back-ends write
-// to sockets from threads Go did not create, and a peer that has gone would
-// otherwise turn the next write into a signal that kills this process before
-// MLX can report the lost peer as an error. (Writes to a closed stdout then
-// fail with EPIPE instead of ending the program.)
+// It changes no process-wide state. The back-ends write to sockets from
+// threads Go did not create, and on those threads a write to a peer that has
+// gone raises SIGPIPE, whose default action ends the process before MLX can
+// report the lost peer as an error: a program that must survive a lost peer
+// ignores SIGPIPE first (signal.Ignore(syscall.SIGPIPE), as Python does at
+// start-up; jaccl.Init does it unless asked not to).
 func DistributedInit(strict bool, backend string) (*Group, error) {
-	signal.Ignore(syscall.SIGPIPE)
 	var g *Group
 	err := doErr(func() error {
 		if backend == "" {

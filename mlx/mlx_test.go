@@ -5,11 +5,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"unsafe"
 
@@ -625,6 +627,14 @@ func TestNonStrictDistributedInitWithoutALauncherGivesASingletonGroup(t *testing
 
 	_, err := mlx.DistributedInit(true, "ring")
 	assert.Error(t, err, "strict ring with no hostfile must fail, not exit")
+}
+
+func TestDistributedInitLeavesSignalHandlingAlone(t *testing.T) {
+	requireMLX(t)
+	require.False(t, signal.Ignored(syscall.SIGPIPE), "SIGPIPE was ignored before the test")
+	g := ok(mlx.DistributedInit(false, ""))(t)
+	defer g.Free()
+	assert.False(t, signal.Ignored(syscall.SIGPIPE), "DistributedInit changed the process's SIGPIPE handling")
 }
 
 func TestDoRunsABurstOfCallsInOneTripAndOthersWait(t *testing.T) {
