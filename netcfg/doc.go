@@ -31,5 +31,5 @@
 // Commands are values (program and arguments), never shell strings, so the
 // safety check sees exactly what would run. Everything that touches a
 // machine goes through Runner: ExecRunner locally, SSHRunner over ssh,
-// ReplayRunner from recorded output in tests.
+// netcfgtest.ReplayRunner from recorded output in tests.
 package netcfg

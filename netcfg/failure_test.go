@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"bytes"
@@ -15,6 +15,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/netcfg"
+	"github.com/mlxdist/mlxdist/netcfg/netcfgtest"
 )
 
 // machines is a cluster whose interfaces change as commands run: each node
@@ -24,8 +27,8 @@ import (
 // The failAt-th mutating command (from 1; 0 for none) fails as ifconfig
 // does, changing nothing.
 type machines struct {
-	replay    *ReplayRunner
-	ifs       map[string][]Interface
+	replay    *netcfgtest.ReplayRunner
+	ifs       map[string][]netcfg.Interface
 	failAt    int
 	mutations int
 	ran       []string
@@ -33,11 +36,11 @@ type machines struct {
 
 func newMachines(t *testing.T, dir string, nodes ...string) *machines {
 	t.Helper()
-	m := &machines{replay: &ReplayRunner{Dir: dir}, ifs: map[string][]Interface{}}
+	m := &machines{replay: &netcfgtest.ReplayRunner{Dir: dir}, ifs: map[string][]netcfg.Interface{}}
 	for _, n := range nodes {
-		ifs, err := ReadInterfaces(context.Background(), m.replay, n)
+		ifs, err := netcfg.ReadInterfaces(context.Background(), m.replay, n)
 		require.NoError(t, err)
-		again, err := ParseIfconfig(renderIfconfig(ifs))
+		again, err := netcfg.ParseIfconfig(renderIfconfig(ifs))
 		require.NoError(t, err)
 		require.Equal(t, ifs, again, "the rendering of %s's interfaces parses back to them", n)
 		m.ifs[n] = ifs
@@ -47,7 +50,7 @@ func newMachines(t *testing.T, dir string, nodes ...string) *machines {
 
 // renderIfconfig writes interfaces as `ifconfig -a` shows them, with the
 // lines ParseIfconfig reads.
-func renderIfconfig(ifs []Interface) []byte {
+func renderIfconfig(ifs []netcfg.Interface) []byte {
 	var b bytes.Buffer
 	for _, in := range ifs {
 		flags := "8822<BROADCAST,SMART,SIMPLEX,MULTICAST>"
@@ -76,7 +79,7 @@ func (m *machines) state(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for n, ifs := range m.ifs {
-		parsed, err := ParseIfconfig(renderIfconfig(ifs))
+		parsed, err := netcfg.ParseIfconfig(renderIfconfig(ifs))
 		require.NoError(t, err)
 		for i := range parsed {
 			slices.Sort(parsed[i].Members)
@@ -92,14 +95,14 @@ func (m *machines) Run(ctx context.Context, node, name string, args ...string) (
 	case !known:
 	case name == "ifconfig" && slices.Equal(args, []string{"-a"}):
 		return renderIfconfig(ifs), nil
-	case IsMutating(name, args):
+	case netcfg.IsMutating(name, args):
 		m.mutations++
-		cmd := Command{Program: name, Args: args}
+		cmd := netcfg.Command{Program: name, Args: args}
 		if m.mutations == m.failAt {
-			return nil, &CommandError{Node: node, Command: cmd, Err: errors.New("exit status 1"), Stderr: "ifconfig: ioctl: Device busy"}
+			return nil, &netcfg.CommandError{Node: node, Command: cmd, Err: errors.New("exit status 1"), Stderr: "ifconfig: ioctl: Device busy"}
 		}
 		if err := ifconfig(ifs, args); err != nil {
-			return nil, &CommandError{Node: node, Command: cmd, Err: errors.New("exit status 1"), Stderr: err.Error()}
+			return nil, &netcfg.CommandError{Node: node, Command: cmd, Err: errors.New("exit status 1"), Stderr: err.Error()}
 		}
 		m.ran = append(m.ran, node+": "+cmd.String())
 		return nil, nil
@@ -108,8 +111,8 @@ func (m *machines) Run(ctx context.Context, node, name string, args ...string) (
 }
 
 // ifconfig applies one mutating ifconfig command to the interfaces.
-func ifconfig(ifs []Interface, args []string) error {
-	in := findIface(ifs, args[0])
+func ifconfig(ifs []netcfg.Interface, args []string) error {
+	in := netcfg.FindIface(ifs, args[0])
 	if in == nil {
 		return fmt.Errorf("ifconfig: interface %s does not exist", args[0])
 	}
@@ -147,14 +150,14 @@ func ifconfig(ifs []Interface, args []string) error {
 
 func TestApplyThatFailsMidwayRollsBackToTheSnapshot(t *testing.T) {
 	c, _ := discoverDir(t, "seed", "hwStudio1", "hwStudio2")
-	p, err := MakePlan(c, Options{})
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 	nodes := []string{"hwStudio1", "hwStudio2"}
 
 	// The model of ifconfig, run through the whole plan, reaches the
 	// recorded converged cluster: it changes what the commands change.
 	m := newMachines(t, "testdata/seed", nodes...)
-	_, err = Apply(context.Background(), m, p, ApplyOptions{Apply: true})
+	_, err = netcfg.Apply(context.Background(), m, p, netcfg.ApplyOptions{Apply: true})
 	require.NoError(t, err)
 	converged := newMachines(t, "testdata/converged", nodes...)
 	require.Equal(t, converged.state(t), m.state(t), "the applied plan gives the converged cluster")
@@ -166,21 +169,21 @@ func TestApplyThatFailsMidwayRollsBackToTheSnapshot(t *testing.T) {
 			m := newMachines(t, "testdata/seed", nodes...)
 			before := m.state(t)
 			m.failAt = n
-			res, err := Apply(context.Background(), m, p, ApplyOptions{Apply: true})
-			var ce *CommandError
+			res, err := netcfg.Apply(context.Background(), m, p, netcfg.ApplyOptions{Apply: true})
+			var ce *netcfg.CommandError
 			require.ErrorAs(t, err, &ce)
 			assert.Contains(t, ce.Error(), "Device busy")
 			assert.Len(t, m.ran, n-1, "Apply stops at the failed command")
 			require.NotNil(t, res)
 			require.Len(t, res.Snapshot.Nodes, 2)
 
-			fs, err := Verify(context.Background(), m, p)
+			fs, err := netcfg.Verify(context.Background(), m, p)
 			require.NoError(t, err)
-			assert.True(t, slices.ContainsFunc(fs, func(f Finding) bool { return !f.OK }), "a half-applied plan does not verify")
+			assert.True(t, slices.ContainsFunc(fs, func(f netcfg.Finding) bool { return !f.OK }), "a half-applied plan does not verify")
 
 			m.failAt = 0
 			ran := len(m.ran)
-			cmds, err := Rollback(context.Background(), m, res.Snapshot, true)
+			cmds, err := netcfg.Rollback(context.Background(), m, res.Snapshot, true)
 			require.NoError(t, err)
 			undo := 0
 			for _, c := range cmds {
@@ -189,7 +192,7 @@ func TestApplyThatFailsMidwayRollsBackToTheSnapshot(t *testing.T) {
 			assert.Equal(t, undo, len(m.ran)-ran, "Rollback runs every command it returns")
 			assert.Equal(t, before, m.state(t), "the interfaces are as they were before Apply")
 
-			again, err := Rollback(context.Background(), m, res.Snapshot, true)
+			again, err := netcfg.Rollback(context.Background(), m, res.Snapshot, true)
 			require.NoError(t, err)
 			assert.Empty(t, again, "a second rollback has nothing left to undo")
 		})
@@ -198,7 +201,7 @@ func TestApplyThatFailsMidwayRollsBackToTheSnapshot(t *testing.T) {
 
 func TestVerifyReportsAPeerThatDoesNotAnswer(t *testing.T) {
 	c, _ := discoverDir(t, "seed", "hwStudio1", "hwStudio2")
-	p, err := MakePlan(c, Options{})
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 
 	// The converged cluster, except that hwStudio2 has a recorded answer
@@ -212,9 +215,9 @@ func TestVerifyReportsAPeerThatDoesNotAnswer(t *testing.T) {
 	require.NoError(t, os.Remove(filepath.Join(node2, "ping.txt")))
 	require.NoError(t, os.WriteFile(filepath.Join(node2, "ping_-c_1_-t_2_10.10.0.1.txt"), answer, 0o644))
 
-	fs, err := Verify(context.Background(), &ReplayRunner{Dir: dir}, p)
+	fs, err := netcfg.Verify(context.Background(), &netcfgtest.ReplayRunner{Dir: dir}, p)
 	require.NoError(t, err)
-	var failed []Finding
+	var failed []netcfg.Finding
 	pings := 0
 	for _, f := range fs {
 		if f.Check == "ping" {
@@ -236,13 +239,13 @@ func TestExecRunnerRunsLocallyAndReportsFailures(t *testing.T) {
 	if err != nil {
 		t.Skip("no sh")
 	}
-	r := ExecRunner{}
+	r := netcfg.ExecRunner{}
 	out, err := r.Run(context.Background(), "here", sh, "-c", `printf '%s|' "$0" "$1"`, "it's", "a b")
 	require.NoError(t, err)
 	assert.Equal(t, "it's|a b|", string(out), "arguments reach the program as they are")
 
 	out, err = r.Run(context.Background(), "here", sh, "-c", "printf partial; echo 'no such bridge' >&2; exit 3")
-	var ce *CommandError
+	var ce *netcfg.CommandError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "here", ce.Node)
 	assert.Equal(t, "no such bridge", ce.Stderr)
@@ -300,18 +303,18 @@ func TestSSHRunnerQuotesEveryArgumentForTheRemoteShell(t *testing.T) {
 	tricky := []string{"a b", "it's", `"quoted"`, "$HOME", "`id`", "a;b", "x|y", "*", "", "tab\there", "new\nline", `back\slash`}
 	cases := []struct {
 		name string
-		r    SSHRunner
+		r    netcfg.SSHRunner
 		node string
 		cmd  []string
 		want string
 	}{
-		{"every argument arrives as one word, unexpanded", SSHRunner{}, "node1", append([]string{"echo"}, tricky...),
+		{"every argument arrives as one word, unexpanded", netcfg.SSHRunner{}, "node1", append([]string{"echo"}, tricky...),
 			words("node1", append([]string{"echo"}, tricky...)...)},
-		{"a node's mapped host is used", SSHRunner{Hosts: map[string]string{"hwStudio2": "hwStudio2.local"}}, "hwStudio2",
+		{"a node's mapped host is used", netcfg.SSHRunner{Hosts: map[string]string{"hwStudio2": "hwStudio2.local"}}, "hwStudio2",
 			[]string{"ifconfig", "-a"}, words("hwStudio2.local", "ifconfig", "-a")},
-		{"a mutating command runs under sudo -n", SSHRunner{Sudo: true}, "n", []string{"ifconfig", "bridge0", "deletem", "en3"},
+		{"a mutating command runs under sudo -n", netcfg.SSHRunner{Sudo: true}, "n", []string{"ifconfig", "bridge0", "deletem", "en3"},
 			words("n", "sudo", "-n", "ifconfig", "bridge0", "deletem", "en3")},
-		{"a reading command runs without sudo", SSHRunner{Sudo: true}, "n", []string{"ifconfig", "-a"},
+		{"a reading command runs without sudo", netcfg.SSHRunner{Sudo: true}, "n", []string{"ifconfig", "-a"},
 			words("n", "ifconfig", "-a")},
 	}
 	for _, c := range cases {
@@ -323,10 +326,10 @@ func TestSSHRunnerQuotesEveryArgumentForTheRemoteShell(t *testing.T) {
 	}
 
 	t.Run("a failed connection names the remote command and ssh's message", func(t *testing.T) {
-		_, err := SSHRunner{}.Run(context.Background(), "unreachable", "ifconfig", "-a")
-		var ce *CommandError
+		_, err := netcfg.SSHRunner{}.Run(context.Background(), "unreachable", "ifconfig", "-a")
+		var ce *netcfg.CommandError
 		require.ErrorAs(t, err, &ce)
-		assert.Equal(t, Command{Program: "ifconfig", Args: []string{"-a"}}, ce.Command)
+		assert.Equal(t, netcfg.Command{Program: "ifconfig", Args: []string{"-a"}}, ce.Command)
 		assert.Contains(t, ce.Stderr, "Connection refused")
 		var ee *exec.ExitError
 		require.ErrorAs(t, err, &ee)

@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"context"
@@ -13,19 +13,22 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/netcfg"
+	"github.com/mlxdist/mlxdist/netcfg/netcfgtest"
 )
 
 var seedSSH = map[string]string{"hwStudio1": "hwStudio1.local", "hwStudio2": "hwStudio2.local"}
 
-func discoverDir(t *testing.T, dir string, nodes ...string) (*Cluster, []*NodeState) {
+func discoverDir(t *testing.T, dir string, nodes ...string) (*netcfg.Cluster, []*netcfg.NodeState) {
 	t.Helper()
-	r := &ReplayRunner{Dir: filepath.Join("testdata", dir)}
-	c, states, err := DiscoverCluster(context.Background(), r, nodes, seedSSH)
+	r := &netcfgtest.ReplayRunner{Dir: filepath.Join("testdata", dir)}
+	c, states, err := netcfg.DiscoverCluster(context.Background(), r, nodes, seedSSH)
 	require.NoError(t, err)
 	return c, states
 }
 
-func commands(p *Plan, node string) []string {
+func commands(p *netcfg.Plan, node string) []string {
 	var out []string
 	for _, s := range p.NodeSteps(node) {
 		out = append(out, s.Command.String())
@@ -36,12 +39,12 @@ func commands(p *Plan, node string) []string {
 func TestSeedClusterPlansTheSeedShape(t *testing.T) {
 	c, _ := discoverDir(t, "seed", "hwStudio1", "hwStudio2")
 	require.Len(t, c.Cables, 2)
-	assert.Equal(t, Cable{A: "hwStudio1:en3", B: "hwStudio2:en3"}, c.Cables[0])
-	assert.Equal(t, Cable{A: "hwStudio1:en5", B: "hwStudio2:en5"}, c.Cables[1])
-	assert.Equal(t, &Addressed{Interface: "en1", Address: "192.168.0.105/24"}, c.Nodes[0].LAN)
+	assert.Equal(t, netcfg.Cable{A: "hwStudio1:en3", B: "hwStudio2:en3"}, c.Cables[0])
+	assert.Equal(t, netcfg.Cable{A: "hwStudio1:en5", B: "hwStudio2:en5"}, c.Cables[1])
+	assert.Equal(t, &netcfg.Addressed{Interface: "en1", Address: "192.168.0.105/24"}, c.Nodes[0].LAN)
 	assert.Equal(t, "26.3", c.Nodes[0].MacOS)
 
-	p, err := MakePlan(c, Options{Envs: []string{"MLX_METAL_FAST_SYNCH=1"}})
+	p, err := netcfg.MakePlan(c, netcfg.Options{Envs: []string{"MLX_METAL_FAST_SYNCH=1"}})
 	require.NoError(t, err)
 	assert.Equal(t, []string{
 		"ifconfig bridge0 down",
@@ -68,28 +71,28 @@ func TestSeedClusterPlansTheSeedShape(t *testing.T) {
 
 func TestApplyRunsOnlyWhatANodeStillNeeds(t *testing.T) {
 	c, _ := discoverDir(t, "seed", "hwStudio1", "hwStudio2")
-	p, err := MakePlan(c, Options{})
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 
 	t.Run("a converged cluster gets zero commands", func(t *testing.T) {
-		r := &ReplayRunner{Dir: "testdata/converged"}
-		res, err := Apply(context.Background(), r, p, ApplyOptions{Apply: true})
+		r := &netcfgtest.ReplayRunner{Dir: "testdata/converged"}
+		res, err := netcfg.Apply(context.Background(), r, p, netcfg.ApplyOptions{Apply: true})
 		require.NoError(t, err)
 		assert.Empty(t, r.MutatingCalls())
 		assert.Empty(t, res.Commands)
 		assert.NotEmpty(t, r.Calls(), "apply must have read the state")
 	})
 	t.Run("a freshly booted cluster gets the whole plan", func(t *testing.T) {
-		r := &ReplayRunner{Dir: "testdata/seed"}
-		res, err := Apply(context.Background(), r, p, ApplyOptions{Apply: true})
+		r := &netcfgtest.ReplayRunner{Dir: "testdata/seed"}
+		res, err := netcfg.Apply(context.Background(), r, p, netcfg.ApplyOptions{Apply: true})
 		require.NoError(t, err)
 		assert.Len(t, r.MutatingCalls(), 10)
 		require.Len(t, res.Snapshot.Nodes, 2)
-		assert.Equal(t, []string{"en3", "en5"}, findIface(res.Snapshot.Nodes[0].Interfaces, "bridge0").Members)
+		assert.Equal(t, []string{"en3", "en5"}, netcfg.FindIface(res.Snapshot.Nodes[0].Interfaces, "bridge0").Members)
 	})
 	t.Run("a dry run changes nothing but reports the commands", func(t *testing.T) {
-		r := &ReplayRunner{Dir: "testdata/seed"}
-		res, err := Apply(context.Background(), r, p, ApplyOptions{})
+		r := &netcfgtest.ReplayRunner{Dir: "testdata/seed"}
+		res, err := netcfg.Apply(context.Background(), r, p, netcfg.ApplyOptions{})
 		require.NoError(t, err)
 		assert.Empty(t, r.MutatingCalls())
 		assert.Len(t, res.Commands["hwStudio2"], 5)
@@ -98,13 +101,13 @@ func TestApplyRunsOnlyWhatANodeStillNeeds(t *testing.T) {
 
 func TestRollbackUndoesAddressesAndBridgeMembership(t *testing.T) {
 	c, _ := discoverDir(t, "seed", "hwStudio1", "hwStudio2")
-	p, err := MakePlan(c, Options{})
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
-	res, err := Apply(context.Background(), &ReplayRunner{Dir: "testdata/seed"}, p, ApplyOptions{})
+	res, err := netcfg.Apply(context.Background(), &netcfgtest.ReplayRunner{Dir: "testdata/seed"}, p, netcfg.ApplyOptions{})
 	require.NoError(t, err)
 
-	r := &ReplayRunner{Dir: "testdata/converged"}
-	cmds, err := Rollback(context.Background(), r, res.Snapshot, true)
+	r := &netcfgtest.ReplayRunner{Dir: "testdata/converged"}
+	cmds, err := netcfg.Rollback(context.Background(), r, res.Snapshot, true)
 	require.NoError(t, err)
 	var got []string
 	for _, c := range cmds["hwStudio1"] {
@@ -125,11 +128,11 @@ func TestRollbackUndoesAddressesAndBridgeMembership(t *testing.T) {
 
 func TestVerify(t *testing.T) {
 	c, _ := discoverDir(t, "seed", "hwStudio1", "hwStudio2")
-	p, err := MakePlan(c, Options{})
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 
 	t.Run("a converged cluster passes every check", func(t *testing.T) {
-		fs, err := Verify(context.Background(), &ReplayRunner{Dir: "testdata/converged"}, p)
+		fs, err := netcfg.Verify(context.Background(), &netcfgtest.ReplayRunner{Dir: "testdata/converged"}, p)
 		require.NoError(t, err)
 		require.NotEmpty(t, fs)
 		checks := map[string]int{}
@@ -142,7 +145,7 @@ func TestVerify(t *testing.T) {
 		assert.Equal(t, 4, checks["rdma"])
 	})
 	t.Run("a freshly booted cluster fails on bridges and addresses", func(t *testing.T) {
-		fs, err := Verify(context.Background(), &ReplayRunner{Dir: "testdata/seed"}, p)
+		fs, err := netcfg.Verify(context.Background(), &netcfgtest.ReplayRunner{Dir: "testdata/seed"}, p)
 		require.NoError(t, err)
 		failed := map[string]int{}
 		for _, f := range fs {
@@ -158,40 +161,40 @@ func TestVerify(t *testing.T) {
 func TestHubAttachedPeerIsOneCable(t *testing.T) {
 	c, _ := discoverDir(t, "hub", "hwStudio1", "hwStudio2")
 	require.Len(t, c.Cables, 1)
-	assert.Equal(t, Cable{A: "hwStudio1:en3", B: "hwStudio2:en3"}, c.Cables[0])
+	assert.Equal(t, netcfg.Cable{A: "hwStudio1:en3", B: "hwStudio2:en3"}, c.Cables[0])
 	assert.Contains(t, c.Nodes[0].Routes, "10.10.0.0/16")
-	assert.Contains(t, c.Nodes[0].Other, Addressed{Interface: "utun4", Address: "100.101.2.3/32"})
+	assert.Contains(t, c.Nodes[0].Other, netcfg.Addressed{Interface: "utun4", Address: "100.101.2.3/32"})
 
 	// The default pool is routed away; the next private pool is taken,
 	// and the plan says why.
-	auto, err := MakePlan(c, Options{})
+	auto, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 	assert.Equal(t, "172.31.0.0/16", auto.Pool.String())
 	assert.Contains(t, auto.PoolNote, "route 10.10.0.0/16 on hwStudio1")
 
 	// A pool given by hand is never replaced.
-	_, err = MakePlan(c, Options{Pool: DefaultPool})
-	var ex *PoolExhaustedError
+	_, err = netcfg.MakePlan(c, netcfg.Options{Pool: netcfg.DefaultPool})
+	var ex *netcfg.PoolExhaustedError
 	require.ErrorAs(t, err, &ex)
 	assert.Contains(t, err.Error(), "route 10.10.0.0/16 on hwStudio1")
 
-	p, err := MakePlan(c, Options{Pool: netip.MustParsePrefix("10.20.0.0/16")})
+	p, err := netcfg.MakePlan(c, netcfg.Options{Pool: netip.MustParsePrefix("10.20.0.0/16")})
 	require.NoError(t, err)
 	assert.Equal(t, "ifconfig en3 inet 10.20.0.1/30 up", commands(p, "hwStudio1")[len(commands(p, "hwStudio1"))-1])
 }
 
-func readCluster(t *testing.T, path string) *Cluster {
+func readCluster(t *testing.T, path string) *netcfg.Cluster {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
-	c, err := ParseCluster(b)
+	c, err := netcfg.ParseCluster(b)
 	require.NoError(t, err)
 	return c
 }
 
 func TestFourNodeFullMesh(t *testing.T) {
 	c := readCluster(t, "testdata/mesh4.json")
-	p, err := MakePlan(c, Options{})
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 	require.Len(t, p.Links, 6)
 	for i, l := range p.Links {
@@ -208,7 +211,7 @@ func TestFourNodeFullMesh(t *testing.T) {
 	}
 
 	t.Run("a ring hostfile lists Thunderbolt addresses", func(t *testing.T) {
-		p, err := MakePlan(c, Options{Backend: BackendRing})
+		p, err := netcfg.MakePlan(c, netcfg.Options{Backend: netcfg.BackendRing})
 		require.NoError(t, err)
 		// m2 listens on the address of the m1-m2 cable, 10.10.0.2.
 		assert.Equal(t, []string{"10.10.0.2"}, p.Hostfile.Hosts[1].IPs)
@@ -217,47 +220,47 @@ func TestFourNodeFullMesh(t *testing.T) {
 	t.Run("jaccl refuses a cluster without a full mesh", func(t *testing.T) {
 		c := readCluster(t, "testdata/mesh4.json")
 		c.Cables = append(c.Cables[:1], c.Cables[2:]...) // drop m1-m3
-		_, err := MakePlan(c, Options{})
-		var pf *PreflightError
+		_, err := netcfg.MakePlan(c, netcfg.Options{})
+		var pf *netcfg.PreflightError
 		require.ErrorAs(t, err, &pf)
 		assert.Contains(t, err.Error(), "no cable between m1 and m3")
-		_, err = MakePlan(c, Options{Backend: BackendJACCLRing})
+		_, err = netcfg.MakePlan(c, netcfg.Options{Backend: netcfg.BackendJACCLRing})
 		assert.NoError(t, err, "m1-m2-m3-m4-m1 is still a ring")
 	})
 }
 
 func TestOverlapsAreAvoidedAndNamed(t *testing.T) {
-	base := func() *Cluster { return readCluster(t, "testdata/mesh4.json") }
+	base := func() *netcfg.Cluster { return readCluster(t, "testdata/mesh4.json") }
 	tests := []struct {
 		name     string
-		edit     func(c *Cluster)
+		edit     func(c *netcfg.Cluster)
 		pool     string
 		wantLink string // first link's subnet
 		wantWhy  string // in the first skip reason, or the error
 		wantErr  bool
 	}{
 		{"a LAN inside the pool pushes the first cable to the next subnet",
-			func(c *Cluster) { c.Nodes[1].LAN.Address = "10.10.0.7/24" }, "", "10.10.1.0/30", "LAN 10.10.0.7/24 on en0 of m2", false},
+			func(c *netcfg.Cluster) { c.Nodes[1].LAN.Address = "10.10.0.7/24" }, "", "10.10.1.0/30", "LAN 10.10.0.7/24 on en0 of m2", false},
 		{"a VPN address is avoided",
-			func(c *Cluster) { c.Nodes[3].Other = []Addressed{{"utun4", "10.10.0.1/32"}} }, "", "10.10.1.0/30", "utun4 address 10.10.0.1/32 on m4", false},
+			func(c *netcfg.Cluster) { c.Nodes[3].Other = []netcfg.Addressed{{"utun4", "10.10.0.1/32"}} }, "", "10.10.1.0/30", "utun4 address 10.10.0.1/32 on m4", false},
 		{"a route is avoided",
-			func(c *Cluster) { c.Nodes[0].Routes = []string{"10.10.0.0/23"} }, "", "10.10.2.0/30", "route 10.10.0.0/23 on m1", false},
+			func(c *netcfg.Cluster) { c.Nodes[0].Routes = []string{"10.10.0.0/23"} }, "", "10.10.2.0/30", "route 10.10.0.0/23 on m1", false},
 		{"a pool given by hand and covered by a VPN route is exhausted with the reason",
-			func(c *Cluster) { c.Nodes[2].Routes = []string{"10.0.0.0/8"} }, "10.10.0.0/16", "", "route 10.0.0.0/8 on m3", true},
+			func(c *netcfg.Cluster) { c.Nodes[2].Routes = []string{"10.0.0.0/8"} }, "10.10.0.0/16", "", "route 10.0.0.0/8 on m3", true},
 		{"a pool too small for six cables is exhausted",
-			func(c *Cluster) {}, "10.10.0.0/28", "", "room for 4 of 6 cables", true},
+			func(c *netcfg.Cluster) {}, "10.10.0.0/28", "", "room for 4 of 6 cables", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := base()
 			tt.edit(c)
-			var opts Options
+			var opts netcfg.Options
 			if tt.pool != "" {
 				opts.Pool = netip.MustParsePrefix(tt.pool)
 			}
-			p, err := MakePlan(c, opts)
+			p, err := netcfg.MakePlan(c, opts)
 			if tt.wantErr {
-				var ex *PoolExhaustedError
+				var ex *netcfg.PoolExhaustedError
 				require.ErrorAs(t, err, &ex)
 				assert.Contains(t, err.Error(), tt.wantWhy)
 				return
@@ -273,15 +276,15 @@ func TestOverlapsAreAvoidedAndNamed(t *testing.T) {
 func TestPreflight(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(c *Cluster)
+		edit func(c *netcfg.Cluster)
 		want string
 	}{
-		{"RDMA off says how to enable it", func(c *Cluster) { c.Nodes[1].RDMAEnabled = false }, "run `rdma_ctl enable` in macOS Recovery"},
-		{"a missing rdma device is named", func(c *Cluster) { c.Nodes[0].Thunderbolt[0].RDMA = "" }, "m1:en2 has no rdma_ device"},
-		{"macOS versions must match", func(c *Cluster) { c.Nodes[2].MacOS = "26.4" }, "m3 runs macOS 26.4 but m1 runs 26.3"},
-		{"macOS before 26.2 is refused", func(c *Cluster) { c.Nodes[0].MacOS = "26.1" }, "jaccl needs 26.2 or later"},
-		{"an unknown macOS version is refused", func(c *Cluster) { c.Nodes[0].MacOS = "" }, "macOS version of m1 unknown"},
-		{"more than eight nodes are refused", func(c *Cluster) {
+		{"RDMA off says how to enable it", func(c *netcfg.Cluster) { c.Nodes[1].RDMAEnabled = false }, "run `rdma_ctl enable` in macOS Recovery"},
+		{"a missing rdma device is named", func(c *netcfg.Cluster) { c.Nodes[0].Thunderbolt[0].RDMA = "" }, "m1:en2 has no rdma_ device"},
+		{"macOS versions must match", func(c *netcfg.Cluster) { c.Nodes[2].MacOS = "26.4" }, "m3 runs macOS 26.4 but m1 runs 26.3"},
+		{"macOS before 26.2 is refused", func(c *netcfg.Cluster) { c.Nodes[0].MacOS = "26.1" }, "jaccl needs 26.2 or later"},
+		{"an unknown macOS version is refused", func(c *netcfg.Cluster) { c.Nodes[0].MacOS = "" }, "macOS version of m1 unknown"},
+		{"more than eight nodes are refused", func(c *netcfg.Cluster) {
 			for i := 0; i < 5; i++ {
 				n := c.Nodes[3]
 				n.Name = n.Name + strings.Repeat("x", i+1)
@@ -293,8 +296,8 @@ func TestPreflight(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := readCluster(t, "testdata/mesh4.json")
 			tt.edit(c)
-			_, err := MakePlan(c, Options{})
-			var pf *PreflightError
+			_, err := netcfg.MakePlan(c, netcfg.Options{})
+			var pf *netcfg.PreflightError
 			require.ErrorAs(t, err, &pf)
 			assert.Contains(t, err.Error(), tt.want)
 		})
@@ -306,7 +309,7 @@ func TestClusterDescriptionIsStrict(t *testing.T) {
 	  "thunderbolt": [{"interface": "en3", "rdma": "rdma_en3"}], "macos": "26.3", "rdma_enabled": true},
 	 {"name": "b", "thunderbolt": [{"interface": "en3"}, {"interface": "en5"}]}],
 	 "cables": [{"a": "a:en3", "b": "b:en3"}]}`
-	_, err := ParseCluster([]byte(good))
+	_, err := netcfg.ParseCluster([]byte(good))
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -324,8 +327,8 @@ func TestClusterDescriptionIsStrict(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := strings.Replace(good, tt.from, tt.to, 1)
 			require.NotEqual(t, good, bad)
-			_, err := ParseCluster([]byte(bad))
-			var de *DescriptionError
+			_, err := netcfg.ParseCluster([]byte(bad))
+			var de *netcfg.DescriptionError
 			require.ErrorAs(t, err, &de)
 			assert.Equal(t, tt.field, de.Field, err.Error())
 		})
@@ -336,30 +339,30 @@ func TestSafetyCheckRefusesDangerousCommands(t *testing.T) {
 	tb, prot := []string{"en3", "en5"}, []string{"en1"}
 	tests := []struct {
 		name string
-		cmd  Command
+		cmd  netcfg.Command
 		want string // "" means allowed
 	}{
-		{"the seed's kernel-panicking route change", Command{"route", []string{"change", "192.168.0.1", "-interface", "en3"}}, "route commands are never issued"},
-		{"route by full path", Command{"/sbin/route", []string{"add", "10.10.0.2", "-interface", "en3"}}, "route commands are never issued"},
-		{"switching network locations", Command{"networksetup", []string{"-switchtolocation", "exo"}}, "-switchtolocation"},
-		{"disabling a network service", Command{"networksetup", []string{"-setnetworkserviceenabled", "Wi-Fi", "off"}}, "-setnetworkserviceenabled"},
-		{"creating a location", Command{"networksetup", []string{"-createlocation", "exo", "populate"}}, "-createlocation"},
-		{"touching the LAN interface", Command{"ifconfig", []string{"en1", "inet", "10.10.0.1/30", "up"}}, "LAN or protected"},
-		{"an address on a non-Thunderbolt port", Command{"ifconfig", []string{"en0", "inet", "10.10.0.1/30", "up"}}, "not a Thunderbolt interface"},
-		{"a wider subnet than /30", Command{"ifconfig", []string{"en3", "inet", "10.10.0.1/24", "up"}}, "not an IPv4 /30"},
-		{"another ifconfig form", Command{"ifconfig", []string{"en3", "destroy"}}, "not one of the ifconfig forms"},
-		{"a shell", Command{"sh", []string{"-c", "route change default -interface en3"}}, "only ifconfig"},
-		{"the seed's address form", Command{"ifconfig", []string{"en3", "inet", "10.10.0.1/30", "up"}}, ""},
-		{"bridge teardown", Command{"ifconfig", []string{"bridge0", "deletem", "en5"}}, ""},
+		{"the seed's kernel-panicking route change", netcfg.Command{"route", []string{"change", "192.168.0.1", "-interface", "en3"}}, "route commands are never issued"},
+		{"route by full path", netcfg.Command{"/sbin/route", []string{"add", "10.10.0.2", "-interface", "en3"}}, "route commands are never issued"},
+		{"switching network locations", netcfg.Command{"networksetup", []string{"-switchtolocation", "exo"}}, "-switchtolocation"},
+		{"disabling a network service", netcfg.Command{"networksetup", []string{"-setnetworkserviceenabled", "Wi-Fi", "off"}}, "-setnetworkserviceenabled"},
+		{"creating a location", netcfg.Command{"networksetup", []string{"-createlocation", "exo", "populate"}}, "-createlocation"},
+		{"touching the LAN interface", netcfg.Command{"ifconfig", []string{"en1", "inet", "10.10.0.1/30", "up"}}, "LAN or protected"},
+		{"an address on a non-Thunderbolt port", netcfg.Command{"ifconfig", []string{"en0", "inet", "10.10.0.1/30", "up"}}, "not a Thunderbolt interface"},
+		{"a wider subnet than /30", netcfg.Command{"ifconfig", []string{"en3", "inet", "10.10.0.1/24", "up"}}, "not an IPv4 /30"},
+		{"another ifconfig form", netcfg.Command{"ifconfig", []string{"en3", "destroy"}}, "not one of the ifconfig forms"},
+		{"a shell", netcfg.Command{"sh", []string{"-c", "route change default -interface en3"}}, "only ifconfig"},
+		{"the seed's address form", netcfg.Command{"ifconfig", []string{"en3", "inet", "10.10.0.1/30", "up"}}, ""},
+		{"bridge teardown", netcfg.Command{"ifconfig", []string{"bridge0", "deletem", "en5"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckCommand("hwStudio1", tt.cmd, tb, prot)
+			err := netcfg.CheckCommand("hwStudio1", tt.cmd, tb, prot)
 			if tt.want == "" {
 				assert.NoError(t, err)
 				return
 			}
-			var ue *UnsafeError
+			var ue *netcfg.UnsafeError
 			require.ErrorAs(t, err, &ue)
 			assert.Contains(t, err.Error(), tt.want)
 		})
@@ -368,24 +371,24 @@ func TestSafetyCheckRefusesDangerousCommands(t *testing.T) {
 
 func TestTamperedPlanFileIsRefused(t *testing.T) {
 	c, _ := discoverDir(t, "seed", "hwStudio1", "hwStudio2")
-	p, err := MakePlan(c, Options{})
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 	b, err := json.Marshal(p)
 	require.NoError(t, err)
 
-	_, err = ReadPlan(strings.NewReader(string(b)))
+	_, err = netcfg.ReadPlan(strings.NewReader(string(b)))
 	require.NoError(t, err, "an untouched plan reads back")
 
-	var q Plan
+	var q netcfg.Plan
 	require.NoError(t, json.Unmarshal(b, &q))
-	q.Steps = append(q.Steps, Step{Node: "hwStudio1", Kind: StepSetAddress, Command: Command{"route", []string{"change", "192.168.0.1", "-interface", "en3"}}})
+	q.Steps = append(q.Steps, netcfg.Step{Node: "hwStudio1", Kind: netcfg.StepSetAddress, Command: netcfg.Command{"route", []string{"change", "192.168.0.1", "-interface", "en3"}}})
 	b, err = json.Marshal(q)
 	require.NoError(t, err)
-	_, err = ReadPlan(strings.NewReader(string(b)))
-	var ue *UnsafeError
+	_, err = netcfg.ReadPlan(strings.NewReader(string(b)))
+	var ue *netcfg.UnsafeError
 	require.ErrorAs(t, err, &ue)
 
-	_, err = Apply(context.Background(), &ReplayRunner{Dir: "testdata/seed"}, &q, ApplyOptions{Apply: true})
+	_, err = netcfg.Apply(context.Background(), &netcfgtest.ReplayRunner{Dir: "testdata/seed"}, &q, netcfg.ApplyOptions{Apply: true})
 	require.ErrorAs(t, err, &ue, "apply re-checks a plan it did not make")
 }
 
@@ -400,7 +403,7 @@ func TestDiagnose(t *testing.T) {
 	tests := []struct {
 		name   string
 		text   string
-		states []*NodeState
+		states []*netcfg.NodeState
 		want   string
 	}{
 		{"errno 22 names the bridge member", "[jaccl] Changing queue pair to RTR failed with errno 22", seed, "en3 is still a member of bridge0 on hwStudio2"},
@@ -408,13 +411,13 @@ func TestDiagnose(t *testing.T) {
 		{"errno 60 names the bridge member", "recv failed with errno 60", seed, "on hwStudio1 run `sudo ifconfig bridge0 deletem en5`"},
 		{"errno 60 on a clean node points at the side channel", "connect: errno 60 (Operation timed out)", conv, "coordinator"},
 		{"EBUSY is too many queue pairs", "Creating queue pair failed with errno 16", conv, "stop the other jaccl"},
-		{"a missing device is checked on every node", "Could not find device rdma_en3", []*NodeState{&noDev, conv[1]}, "hwStudio1 has no device rdma_en3"},
+		{"a missing device is checked on every node", "Could not find device rdma_en3", []*netcfg.NodeState{&noDev, conv[1]}, "hwStudio1 has no device rdma_en3"},
 		{"protection domain means RDMA is off", "Couldn't allocate protection domain", conv, "rdma_ctl enable"},
-		{"RDMA off shows even for an unknown error", "something else", []*NodeState{conv[0], &off}, "RDMA is disabled on hwStudio2"},
+		{"RDMA off shows even for an unknown error", "something else", []*netcfg.NodeState{conv[0], &off}, "RDMA is disabled on hwStudio2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ds := Diagnose(tt.text, tt.states)
+			ds := netcfg.Diagnose(tt.text, tt.states)
 			require.NotEmpty(t, ds)
 			var all []string
 			for _, d := range ds {
@@ -423,13 +426,13 @@ func TestDiagnose(t *testing.T) {
 			assert.Contains(t, strings.Join(all, "\n"), tt.want)
 		})
 	}
-	assert.Empty(t, Diagnose("unrelated", conv), "a healthy cluster and an unknown error give nothing")
+	assert.Empty(t, netcfg.Diagnose("unrelated", conv), "a healthy cluster and an unknown error give nothing")
 }
 
 func TestDiscoveryErrorsNameTheNode(t *testing.T) {
-	r := &ReplayRunner{Dir: t.TempDir()}
-	_, err := Discover(context.Background(), r, "ghost")
-	var ce *CommandError
+	r := &netcfgtest.ReplayRunner{Dir: t.TempDir()}
+	_, err := netcfg.Discover(context.Background(), r, "ghost")
+	var ce *netcfg.CommandError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "ghost", ce.Node)
 	assert.True(t, errors.Is(err, os.ErrNotExist))

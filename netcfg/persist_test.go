@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 	"github.com/mlxdist/mlxdist/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/netcfg"
+	"github.com/mlxdist/mlxdist/netcfg/netcfgtest"
 )
 
 // plistDict reads the top-level dict of a property list into key → raw
@@ -68,7 +71,7 @@ func writeTemp(t *testing.T, b []byte) string {
 }
 
 func TestDaemonPlistIsAWellFormedLaunchDaemon(t *testing.T) {
-	b, err := Daemon{Node: "hwStudio1"}.Plist()
+	b, err := netcfg.Daemon{Node: "hwStudio1"}.Plist()
 	require.NoError(t, err)
 	d := plistDict(t, b)
 	assert.Equal(t, "com.mlxdist.tbnet", d["Label"])
@@ -79,17 +82,17 @@ func TestDaemonPlistIsAWellFormedLaunchDaemon(t *testing.T) {
 	assert.NotContains(t, d, "StartInterval")
 	assert.NotContains(t, d, "KeepAlive")
 
-	_, err = Daemon{}.Plist()
+	_, err = netcfg.Daemon{}.Plist()
 	assert.Error(t, err, "a daemon needs its node")
 
-	b, err = Daemon{Node: `a<b&"c"`}.Plist()
+	b, err = netcfg.Daemon{Node: `a<b&"c"`}.Plist()
 	require.NoError(t, err)
 	assert.Contains(t, plistDict(t, b)["ProgramArguments"], `a<b&"c"`)
 }
 
 func TestDaemonPlistReadsWithPythonPlistlib(t *testing.T) {
 	testenv.Python(t)
-	b, err := Daemon{Node: "hwStudio2"}.Plist()
+	b, err := netcfg.Daemon{Node: "hwStudio2"}.Plist()
 	require.NoError(t, err)
 	out := testenv.RunPython(t, `
 import plistlib, sys, json
@@ -104,7 +107,7 @@ print(json.dumps(d, sort_keys=True))
 }
 
 func TestDaemonInstallCommands(t *testing.T) {
-	d := Daemon{Node: "hwStudio1"}
+	d := netcfg.Daemon{Node: "hwStudio1"}
 	var install []string
 	for _, c := range d.InstallCommands("/tmp/p.plist", "/tmp/plan.json") {
 		install = append(install, c.String())
@@ -116,7 +119,7 @@ func TestDaemonInstallCommands(t *testing.T) {
 // bootRunner is a node at boot: `ifconfig en3` fails until the interface
 // has appeared after some polls; everything else replays the seed node.
 type bootRunner struct {
-	ReplayRunner
+	netcfgtest.ReplayRunner
 	mu      sync.Mutex
 	missing int
 	polls   int
@@ -153,13 +156,13 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 
 func TestReconcileWaitsForInterfacesThenApplies(t *testing.T) {
 	c, _ := discoverDir(t, "seed", "hwStudio1", "hwStudio2")
-	p, err := MakePlan(c, Options{})
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 
 	t.Run("interfaces that appear late are waited for", func(t *testing.T) {
-		r := &bootRunner{ReplayRunner: ReplayRunner{Dir: "testdata/seed"}, missing: 3}
+		r := &bootRunner{ReplayRunner: netcfgtest.ReplayRunner{Dir: "testdata/seed"}, missing: 3}
 		clk := &fakeClock{now: time.Unix(0, 0)}
-		res, err := Reconcile(context.Background(), r, p, "hwStudio2", ReconcileOptions{
+		res, err := netcfg.Reconcile(context.Background(), r, p, "hwStudio2", netcfg.ReconcileOptions{
 			Apply: true, Poll: time.Second, Timeout: time.Minute, Now: clk.Now, After: clk.After})
 		require.NoError(t, err)
 		assert.Equal(t, []time.Duration{time.Second, time.Second, time.Second}, clk.waited)
@@ -171,17 +174,17 @@ func TestReconcileWaitsForInterfacesThenApplies(t *testing.T) {
 		}
 	})
 	t.Run("an interface that never appears times out with its name", func(t *testing.T) {
-		r := &bootRunner{ReplayRunner: ReplayRunner{Dir: "testdata/seed"}, missing: 1 << 30}
+		r := &bootRunner{ReplayRunner: netcfgtest.ReplayRunner{Dir: "testdata/seed"}, missing: 1 << 30}
 		clk := &fakeClock{now: time.Unix(0, 0)}
-		_, err := Reconcile(context.Background(), r, p, "hwStudio1", ReconcileOptions{
+		_, err := netcfg.Reconcile(context.Background(), r, p, "hwStudio1", netcfg.ReconcileOptions{
 			Apply: true, Poll: 2 * time.Second, Timeout: 10 * time.Second, Now: clk.Now, After: clk.After})
-		var te *InterfaceTimeoutError
+		var te *netcfg.InterfaceTimeoutError
 		require.ErrorAs(t, err, &te)
 		assert.Equal(t, "en3", te.Interface)
 		assert.Empty(t, r.MutatingCalls())
 	})
 	t.Run("a node not in the plan is refused", func(t *testing.T) {
-		_, err := Reconcile(context.Background(), &ReplayRunner{Dir: "testdata/seed"}, p, "hwStudio9", ReconcileOptions{})
+		_, err := netcfg.Reconcile(context.Background(), &netcfgtest.ReplayRunner{Dir: "testdata/seed"}, p, "hwStudio9", netcfg.ReconcileOptions{})
 		assert.ErrorContains(t, err, "not in the plan")
 	})
 }

@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/netcfg"
 )
 
 func TestOnlyPrivatePoolsAreAccepted(t *testing.T) {
@@ -32,7 +34,7 @@ func TestOnlyPrivatePoolsAreAccepted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("pool %s private %v", tt.pool, tt.ok), func(t *testing.T) {
 			c := readCluster(t, "testdata/mesh4.json")
-			p, err := MakePlan(c, Options{Pool: netip.MustParsePrefix(tt.pool)})
+			p, err := netcfg.MakePlan(c, netcfg.Options{Pool: netip.MustParsePrefix(tt.pool)})
 			if tt.ok {
 				require.NoError(t, err)
 				for _, l := range p.Links {
@@ -40,7 +42,7 @@ func TestOnlyPrivatePoolsAreAccepted(t *testing.T) {
 				}
 				return
 			}
-			require.ErrorIs(t, err, ErrPublicPool)
+			require.ErrorIs(t, err, netcfg.ErrPublicPool)
 			assert.Contains(t, err.Error(), tt.pool)
 			assert.NotContains(t, err.Error(), "\n")
 		})
@@ -50,7 +52,7 @@ func TestOnlyPrivatePoolsAreAccepted(t *testing.T) {
 func TestSkippedSubnetsAreSummarisedInOneLinePerReason(t *testing.T) {
 	c := readCluster(t, "testdata/mesh4.json")
 	c.Nodes[1].Routes = []string{"10.0.0.0/12"}
-	p, err := MakePlan(c, Options{Pool: netip.MustParsePrefix("10.0.0.0/8")})
+	p, err := netcfg.MakePlan(c, netcfg.Options{Pool: netip.MustParsePrefix("10.0.0.0/8")})
 	require.NoError(t, err)
 	require.Len(t, p.Skipped, 4096, "every /24 of 10.0.0.0/12 is passed over")
 	var b bytes.Buffer
@@ -66,15 +68,15 @@ func TestSkippedSubnetsAreSummarisedInOneLinePerReason(t *testing.T) {
 
 func TestATakenDefaultPoolGivesWayToTheNextPrivatePool(t *testing.T) {
 	c := readCluster(t, "testdata/mesh4.json")
-	c.Nodes[2].Other = []Addressed{{Interface: "utun3", Address: "10.0.0.1/8"}}
-	p, err := MakePlan(c, Options{})
+	c.Nodes[2].Other = []netcfg.Addressed{{Interface: "utun3", Address: "10.0.0.1/8"}}
+	p, err := netcfg.MakePlan(c, netcfg.Options{})
 	require.NoError(t, err)
 	assert.Equal(t, "172.31.0.0/16", p.Pool.String())
 	assert.Contains(t, p.PoolNote, "utun3")
 	var b bytes.Buffer
 	require.NoError(t, p.WriteText(&b))
 	assert.Contains(t, b.String(), "# pool 172.31.0.0/16 chosen because the default pool 10.10.0.0/16 has no room")
-	require.NoError(t, CheckSafe(p))
+	require.NoError(t, netcfg.CheckSafe(p))
 }
 
 func TestNineNodesFailPreflightInOneReadableLine(t *testing.T) {
@@ -96,10 +98,10 @@ func TestNineNodesFailPreflightInOneReadableLine(t *testing.T) {
 		fmt.Fprintf(&js, `{"a": "m%d:en3", "b": "m%d:en2"}`, i, i%9+1)
 	}
 	js.WriteString(`]}`)
-	c, err := ParseCluster([]byte(js.String()))
+	c, err := netcfg.ParseCluster([]byte(js.String()))
 	require.NoError(t, err)
-	_, err = MakePlan(c, Options{})
-	var pf *PreflightError
+	_, err = netcfg.MakePlan(c, netcfg.Options{})
+	var pf *netcfg.PreflightError
 	require.True(t, errors.As(err, &pf), "%v", err)
 	require.Greater(t, len(pf.Problems), 10, "every problem is kept")
 	assert.Less(t, len(err.Error()), 400, err.Error())
@@ -110,10 +112,10 @@ func TestNineNodesFailPreflightInOneReadableLine(t *testing.T) {
 func TestHostfileEnvsMustBeNameValue(t *testing.T) {
 	c := readCluster(t, "testdata/mesh4.json")
 	for _, env := range []string{"NOEQ", "=x", "1A=b", "A B=c"} {
-		_, err := MakePlan(c, Options{Envs: []string{env}})
+		_, err := netcfg.MakePlan(c, netcfg.Options{Envs: []string{env}})
 		require.Error(t, err, env)
 		assert.Contains(t, err.Error(), "NAME=value")
 	}
-	_, err := MakePlan(c, Options{Envs: []string{"MLX_METAL_FAST_SYNCH=1"}})
+	_, err := netcfg.MakePlan(c, netcfg.Options{Envs: []string{"MLX_METAL_FAST_SYNCH=1"}})
 	assert.NoError(t, err)
 }

@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"errors"
@@ -8,28 +8,30 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/mlxdist/mlxdist/netcfg"
 )
 
 // randomCluster builds a full-mesh cluster from rng: 2 to 6 nodes, one or
 // two cables per pair, LAN, VPN addresses and routes drawn near the pool so
 // overlaps are common, and a pool that is sometimes tiny.
-func randomCluster(rng *rand.Rand) (*Cluster, Options) {
+func randomCluster(rng *rand.Rand) (*netcfg.Cluster, netcfg.Options) {
 	near := func() netip.Addr {
 		bases := [][2]byte{{10, 10}, {10, 0}, {192, 168}, {100, 100}, {172, 16}}
 		b := bases[rng.IntN(len(bases))]
 		return netip.AddrFrom4([4]byte{b[0], b[1], byte(rng.IntN(8)), byte(1 + rng.IntN(250))})
 	}
 	n := 2 + rng.IntN(5)
-	c := &Cluster{}
+	c := &netcfg.Cluster{}
 	next := make([]int, n)
 	for i := 0; i < n; i++ {
-		node := Node{Name: fmt.Sprintf("n%d", i), MacOS: "26.3", RDMAEnabled: true,
-			LAN: &Addressed{"en0", netip.PrefixFrom(near(), 16+rng.IntN(15)).String()}}
+		node := netcfg.Node{Name: fmt.Sprintf("n%d", i), MacOS: "26.3", RDMAEnabled: true,
+			LAN: &netcfg.Addressed{"en0", netip.PrefixFrom(near(), 16+rng.IntN(15)).String()}}
 		for k := 0; k < 2*n; k++ {
-			node.Thunderbolt = append(node.Thunderbolt, Port{Interface: fmt.Sprintf("en%d", k+2), RDMA: fmt.Sprintf("rdma_en%d", k+2)})
+			node.Thunderbolt = append(node.Thunderbolt, netcfg.Port{Interface: fmt.Sprintf("en%d", k+2), RDMA: fmt.Sprintf("rdma_en%d", k+2)})
 		}
 		for k := rng.IntN(3); k > 0; k-- {
-			node.Other = append(node.Other, Addressed{fmt.Sprintf("utun%d", k), netip.PrefixFrom(near(), 24+rng.IntN(9)).String()})
+			node.Other = append(node.Other, netcfg.Addressed{fmt.Sprintf("utun%d", k), netip.PrefixFrom(near(), 24+rng.IntN(9)).String()})
 		}
 		for k := rng.IntN(3); k > 0; k-- {
 			node.Routes = append(node.Routes, netip.PrefixFrom(near(), 20+rng.IntN(13)).Masked().String())
@@ -39,7 +41,7 @@ func randomCluster(rng *rand.Rand) (*Cluster, Options) {
 	for i := 0; i < n; i++ {
 		for j := i + 1; j < n; j++ {
 			for k := 1 + rng.IntN(2); k > 0; k-- {
-				c.Cables = append(c.Cables, Cable{fmt.Sprintf("n%d:en%d", i, next[i]+2), fmt.Sprintf("n%d:en%d", j, next[j]+2)})
+				c.Cables = append(c.Cables, netcfg.Cable{fmt.Sprintf("n%d:en%d", i, next[i]+2), fmt.Sprintf("n%d:en%d", j, next[j]+2)})
 				next[i]++
 				next[j]++
 			}
@@ -47,22 +49,22 @@ func randomCluster(rng *rand.Rand) (*Cluster, Options) {
 	}
 	rng.Shuffle(len(c.Cables), func(i, j int) { c.Cables[i], c.Cables[j] = c.Cables[j], c.Cables[i] })
 	pools := []string{"10.10.0.0/16", "10.10.0.0/22", "10.10.0.0/26", "10.0.0.0/8", "192.168.0.0/16"}
-	return c, Options{Pool: netip.MustParsePrefix(pools[rng.IntN(len(pools))])}
+	return c, netcfg.Options{Pool: netip.MustParsePrefix(pools[rng.IntN(len(pools))])}
 }
 
 // checkPlanProperties asserts what must hold for every plan: each cable one
 // /30, both ends in it with distinct host addresses, no subnet shared, no
 // overlap with anything reserved on any node, no route command.
-func checkPlanProperties(t *testing.T, c *Cluster, opts Options) (planned bool) {
+func checkPlanProperties(t *testing.T, c *netcfg.Cluster, opts netcfg.Options) (planned bool) {
 	t.Helper()
-	p, err := MakePlan(c, opts)
+	p, err := netcfg.MakePlan(c, opts)
 	if err != nil {
-		var ex *PoolExhaustedError
+		var ex *netcfg.PoolExhaustedError
 		require.True(t, errors.As(err, &ex), "only an exhausted pool may fail here: %v", err)
 		return false
 	}
 	require.Len(t, p.Links, len(c.Cables), "every cable gets exactly one /30")
-	rs := reservations(c, map[Endpoint]bool{})
+	rs := netcfg.Reservations(c, map[netcfg.Endpoint]bool{})
 	for i, l := range p.Links {
 		require.Equal(t, 30, l.Subnet.Bits())
 		require.True(t, opts.Pool.Contains(l.Subnet.Addr()), "%s outside pool %s", l.Subnet, opts.Pool)
@@ -70,7 +72,7 @@ func checkPlanProperties(t *testing.T, c *Cluster, opts Options) (planned bool) 
 		require.NotEqual(t, l.AddrA.Addr(), l.AddrB.Addr())
 		require.NotEqual(t, l.Subnet.Addr(), l.AddrA.Addr(), "not the network address")
 		for _, r := range rs {
-			require.False(t, r.p.Overlaps(l.Subnet), "%s overlaps %s", l.Subnet, r.what)
+			require.False(t, r.Prefix.Overlaps(l.Subnet), "%s overlaps %s", l.Subnet, r.What)
 		}
 		for _, m := range p.Links[i+1:] {
 			require.False(t, m.Subnet.Overlaps(l.Subnet), "two cables share %s", l.Subnet)
@@ -84,7 +86,7 @@ func checkPlanProperties(t *testing.T, c *Cluster, opts Options) (planned bool) 
 			}
 		}
 	}
-	require.NoError(t, CheckSafe(p))
+	require.NoError(t, netcfg.CheckSafe(p))
 	return true
 }
 
@@ -96,7 +98,7 @@ func TestPlanPropertiesOnRandomClusters(t *testing.T) {
 		if checkPlanProperties(t, c, opts) {
 			planned++
 		}
-		if p, err := MakePlan(c, opts); err == nil && len(p.Skipped) > 0 {
+		if p, err := netcfg.MakePlan(c, opts); err == nil && len(p.Skipped) > 0 {
 			skipped++
 		}
 	}
@@ -123,13 +125,13 @@ func FuzzReadCluster(f *testing.F) {
 	f.Add([]byte(`{"nodes":[{"name":"a","thunderbolt":[{"interface":"en3"}]},{"name":"b","thunderbolt":[{"interface":"en3"}]}],"cables":[{"a":"a:en3","b":"b:en3"}]}`))
 	f.Add([]byte(`{"nodes":[]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := ParseCluster(b)
+		c, err := netcfg.ParseCluster(b)
 		if err != nil {
 			return
 		}
-		p, err := MakePlan(c, Options{Backend: BackendRing})
+		p, err := netcfg.MakePlan(c, netcfg.Options{Backend: netcfg.BackendRing})
 		if err == nil {
-			require.NoError(t, CheckSafe(p))
+			require.NoError(t, netcfg.CheckSafe(p))
 			for _, s := range p.Steps {
 				require.NotEqual(t, "route", s.Command.Program)
 			}

@@ -8,9 +8,7 @@ import (
 	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 )
 
 // A Runner runs one command on one node and returns its standard output.
@@ -85,80 +83,6 @@ func (s SSHRunner) Run(ctx context.Context, node, name string, args ...string) (
 // verification and polling only read.
 func IsMutating(name string, args []string) bool {
 	return name == "ifconfig" && len(args) > 1
-}
-
-// A Call is one command a ReplayRunner was asked to run.
-type Call struct {
-	Node    string
-	Command Command
-}
-
-// ReplayRunner answers commands from recorded output files instead of
-// running them: a command `NAME ARGS...` on node N reads
-// Dir/N/NAME_ARG1_ARG2.txt (arguments joined with "_", characters other
-// than letters, digits, '-' and '.' turned into '_') and falls back to
-// Dir/N/NAME.txt. A missing recording is an error, as a failing command
-// would be. Mutating commands (IsMutating) are never looked up: they are
-// recorded and succeed, so a test can assert exactly what would have run.
-type ReplayRunner struct {
-	Dir string
-
-	mu    sync.Mutex
-	calls []Call
-}
-
-// Run replays the recorded output of the command on node.
-func (r *ReplayRunner) Run(ctx context.Context, node, name string, args ...string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.calls = append(r.calls, Call{Node: node, Command: Command{Program: name, Args: append([]string(nil), args...)}})
-	r.mu.Unlock()
-	if IsMutating(name, args) {
-		return nil, nil
-	}
-	specific := name
-	for _, a := range args {
-		specific += "_" + sanitize(a)
-	}
-	for _, base := range []string{specific, name} {
-		b, err := os.ReadFile(filepath.Join(r.Dir, node, base+".txt"))
-		if err == nil {
-			return b, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-	}
-	return nil, &CommandError{Node: node, Command: Command{Program: name, Args: args}, Err: os.ErrNotExist, Stderr: "no recorded output"}
-}
-
-// Calls returns every command the runner was asked to run, in order.
-func (r *ReplayRunner) Calls() []Call {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Call(nil), r.calls...)
-}
-
-// MutatingCalls returns the calls that would have changed a machine.
-func (r *ReplayRunner) MutatingCalls() []Call {
-	var out []Call
-	for _, c := range r.Calls() {
-		if IsMutating(c.Command.Program, c.Command.Args) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
-			return r
-		}
-		return '_'
-	}, s)
 }
 
 // A Command is one program invocation of a plan: never a shell string, so
