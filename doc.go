@@ -29,7 +29,7 @@
 // and builds the C ABI library in the user's cache directory, where package
 // mlx finds it.
 //
-// The examples directory holds thin programs built on them: the seed's
+// The examples directory holds thin programs built on them: a cluster's
 // connectivity test, the Kimi K2.5 loading test, generation, a checkpoint
 // inspector and generator, a launcher, the Thunderbolt network tool, a
 // tokenizer, and an OpenAI-compatible server.

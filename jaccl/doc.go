@@ -12,7 +12,7 @@
 // # Groups
 //
 // A rank joins with Init, which wraps MLX's distributed init with the rules
-// a user of the seed's cluster wants: asking for a back-end and getting
+// a user of a Thunderbolt RDMA cluster wants: asking for a back-end and getting
 // another is an error (jaccl never quietly becomes ring), and a group of one
 // when the launcher set up N ranks is an error too. The collectives (AllSum,
 // AllGather, AllMax, AllMin, SumScatter, Send, Recv) are lazy MLX ops on the

@@ -45,7 +45,7 @@ type Options struct {
 	// set up (see EnvBackend), or let MLX pick when there is none.
 	Backend Backend
 	// Strict makes init fail instead of returning a group of one when the
-	// back-end cannot start. The seed initialises jaccl strictly. A launcher
+	// back-end cannot start (as mlx-lm's distributed scripts ask for jaccl). A launcher
 	// that set up exactly one rank (MLX_WORLD_SIZE=1) relaxes it, since a
 	// group of one is then the right answer.
 	Strict bool

@@ -23,7 +23,7 @@
 //     size (mlx.NewArrayFill) and filled from exactly the file byte ranges
 //     that hold the rank's part, by a small pool of goroutines. Peak ≈ the
 //     shard; bytes read ≈ the shard plus the replicated tensors.
-//   - EvalShardEval is the seed's and exo's path, with MLX's own loader:
+//   - EvalShardEval is mlx-lm's and exo's path, with MLX's own loader:
 //     per section the rank's slices of the lazy full tensors are made
 //     contiguous and evaluated in one graph, each full tensor freed once
 //     its copy is made. Peak ≈ shard so far + one full section + its shard.

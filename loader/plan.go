@@ -23,14 +23,14 @@ const (
 	// array: a full tensor the rank needs only part of is never read, never
 	// held. Peak ≈ the shard; bytes read ≈ the shard.
 	Direct Strategy = iota
-	// EvalShardEval is the seed's and exo's path: per section, MLX's own
+	// EvalShardEval is mlx-lm's and exo's path: per section, MLX's own
 	// loader materializes the full tensors, the rank's slices are made
 	// contiguous and evaluated, and the originals are freed before the next
 	// section. Peak ≈ the shard so far + one full section + its shard.
 	EvalShardEval
 	// ChunkedEval loads every tensor whole with MLX's own loader, one
 	// section per evaluation, and shards nothing (every rank gets the whole
-	// model): the seed's single-node path.
+	// model): mlx-lm's single-node path.
 	ChunkedEval
 )
 

@@ -27,7 +27,7 @@ const (
 )
 
 // DefaultPool is where cable subnets come from unless Options.Pool says
-// otherwise: cable i gets 10.10.i.0/30, the shape the seed cluster used.
+// otherwise: cable i gets 10.10.i.0/30, the shape MLX's own Thunderbolt guides use.
 var DefaultPool = netip.MustParsePrefix("10.10.0.0/16")
 
 // PrivatePools are the ranges a pool must lie inside: the private ranges of
@@ -308,7 +308,7 @@ func planPool(c *Cluster, opts Options, pool netip.Prefix) (*Plan, error) {
 
 	p := &Plan{Backend: opts.Backend, Pool: pool, Thunderbolt: map[string][]string{}, Protected: map[string][]string{}}
 	// In a /16 or larger pool cable i takes the first /30 of the i-th /24
-	// (the seed's 10.10.0.0/30, 10.10.1.0/30: easy to read, one cable per
+	// (10.10.0.0/30, 10.10.1.0/30, ...: easy to read, one cable per
 	// third octet); a smaller pool is packed with consecutive /30s.
 	stride := 24
 	if pool.Bits() > 16 {
@@ -437,7 +437,7 @@ func planPool(c *Cluster, opts Options, pool netip.Prefix) (*Plan, error) {
 // addressStep sets a /30 as `ifconfig enX inet A.B.C.D/30 up`: the family
 // is named, so the command means the same whatever ifconfig's default, and
 // address and prefix length travel in one token, so the mask cannot be
-// mistyped apart from the address (the seed's own form, with `inet` added).
+// mistyped apart from the address (the form people type, with `inet` added).
 func addressStep(node, iface string, addr netip.Prefix) Step {
 	return Step{Node: node, Kind: StepSetAddress, Interface: iface, Address: addr,
 		Command: Command{"ifconfig", []string{iface, "inet", addr.String(), "up"}}}

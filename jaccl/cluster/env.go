@@ -18,7 +18,7 @@ import (
 type Backend string
 
 // The back-ends MLX knows. Any lets MLX pick (nccl, ring, mpi, jaccl in that
-// order); the seed insists on JACCL and never a silent fall-back to Ring.
+// order); a job that asks for JACCL never silently falls back to Ring.
 const (
 	Any       Backend = "any"
 	Ring      Backend = "ring"

@@ -51,7 +51,7 @@ type hint struct {
 	fix     string
 }
 
-// The fixes come from the seed's troubleshooting notes. errno values are
+// The fixes come from troubleshooting two-Mac Thunderbolt RDMA clusters. errno values are
 // macOS ones (jaccl is macOS-only): 22 EINVAL, 60 ETIMEDOUT, 16 EBUSY; the
 // ring ones also match Linux's numbers since ring runs there too. Order
 // matters: the first match wins, so errno 16 and 60 are looked for before
