@@ -27,7 +27,7 @@ const (
 )
 
 // DefaultPool is where cable subnets come from unless Options.Pool says
-// otherwise: cable i gets 10.10.i.0/30, the shape MLX's own Thunderbolt guides use.
+// otherwise: cable i gets 10.10.i.0/30, one cable per third octet.
 var DefaultPool = netip.MustParsePrefix("10.10.0.0/16")
 
 // PrivatePools are the ranges a pool must lie inside: the private ranges of
