@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -45,9 +46,10 @@ type Options struct {
 	// set up (see EnvBackend), or let MLX pick when there is none.
 	Backend Backend
 	// Strict makes init fail instead of returning a group of one when the
-	// back-end cannot start (as mlx-lm's distributed scripts ask for jaccl). A launcher
-	// that set up exactly one rank (MLX_WORLD_SIZE=1) relaxes it, since a
-	// group of one is then the right answer.
+	// back-end cannot start. Init is strict anyway when a launcher set the
+	// job up (EnvBackend is not empty), unless the launcher set up exactly
+	// one rank (MLX_WORLD_SIZE=1), since a group of one is then the right
+	// answer.
 	Strict bool
 	// Timeout bounds each evaluating helper; 0 means DefaultTimeout and a
 	// negative value waits forever.
@@ -153,7 +155,9 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 	}
 
 	want, source := LaunchedSize()
-	strict := opt.Strict && want != 1
+	// A launcher set the job up: a group of one would run the whole job on
+	// every rank without a word, so init is strict whatever opt says.
+	strict := (opt.Strict || EnvBackend() != "") && want != 1
 
 	type result struct {
 		g   *mlx.Group
@@ -612,6 +616,44 @@ func AllSumSlice[T mlx.Element](ctx context.Context, g *Group, xs []T) ([]T, err
 // AllGatherSlice concatenates xs from every rank in rank order.
 func AllGatherSlice[T mlx.Element](ctx context.Context, g *Group, xs []T) ([]T, error) {
 	return sliceCollective(ctx, g, xs, g.AllGather)
+}
+
+// AllGatherValue gathers one value from every rank, in rank order: each
+// rank's v is encoded as JSON (so T's exported fields travel, under their
+// JSON names), the encodings are gathered, and rank r's comes back as
+// element r. It is for the small figures a job reports, not for tensors:
+//
+//	type figures struct{ LoadS float64; Peak int64 }
+//	all, err := jaccl.AllGatherValue(ctx, g, figures{LoadS: t, Peak: peak})
+//	// all[r] is rank r's figures, on every rank
+func AllGatherValue[T any](ctx context.Context, g *Group, v T) ([]T, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("jaccl: gathering a %T: %w", v, err)
+	}
+	lens, err := AllGatherSlice(ctx, g, []int64{int64(len(b))})
+	if err != nil {
+		return nil, err
+	}
+	width := slices.Max(lens)
+	// Every rank sends the same number of bytes, so pad to the longest.
+	padded := make([]uint8, width)
+	copy(padded, b)
+	all, err := AllGatherSlice(ctx, g, padded)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(all)) != width*int64(len(lens)) {
+		return nil, fmt.Errorf("jaccl: gathered %d bytes from %d ranks, want %d", len(all), len(lens), width*int64(len(lens)))
+	}
+	out := make([]T, len(lens))
+	for r, n := range lens {
+		part := all[int64(r)*width : int64(r)*width+n]
+		if err := json.Unmarshal(part, &out[r]); err != nil {
+			return nil, fmt.Errorf("jaccl: rank %d's %T: %w", r, v, err)
+		}
+	}
+	return out, nil
 }
 
 func sliceCollective[T mlx.Element](ctx context.Context, g *Group, xs []T, op func(*mlx.Array) (*mlx.Array, error)) ([]T, error) {

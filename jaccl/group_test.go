@@ -260,6 +260,25 @@ func checkCollectives(ctx context.Context, g *Group) (int, error) {
 			checks++
 		}
 	}
+	// A struct of figures whose encodings differ in length from rank to rank.
+	type figures struct {
+		Rank  int
+		Name  string
+		Bytes int64
+		Secs  float64
+	}
+	mine := figures{rank, strings.Repeat("r", 1+7*rank), int64(rank) << 40, 0.5 * float64(rank)}
+	gathered, err := AllGatherValue(ctx, g, mine)
+	if err != nil {
+		return checks, fmt.Errorf("gathering a struct: %w", err)
+	}
+	for r := range size {
+		want := figures{r, strings.Repeat("r", 1+7*r), int64(r) << 40, 0.5 * float64(r)}
+		if len(gathered) != size || gathered[r] != want {
+			return checks, fmt.Errorf("gathered structs %+v, want rank %d's to be %+v", gathered, r, want)
+		}
+	}
+	checks++
 	if _, err := g.Split(0, -1); !errors.Is(err, ErrSplitUnsupported) {
 		return checks, fmt.Errorf("split of a ring group: got %v, want ErrSplitUnsupported", err)
 	}
@@ -371,7 +390,7 @@ func launchRanks(t *testing.T, name string, n int, env ...string) (string, error
 // for 2 dtypes and 3 sizes, 4 collectives and a send/recv, a sum_scatter
 // for the 2 sizes n divides, and the split.
 func collectiveChecks(n int) int {
-	c := 2*3*5 + 1
+	c := 2*3*5 + 2
 	for _, size := range []int{1, 1000, 1 << 20} {
 		if size%n == 0 {
 			c += 2

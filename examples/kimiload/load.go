@@ -53,22 +53,6 @@ type figures struct {
 	StorageRead int64 `json:"storage_read"`
 }
 
-const nFigures = 17
-
-func (f *figures) vector() []float64 {
-	return []float64{float64(f.Rank), f.LoadS, float64(f.Active), float64(f.Peak), float64(f.PeakRSS),
-		float64(f.BytesRead), float64(f.Shard), float64(f.PlanPeak), float64(f.AfterFree), float64(f.Physical),
-		float64(f.Limit), float64(f.GuardUsed), float64(f.Verified), float64(f.Arrays), float64(f.Received), float64(f.Sent),
-		float64(f.StorageRead)}
-}
-
-func fromVector(v []float64) figures {
-	u := func(i int) uint64 { return uint64(v[i]) }
-	return figures{Rank: int(v[0]), LoadS: v[1], Active: u(2), Peak: u(3), PeakRSS: u(4), BytesRead: u(5),
-		Shard: u(6), PlanPeak: u(7), AfterFree: u(8), Physical: u(9), Limit: u(10), GuardUsed: u(11),
-		Verified: int(v[12]), Arrays: int(v[13]), Received: u(14), Sent: u(15), StorageRead: int64(v[16])}
-}
-
 // job is what rank 0 prints about the whole load.
 type job struct {
 	Model      string `json:"model"`
@@ -94,16 +78,9 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	if err := mlx.Load(); err != nil {
 		return err
 	}
-	b, strict := o.backend, false
-	if launched := jaccl.EnvBackend(); launched != "" {
-		// A launcher set the job up: a group of one would load the whole
-		// model on every rank without a word, so fail instead.
-		strict = true
-		if b == "" {
-			b = launched
-		}
-	}
-	g, err := jaccl.Init(ctx, jaccl.Options{Backend: b, Strict: strict, Timeout: o.timeout})
+	// Under a launcher Init is strict and takes the launcher's back-end
+	// unless --backend names one.
+	g, err := jaccl.Init(ctx, jaccl.Options{Backend: o.backend, Timeout: o.timeout})
 	if err != nil {
 		return err
 	}
@@ -289,18 +266,14 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 		return err
 	}
 
-	all, err := jaccl.AllGatherSlice(ctx, g, f.vector())
+	all, err := jaccl.AllGatherValue(ctx, g, f)
 	if err != nil {
 		return err
-	}
-	if len(all) != n*nFigures {
-		return fmt.Errorf("gathered %d figures from %d ranks, want %d", len(all), n, n*nFigures)
 	}
 	if rank == 0 {
 		j := job{Model: o.model, ModelType: modelType(o.model), Checkpoint: p.Checkpoint, Replicated: p.Replicated, Files: countFiles(p),
 			Tensors: countTensors(p), Strategy: p.Strategy.String(), Ranks: n, Backend: string(g.Backend())}
-		for r := range n {
-			fr := fromVector(all[r*nFigures : (r+1)*nFigures])
+		for _, fr := range all {
 			j.PerRank = append(j.PerRank, fr)
 			j.WallS = max(j.WallS, fr.LoadS)
 		}

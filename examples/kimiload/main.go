@@ -16,8 +16,8 @@
 // cuts the rank's part out in Go and compares it byte for byte with the
 // MLX array the loader produced.
 //
-// The figures of all ranks reach rank 0 through one all-gather of a small
-// float64 vector, so the table needs no file shared between machines. A
+// The figures of all ranks reach rank 0 through an all-gather
+// (jaccl.AllGatherValue), so the table needs no file shared between machines. A
 // program started without a launcher runs as a group of one.
 package main
 
