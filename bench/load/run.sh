@@ -86,9 +86,16 @@ CGO_ENABLED=0 ${GO:-go} build -o "$bin/" ./examples/kimiload ./examples/launch .
 # checkpoint is there.
 "$bin/mkcheckpoint" --out "$ckpt" --scale "${BENCH_SCALE:-0.25}" --layers "${BENCH_LAYERS:-5}" \
 	--files "${BENCH_FILES:-4}" 2>/dev/null | tail -n 1
-for n in $ranks_list; do
-	"$bin/reshard" --model "$ckpt" --world "$n" --out "$ckpt-tp$n/rank{rank}" --quiet >/dev/null
-done
+# The per-rank checkpoints only when a loader that reads them runs.
+case $skip in
+*" direct-resharded "*) case $skip in *" map-resharded "*) resharded=no ;; *) resharded=yes ;; esac ;;
+*) resharded=yes ;;
+esac
+if [ "$resharded" = yes ]; then
+	for n in $ranks_list; do
+		"$bin/reshard" --model "$ckpt" --world "$n" --out "$ckpt-tp$n/rank{rank}" --quiet >/dev/null
+	done
+fi
 
 # Every run starts from the same page-cache state: empty (cold) or holding
 # every file it reads (warm).
