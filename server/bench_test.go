@@ -118,40 +118,43 @@ func BenchmarkGenerate(b *testing.B) {
 	})
 }
 
-// BenchmarkTwoRanks measures, over two ring ranks, with the stop flag
-// exchanged every token and every fourth token, the server against
-// model.Generate alone: rounds of bare generation, then the same requests
-// through the server (HTTP, the order to every rank, the per-token stop
-// flag), then bare again, on one job. It reports the best round of each
-// in tokens per second and the server's overhead in percent. The job runs
-// once whatever b.N is: run it with -benchtime 1x.
+// BenchmarkTwoRanks measures, over two ring ranks, on checkpoints of two
+// and eight layers, with the stop flag exchanged every token and every
+// fourth token, the server against model.Generate alone: rounds of bare
+// generation, then the same requests through the server (HTTP, the order
+// to every rank, the per-token stop flag), then bare again, on one job. It
+// reports the best round of each in tokens per second and the server's
+// overhead in percent. The job runs once whatever b.N is: run it with
+// -benchtime 1x.
 func BenchmarkTwoRanks(b *testing.B) {
 	if err := mlx.Load(); err != nil {
 		b.Skip("MLX:", err)
 	}
-	dir := checkpoint(b)
-	for _, every := range []int{1, 4} {
-		b.Run(fmt.Sprintf("stop-every-%d", every), func(b *testing.B) {
-			var out strings.Builder
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			for b.Loop() {
-				out.Reset()
-				err := cluster.Launch(ctx, cluster.LaunchConfig{
-					Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: &out, Stderr: &out,
-					Env: []string{"SERVE_TEST_HELPER=bench", "SERVE_TEST_DIR=" + dir, fmt.Sprintf("SERVE_TEST_STOP_EVERY=%d", every)},
-				})
-				require.NoError(b, err, out.String())
-			}
-			_, line, ok := strings.Cut(out.String(), "[0] bench ")
-			require.True(b, ok, out.String())
-			line, _, _ = strings.Cut(line, "\n")
-			var r struct{ Bare, Served float64 }
-			require.NoError(b, json.Unmarshal([]byte(line), &r))
-			b.ReportMetric(r.Bare, "bare-tok/s")
-			b.ReportMetric(r.Served, "served-tok/s")
-			b.ReportMetric(100*(r.Bare-r.Served)/r.Bare, "overhead-%")
-		})
+	for _, layers := range []int{2, 8} {
+		dir := deepCheckpoint(b, layers)
+		for _, every := range []int{1, 4} {
+			b.Run(fmt.Sprintf("layers-%d/stop-every-%d", layers, every), func(b *testing.B) {
+				var out strings.Builder
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				for b.Loop() {
+					out.Reset()
+					err := cluster.Launch(ctx, cluster.LaunchConfig{
+						Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: &out, Stderr: &out,
+						Env: []string{"SERVE_TEST_HELPER=bench", "SERVE_TEST_DIR=" + dir, fmt.Sprintf("SERVE_TEST_STOP_EVERY=%d", every)},
+					})
+					require.NoError(b, err, out.String())
+				}
+				_, line, ok := strings.Cut(out.String(), "[0] bench ")
+				require.True(b, ok, out.String())
+				line, _, _ = strings.Cut(line, "\n")
+				var r struct{ Bare, Served float64 }
+				require.NoError(b, json.Unmarshal([]byte(line), &r))
+				b.ReportMetric(r.Bare, "bare-tok/s")
+				b.ReportMetric(r.Served, "served-tok/s")
+				b.ReportMetric(100*(r.Bare-r.Served)/r.Bare, "overhead-%")
+			})
+		}
 	}
 }
 

@@ -45,8 +45,8 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	if ckptDir != "" {
-		os.RemoveAll(filepath.Dir(ckptDir))
+	for _, dir := range ckptDirs {
+		os.RemoveAll(filepath.Dir(dir))
 	}
 	os.Exit(code)
 }
@@ -65,36 +65,45 @@ const (
 const chatML = `{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}`
 
 var (
-	ckptDir  string
-	ckptOnce sync.Once
+	ckptMu   sync.Mutex
+	ckptDirs = map[int]string{}
 )
 
 // checkpoint writes, once per test binary, a float32 Llama checkpoint small
 // enough to generate fast and wide enough for two ranks, with a chat
 // template.
-func checkpoint(t testing.TB) string {
+func checkpoint(t testing.TB) string { return deepCheckpoint(t, 2) }
+
+// deepCheckpoint is checkpoint with the given number of layers, written
+// once per binary for each.
+func deepCheckpoint(t testing.TB, layers int) string {
 	t.Helper()
-	ckptOnce.Do(func() {
-		root, err := os.MkdirTemp("", "server-test-")
-		require.NoError(t, err)
-		dir := filepath.Join(root, "llama")
-		spec := ckptgen.Spec{ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2,
-			HeadDim: 32, Intermediate: 256, DType: "F32", Files: 1}
-		_, err = ckptgen.Write(context.Background(), dir, spec, &ckptgen.Options{Seed: 11})
-		require.NoError(t, err)
-		path := filepath.Join(dir, "tokenizer_config.json")
-		b, err := os.ReadFile(path)
-		require.NoError(t, err)
-		var cfg map[string]any
-		require.NoError(t, json.Unmarshal(b, &cfg))
-		cfg["chat_template"] = chatML
-		b, err = json.Marshal(cfg)
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(path, b, 0o644))
-		ckptDir = dir
-	})
-	require.NotEmpty(t, ckptDir, "the test checkpoint could not be written")
-	return ckptDir
+	ckptMu.Lock()
+	defer ckptMu.Unlock()
+	if dir, ok := ckptDirs[layers]; ok {
+		return dir
+	}
+	root, err := os.MkdirTemp("", "server-test-")
+	require.NoError(t, err)
+	dir := filepath.Join(root, "llama")
+	spec := ckptgen.Spec{ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: layers, Heads: 4, KVHeads: 2,
+		HeadDim: 32, Intermediate: 256, DType: "F32", Files: 1}
+	_, err = ckptgen.Write(context.Background(), dir, spec, &ckptgen.Options{Seed: 11})
+	if err != nil {
+		os.RemoveAll(root)
+	}
+	require.NoError(t, err)
+	path := filepath.Join(dir, "tokenizer_config.json")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	cfg["chat_template"] = chatML
+	b, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	ckptDirs[layers] = dir
+	return dir
 }
 
 func requireRing(t *testing.T) {
