@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,41 +118,39 @@ func BenchmarkGenerate(b *testing.B) {
 }
 
 // BenchmarkTwoRanks measures, over two ring ranks, on checkpoints of two
-// and eight layers, with the stop flag exchanged every token and every
-// fourth token, the server against model.Generate alone: rounds of a bare
-// greedy generation alternate with the same request through the server
-// (HTTP, the order to every rank, the stop flag), on one job. It reports
-// the best round of each in tokens per second and the server's overhead in
-// percent. The job runs once whatever b.N is: run it with -benchtime 1x.
+// and eight layers, the server against model.Generate alone: rounds of a
+// bare greedy generation alternate with the same request through the
+// server (HTTP, the order to every rank, rank 0's halt flag in every
+// step), on one job. It reports the best round of each in tokens per
+// second and the server's overhead in percent. The job runs once whatever
+// b.N is: run it with -benchtime 1x.
 func BenchmarkTwoRanks(b *testing.B) {
 	if err := mlx.Load(); err != nil {
 		b.Skip("MLX:", err)
 	}
 	for _, layers := range []int{2, 8} {
 		dir := deepCheckpoint(b, layers)
-		for _, every := range []int{1, 4} {
-			b.Run(fmt.Sprintf("layers-%d/stop-every-%d", layers, every), func(b *testing.B) {
-				var out strings.Builder
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-				defer cancel()
-				for b.Loop() {
-					out.Reset()
-					err := cluster.Launch(ctx, cluster.LaunchConfig{
-						Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: &out, Stderr: &out,
-						Env: []string{"SERVE_TEST_HELPER=bench", "SERVE_TEST_DIR=" + dir, fmt.Sprintf("SERVE_TEST_STOP_EVERY=%d", every)},
-					})
-					require.NoError(b, err, out.String())
-				}
-				_, line, ok := strings.Cut(out.String(), "[0] bench ")
-				require.True(b, ok, out.String())
-				line, _, _ = strings.Cut(line, "\n")
-				var r struct{ Bare, Served float64 }
-				require.NoError(b, json.Unmarshal([]byte(line), &r))
-				b.ReportMetric(r.Bare, "bare-tok/s")
-				b.ReportMetric(r.Served, "served-tok/s")
-				b.ReportMetric(100*(r.Bare-r.Served)/r.Bare, "overhead-%")
-			})
-		}
+		b.Run(fmt.Sprintf("layers-%d", layers), func(b *testing.B) {
+			var out strings.Builder
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			for b.Loop() {
+				out.Reset()
+				err := cluster.Launch(ctx, cluster.LaunchConfig{
+					Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: &out, Stderr: &out,
+					Env: []string{"SERVE_TEST_HELPER=bench", "SERVE_TEST_DIR=" + dir},
+				})
+				require.NoError(b, err, out.String())
+			}
+			_, line, ok := strings.Cut(out.String(), "[0] bench ")
+			require.True(b, ok, out.String())
+			line, _, _ = strings.Cut(line, "\n")
+			var r struct{ Bare, Served float64 }
+			require.NoError(b, json.Unmarshal([]byte(line), &r))
+			b.ReportMetric(r.Bare, "bare-tok/s")
+			b.ReportMetric(r.Served, "served-tok/s")
+			b.ReportMetric(100*(r.Bare-r.Served)/r.Bare, "overhead-%")
+		})
 	}
 }
 
@@ -166,7 +163,6 @@ func benchRank(g *jaccl.Group, m *model.Model, tok *tokenizer.Tokenizer) error {
 	prompt := randomIDs(rand.New(rand.NewPCG(1, 2)), 32, m.Config.VocabSize)
 	body := fmt.Sprintf(`{"prompt": %s, "max_tokens": %d, "temperature": 0}`, idsJSON(prompt), n)
 	best := func(rate *float64, tokens int, d time.Duration) { *rate = max(*rate, float64(tokens)/d.Seconds()) }
-	every, _ := strconv.Atoi(os.Getenv("SERVE_TEST_STOP_EVERY"))
 	var bare, served float64
 	for range rounds {
 		start := time.Now()
@@ -179,7 +175,7 @@ func benchRank(g *jaccl.Group, m *model.Model, tok *tokenizer.Tokenizer) error {
 		}
 		best(&bare, tokens, time.Since(start))
 
-		s, err := server.New(m, tok, server.Options{StopEvery: every})
+		s, err := server.New(m, tok, server.Options{})
 		if err != nil {
 			return err
 		}

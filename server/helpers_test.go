@@ -192,9 +192,8 @@ func serveRank(g *jaccl.Group, m *model.Model, tok *tokenizer.Tokenizer) error {
 	// Rank 0 logs its request lines, the others their Debug lines of the
 	// tokens they followed.
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	every, _ := strconv.Atoi(os.Getenv("SERVE_TEST_STOP_EVERY"))
 	s, err := server.New(m, tok, server.Options{ModelName: testModelName, MaxContext: testMaxContext,
-		MaxQueue: testMaxQueue, MaxBodyBytes: testMaxBody, Heartbeat: 100 * time.Millisecond, StopEvery: every, Logger: log})
+		MaxQueue: testMaxQueue, MaxBodyBytes: testMaxBody, Heartbeat: 100 * time.Millisecond, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -265,10 +264,9 @@ var (
 	listenLine = regexp.MustCompile(`^\[0\] listening (\S+)$`)
 )
 
-// startServer launches the server on two ranks, exchanging the stop flag
-// every stopEvery tokens (0: the default), and returns once rank 0
+// startServer launches the server on two ranks and returns once rank 0
 // listens. The job is stopped when the test ends.
-func startServer(t *testing.T, stopEvery int) *testJob {
+func startServer(t *testing.T) *testJob {
 	t.Helper()
 	dir := checkpoint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -277,7 +275,7 @@ func startServer(t *testing.T, stopEvery int) *testJob {
 	go func() {
 		err := cluster.Launch(ctx, cluster.LaunchConfig{
 			Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: pw, Stderr: pw,
-			Env: []string{"SERVE_TEST_HELPER=serve", "SERVE_TEST_DIR=" + dir, fmt.Sprintf("SERVE_TEST_STOP_EVERY=%d", stopEvery)},
+			Env: []string{"SERVE_TEST_HELPER=serve", "SERVE_TEST_DIR=" + dir},
 		})
 		pw.CloseWithError(io.EOF)
 		j.done <- err
@@ -427,9 +425,8 @@ func (s *sse) close() { s.resp.Body.Close() }
 
 // checkInStep finds rank 0's line of the request that ended cancelled and
 // the other rank's line of the same request: both ranks generated the same
-// tokens, and at most 2×stopEvery−1 past the last one rank 0 sent (one
-// when the flag goes every token).
-func checkInStep(t *testing.T, j *testJob, stopEvery int) {
+// tokens, one past the last one rank 0 took before it decided to stop.
+func checkInStep(t *testing.T, j *testJob) {
 	t.Helper()
 	m := j.waitLine(t, regexp.MustCompile(`^\[0\] .*msg=request .* seq=(\d+) .*completion_tokens=(\d+) generated=(\d+) finish_reason=cancelled`))
 	sent, _ := strconv.Atoi(m[2])
@@ -438,8 +435,7 @@ func checkInStep(t *testing.T, j *testJob, stopEvery int) {
 	followed, _ := strconv.Atoi(f[1])
 	assert.Equal(t, generated, followed, "rank 1 generated what rank 0 did")
 	assert.Positive(t, sent)
-	assert.LessOrEqual(t, generated-sent, 2*stopEvery-1, "tokens generated after rank 0 decided to stop")
-	assert.GreaterOrEqual(t, generated-sent, 1, "the stop travels one exchange")
+	assert.Equal(t, 1, generated-sent, "tokens generated after rank 0 decided to stop")
 }
 
 func idsJSON(ids []int) string {
