@@ -306,12 +306,6 @@ func (m *Model) checkIDs(ids []int) error {
 	return nil
 }
 
-// forwardTokenLocked is forwardLocked for one token held by an array
-// of shape [1] (a previous step's sampled token, maybe still lazy).
-func (m *Model) forwardTokenLocked(tok *mlx.Array, c *Cache, post func(s *scope, logits *mlx.Array) []*mlx.Array) (*mlx.Array, []*mlx.Array, error) {
-	return m.run(func(s *scope) *mlx.Array { return s.reshape(tok, 1, 1) }, c, post)
-}
-
 func (m *Model) run(input func(s *scope) *mlx.Array, c *Cache, post func(s *scope, logits *mlx.Array) []*mlx.Array) (*mlx.Array, []*mlx.Array, error) {
 	var caches []*kvCache
 	if c != nil {
