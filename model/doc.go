@@ -65,8 +65,12 @@
 // at a stop token, when the consumer stops or when its context is
 // cancelled — and in every case waits for the step in flight first, since
 // a forward pass started while a peer still runs the previous step's
-// collectives computes garbage. Stats gives prompt and generation tokens
-// per second, time to first token and peak memory.
+// collectives computes garbage. On a group a consumer must not stop on
+// one rank alone; GenerateOptions.Halt lets any rank end the generation on
+// all of them at the same token: its flag rides as one more element in
+// each step's first all-sum over the group, so it adds no collective.
+// Stats gives prompt and generation tokens per second, time to first
+// token and peak memory.
 //
 // The KV cache is mlx-lm's KVCache (grown in steps of 256 positions,
 // written with slice_update); for DeepSeek-V3 it holds the latent and the

@@ -36,6 +36,18 @@ type GenerateOptions struct {
 	// KV cache and activations (Model.PlanInference of the cache, the
 	// prompt and MaxTokens) would not fit under it.
 	Guard *memguard.Guard
+	// Halt, when set, is asked as each decoding step is built whether
+	// this rank wants the generation to end; it is called on the
+	// goroutine that iterates Tokens. Its answer is part of the step: on a
+	// group every rank's flag is summed in the step's first all-sum over
+	// the whole group (one more element, not one more collective), and
+	// the generation ends on every rank, StopReason "halted", before it
+	// would yield the token of the first step in which any rank said yes.
+	// Steps are built one token ahead, so a Halt that turns true while
+	// token n is yielded ends the generation after token n+1, on every
+	// rank alike. On a group the flag travels whether Halt is set or
+	// not, so a rank that never halts may leave it nil.
+	Halt func() bool
 }
 
 // Token is one generated token.
@@ -61,8 +73,8 @@ type Stats struct {
 	GenerationTPS float64
 	// PeakMemory is MLX's peak memory during the generation, in bytes.
 	PeakMemory uint64
-	// StopReason is "stop" (a stop token), "length" (MaxTokens) or
-	// "cancelled".
+	// StopReason is "stop" (a stop token), "length" (MaxTokens),
+	// "halted" (GenerateOptions.Halt) or "cancelled".
 	StopReason string
 }
 
@@ -87,12 +99,77 @@ func (g *Generation) Stats() Stats { return g.stats }
 // step is one decoding step's lazy results, owned by the generation.
 type step struct {
 	token, logprobs *mlx.Array
+	// halt is the ranks' halt flags summed (int32 [1]), on a group; read
+	// sets halted from it. On one rank halted is Halt's answer.
+	halt   *mlx.Array
+	halted bool
+}
+
+// arrays are the step's arrays to evaluate.
+func (st *step) arrays() []*mlx.Array {
+	if st.halt == nil {
+		return []*mlx.Array{st.token, st.logprobs}
+	}
+	return []*mlx.Array{st.token, st.logprobs, st.halt}
 }
 
 func (st *step) free() {
 	if st != nil {
-		mlx.FreeAll(st.token, st.logprobs)
+		mlx.FreeAll(st.token, st.logprobs, st.halt)
 	}
+}
+
+// A rider carries a step's halt flag through the step's first all-sum
+// over the group (scope.allSum hands it the summand): the summand is
+// flattened, the flag appended in its dtype, and the sum cut apart again.
+// Every rank builds the same step, so every rank's flag rides the same
+// collective. Small integers are exact in every float dtype.
+type rider struct {
+	g   *mlx.Group
+	st  *mlx.Stream
+	up  bool
+	sum *mlx.Array // the summed flag, int32 [1], once carried
+}
+
+func (r *rider) flag(s *scope) *mlx.Array {
+	v := int32(0)
+	if r.up {
+		v = 1
+	}
+	return s.do(func() (*mlx.Array, error) { return mlx.FromSlice([]int32{v}) })
+}
+
+// carry all-sums x with the flag and returns x's sum.
+func (r *rider) carry(s *scope, x *mlx.Array, st *mlx.Stream) *mlx.Array {
+	if s.err != nil {
+		return nil
+	}
+	shape, n := x.Shape(), x.Size()
+	both := s.concat([]*mlx.Array{s.reshape(x, -1), s.astype(r.flag(s), x.Dtype())}, 0)
+	sum := s.do(func() (*mlx.Array, error) { return mlx.AllSum(both, r.g, st) })
+	r.sum = s.astype(s.slice(sum, []int{n}, []int{n + 1}), mlx.Int32)
+	return s.reshape(s.slice(sum, []int{0}, []int{n}), shape...)
+}
+
+// alone sums the flag in an all-sum of its own, for a step that had none
+// over the group.
+func (r *rider) alone(s *scope) {
+	r.sum = s.do(func() (*mlx.Array, error) { return mlx.AllSum(r.flag(s), r.g, r.st) })
+}
+
+// haltGroup is the group a step's halt flag is summed over, and its
+// stream: the whole group the model runs on (every stage of a pipeline),
+// nil for one rank.
+func (m *Model) haltGroup() (*mlx.Group, *mlx.Stream) {
+	switch t := m.tp; {
+	case t == nil:
+		return nil, nil
+	case t.pp != nil && t.pp.stages > 1:
+		return t.pp.world, t.pp.stream
+	case t.n > 1:
+		return t.g, t.stream
+	}
+	return nil, nil
 }
 
 // Tokens runs the generation, as mlx-lm's generate_step does: the prompt
@@ -204,7 +281,7 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		// Wait for the step in flight before anything else may run a
 		// forward pass, then release it.
 		if next != nil {
-			if werr := mlx.Eval(next.token, next.logprobs); werr != nil && err == nil {
+			if werr := mlx.Eval(next.arrays()...); werr != nil && err == nil {
 				err = werr
 			}
 		}
@@ -237,6 +314,10 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		tok, err := g.read(cur)
 		if err != nil {
 			return err
+		}
+		if cur.halted {
+			g.stats.StopReason = "halted"
+			return nil
 		}
 		g.stats.GeneratedTokens++
 		g.stats.GenerationTime = time.Since(first)
@@ -275,12 +356,27 @@ type input struct {
 func idsInput(ids []int) input        { return input{ids: ids} }
 func tokenInput(tok *mlx.Array) input { return input{token: tok} }
 
-// step builds one decoding step in one trip to the MLX thread — forward,
-// the last position's logits, logprobs = logits − logsumexp, the sampler —
-// and starts evaluating it.
+// step builds one decoding step in one trip to the MLX thread — forward
+// (with the halt flag riding its first all-sum), the last position's
+// logits, logprobs = logits − logsumexp, the sampler — and starts
+// evaluating it.
 func (g *Generation) step(in input, cache *Cache) (*step, error) {
 	m := g.m
 	st := &step{}
+	up := g.o.Halt != nil && g.o.Halt()
+	var r *rider
+	if hg, hs := m.haltGroup(); hg != nil {
+		r = &rider{g: hg, st: hs, up: up}
+	} else {
+		st.halted = up
+	}
+	feed := func(s *scope) *mlx.Array { return s.reshape(in.token, 1, 1) }
+	if in.token == nil {
+		if err := m.checkIDs(in.ids); err != nil {
+			return nil, err
+		}
+		feed = func(s *scope) *mlx.Array { return s.ids(in.ids) }
+	}
 	err := mlx.Do(func() error {
 		post := func(s *scope, logits *mlx.Array) []*mlx.Array {
 			sh := logits.Shape()
@@ -288,20 +384,23 @@ func (g *Generation) step(in input, cache *Cache) (*step, error) {
 			lp := s.sub(last, s.logsumexp(last, true))
 			tok := s.sample(g.o.Sampling, lp)
 			st.token, st.logprobs = tok, s.squeeze(lp, 0)
-			return []*mlx.Array{st.token, st.logprobs}
+			if r != nil {
+				if r.sum == nil {
+					r.alone(s)
+				}
+				st.halt = r.sum
+			}
+			return st.arrays()
 		}
-		var logits *mlx.Array
-		var err error
-		if in.token != nil {
-			logits, _, err = m.forwardTokenLocked(in.token, cache, post)
-		} else {
-			logits, _, err = m.forwardLocked(in.ids, cache, post)
-		}
+		logits, _, err := m.run(func(s *scope) *mlx.Array {
+			s.rider = r
+			return feed(s)
+		}, cache, post)
 		if err != nil {
 			return err
 		}
 		logits.Free()
-		return mlx.AsyncEval(st.token, st.logprobs)
+		return mlx.AsyncEval(st.arrays()...)
 	})
 	if err != nil {
 		st.free()
@@ -322,6 +421,13 @@ func (g *Generation) read(st *step) (Token, error) {
 			return fmt.Errorf("model: sampler returned %d tokens, want 1", len(ids))
 		}
 		t.ID = int(ids[0])
+		if st.halt != nil {
+			flag, err := mlx.ToSlice[int32](st.halt)
+			if err != nil {
+				return err
+			}
+			st.halted = flag[0] != 0
+		}
 		if g.o.Logprobs {
 			t.Logprobs, err = mlx.ToSlice[float32](st.logprobs)
 			if err != nil {

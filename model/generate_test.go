@@ -65,6 +65,23 @@ func TestGenerationStopsWhereItShould(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, free, again, "the same greedy tokens after an interrupted generation")
 	})
+	t.Run("a halt asked while token n is yielded ends the generation after token n+1", func(t *testing.T) {
+		seen := 0
+		gen := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 8, Stop: []int{},
+			Halt: func() bool { return seen > 2 }})
+		var got []Token
+		for tok, err := range gen.Tokens() {
+			require.NoError(t, err)
+			got = append(got, tok)
+			seen++
+		}
+		assert.Equal(t, free[:4], got)
+		assert.Equal(t, "halted", gen.Stats().StopReason)
+		assert.Equal(t, 4, gen.Stats().GeneratedTokens)
+		again, err := collect(t, m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 8, Stop: []int{}}))
+		require.NoError(t, err)
+		assert.Equal(t, free, again, "the same greedy tokens after a halted generation")
+	})
 	t.Run("a cancelled context ends the generation with its error", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

@@ -294,6 +294,8 @@ func rankMain(job string) error {
 			return writeLogits(os.Getenv("MODEL_TEST_OUT"), rows, m.Config.VocabSize)
 		}
 		return nil
+	case "halt":
+		return haltRank(ctx, g, m)
 	case "generate":
 		ids, err := parseIDs(os.Getenv("MODEL_TEST_PROMPTS"))
 		if err != nil {

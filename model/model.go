@@ -287,21 +287,23 @@ func (m *Model) Forward(ids []int, c *Cache) (*mlx.Array, error) {
 // logits to more arrays the step keeps (returned beside the logits),
 // inside the same scope.
 func (m *Model) forwardLocked(ids []int, c *Cache, post func(s *scope, logits *mlx.Array) []*mlx.Array) (*mlx.Array, []*mlx.Array, error) {
-	if len(ids) == 0 {
-		return nil, nil, errors.New("model: no token ids to run")
-	}
-	for _, id := range ids {
-		if id < 0 || id >= m.Config.VocabSize {
-			return nil, nil, fmt.Errorf("model: token id %d outside the vocabulary of %d", id, m.Config.VocabSize)
-		}
+	if err := m.checkIDs(ids); err != nil {
+		return nil, nil, err
 	}
 	return m.run(func(s *scope) *mlx.Array { return s.ids(ids) }, c, post)
 }
 
-// forwardTokenLocked is forwardLocked for one token held by an array
-// of shape [1] (a previous step's sampled token, maybe still lazy).
-func (m *Model) forwardTokenLocked(tok *mlx.Array, c *Cache, post func(s *scope, logits *mlx.Array) []*mlx.Array) (*mlx.Array, []*mlx.Array, error) {
-	return m.run(func(s *scope) *mlx.Array { return s.reshape(tok, 1, 1) }, c, post)
+// checkIDs refuses no ids, or ids outside the vocabulary.
+func (m *Model) checkIDs(ids []int) error {
+	if len(ids) == 0 {
+		return errors.New("model: no token ids to run")
+	}
+	for _, id := range ids {
+		if id < 0 || id >= m.Config.VocabSize {
+			return fmt.Errorf("model: token id %d outside the vocabulary of %d", id, m.Config.VocabSize)
+		}
+	}
+	return nil
 }
 
 func (m *Model) run(input func(s *scope) *mlx.Array, c *Cache, post func(s *scope, logits *mlx.Array) []*mlx.Array) (*mlx.Array, []*mlx.Array, error) {

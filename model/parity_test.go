@@ -139,6 +139,7 @@ func TestGreedyTokensEqualMLXLMs(t *testing.T) {
 		{"kimi k2.5 on one rank generates mlx-lm's tokens", "kimi", 1, nil, 0},
 		{"quantized kimi k2.5 on one rank generates mlx-lm's tokens", "kimi-mixed", 1, nil, 0},
 		{"kimi k2.5 on two ranks generates mlx-lm's tokens", "kimi", 2, nil, 0},
+		{"qwen3 on three ranks generates mlx-lm's tokens", "qwen3", 3, nil, 0},
 		{"kimi k2.5 prefilling 300 tokens in chunks of 100 across a cache step generates mlx-lm's tokens", "kimi", 1, long, 100},
 		{"llama prefilling 300 tokens in chunks of 100 across a cache step generates mlx-lm's tokens", "llama", 1, long, 100},
 	} {

@@ -17,6 +17,9 @@ import (
 type scope struct {
 	err   error
 	temps []*mlx.Array
+	// rider, when set, is a flag to carry in the first all-sum over its
+	// group (see Generation's halt flag).
+	rider *rider
 }
 
 // do records f's array, or its error.
@@ -283,5 +286,8 @@ func (s *scope) gatherQMM(x, w, scales, biases, rhs *mlx.Array, q mlx.Quantizati
 }
 
 func (s *scope) allSum(x *mlx.Array, g *mlx.Group, st *mlx.Stream) *mlx.Array {
+	if r := s.rider; r != nil && r.sum == nil && r.g == g && s.err == nil {
+		return r.carry(s, x, st)
+	}
 	return s.do(func() (*mlx.Array, error) { return mlx.AllSum(x, g, st) })
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,20 +117,20 @@ func BenchmarkGenerate(b *testing.B) {
 	})
 }
 
-// BenchmarkTwoRanks measures, over two ring ranks, with the stop flag
-// exchanged every token and every fourth token, the server against
-// model.Generate alone: rounds of bare generation, then the same requests
-// through the server (HTTP, the order to every rank, the per-token stop
-// flag), then bare again, on one job. It reports the best round of each
-// in tokens per second and the server's overhead in percent. The job runs
-// once whatever b.N is: run it with -benchtime 1x.
+// BenchmarkTwoRanks measures, over two ring ranks, on checkpoints of two
+// and eight layers, the server against model.Generate alone: rounds of a
+// bare greedy generation alternate with the same request through the
+// server (HTTP, the order to every rank, rank 0's halt flag in every
+// step), on one job. It reports the best round of each in tokens per
+// second and the server's overhead in percent. The job runs once whatever
+// b.N is: run it with -benchtime 1x.
 func BenchmarkTwoRanks(b *testing.B) {
 	if err := mlx.Load(); err != nil {
 		b.Skip("MLX:", err)
 	}
-	dir := checkpoint(b)
-	for _, every := range []int{1, 4} {
-		b.Run(fmt.Sprintf("stop-every-%d", every), func(b *testing.B) {
+	for _, layers := range []int{2, 8} {
+		dir := deepCheckpoint(b, layers)
+		b.Run(fmt.Sprintf("layers-%d", layers), func(b *testing.B) {
 			var out strings.Builder
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
@@ -139,7 +138,7 @@ func BenchmarkTwoRanks(b *testing.B) {
 				out.Reset()
 				err := cluster.Launch(ctx, cluster.LaunchConfig{
 					Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: &out, Stderr: &out,
-					Env: []string{"SERVE_TEST_HELPER=bench", "SERVE_TEST_DIR=" + dir, fmt.Sprintf("SERVE_TEST_STOP_EVERY=%d", every)},
+					Env: []string{"SERVE_TEST_HELPER=bench", "SERVE_TEST_DIR=" + dir},
 				})
 				require.NoError(b, err, out.String())
 			}
@@ -155,72 +154,45 @@ func BenchmarkTwoRanks(b *testing.B) {
 	}
 }
 
-// benchRank is one rank of BenchmarkTwoRanks.
+// benchRank is one rank of BenchmarkTwoRanks. Bare and served rounds
+// alternate, each round a fresh server that rank 0 shuts down after one
+// request, so that both see the same load on a busy machine.
 func benchRank(g *jaccl.Group, m *model.Model, tok *tokenizer.Tokenizer) error {
-	const rounds, n = 5, 64
+	const rounds, n = 8, 64
 	ctx := context.Background()
 	prompt := randomIDs(rand.New(rand.NewPCG(1, 2)), 32, m.Config.VocabSize)
+	body := fmt.Sprintf(`{"prompt": %s, "max_tokens": %d, "temperature": 0}`, idsJSON(prompt), n)
 	best := func(rate *float64, tokens int, d time.Duration) { *rate = max(*rate, float64(tokens)/d.Seconds()) }
 	var bare, served float64
-	runBare := func() error {
-		for range rounds {
-			start := time.Now()
-			tokens := 0
-			for _, err := range m.Generate(ctx, prompt, model.GenerateOptions{MaxTokens: n, Stop: []int{}}).Tokens() {
-				if err != nil {
-					return err
-				}
-				tokens++
-			}
-			best(&bare, tokens, time.Since(start))
-		}
-		return nil
-	}
-	if err := runBare(); err != nil {
-		return err
-	}
-	every, _ := strconv.Atoi(os.Getenv("SERVE_TEST_STOP_EVERY"))
-	s, err := server.New(m, tok, server.Options{StopEvery: every})
-	if err != nil {
-		return err
-	}
-	if g.Rank() != 0 {
-		if err := s.Run(ctx); err != nil {
-			return err
-		}
-		return runBare()
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(runCtx) }()
-	ts := httptest.NewServer(s.Handler())
-	body := fmt.Sprintf(`{"prompt": %s, "max_tokens": %d, "temperature": 0}`, idsJSON(prompt), n)
 	for range rounds {
 		start := time.Now()
-		resp, err := http.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(body))
+		tokens := 0
+		for _, err := range m.Generate(ctx, prompt, model.GenerateOptions{MaxTokens: n, Stop: []int{}}).Tokens() {
+			if err != nil {
+				return err
+			}
+			tokens++
+		}
+		best(&bare, tokens, time.Since(start))
+
+		s, err := server.New(m, tok, server.Options{})
 		if err != nil {
 			return err
 		}
-		var r struct {
-			Usage struct {
-				CompletionTokens int `json:"completion_tokens"`
-			} `json:"usage"`
+		if g.Rank() != 0 {
+			if err := s.Run(ctx); err != nil {
+				return err
+			}
+			continue
 		}
-		err = json.NewDecoder(resp.Body).Decode(&r)
-		resp.Body.Close()
+		tokens, d, err := serveOnce(ctx, s, body)
 		if err != nil {
 			return err
 		}
-		best(&served, r.Usage.CompletionTokens, time.Since(start))
+		best(&served, tokens, d)
 	}
-	ts.Close()
-	stop()
-	if err := <-done; err != nil {
-		return err
-	}
-	if err := runBare(); err != nil {
-		return err
+	if g.Rank() != 0 {
+		return nil
 	}
 	b, err := json.Marshal(map[string]float64{"bare": bare, "served": served})
 	if err != nil {
@@ -228,4 +200,32 @@ func benchRank(g *jaccl.Group, m *model.Model, tok *tokenizer.Tokenizer) error {
 	}
 	fmt.Printf("bench %s\n", b)
 	return nil
+}
+
+// serveOnce runs s on rank 0 for one request of body and returns the
+// tokens generated and the request's time.
+func serveOnce(ctx context.Context, s *server.Server, body string) (int, time.Duration, error) {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	ts := httptest.NewServer(s.Handler())
+	start := time.Now()
+	resp, err := http.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(body))
+	d := time.Since(start)
+	var r struct {
+		Usage struct {
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	if err == nil {
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+	}
+	ts.Close()
+	stop()
+	if rerr := <-done; err == nil {
+		err = rerr
+	}
+	return r.Usage.CompletionTokens, d, err
 }

@@ -18,18 +18,16 @@
 // # Stopping together
 //
 // Rank 0 alone knows when to stop early: a stop sequence in the text, a
-// client gone, a shutdown. After each token every rank all-sums a stop
-// flag (rank 0's, the others add zero) and reads the previous token's
-// sum, which by then is done: the exchange never drains the generation's
-// pipeline, and a stop reaches every rank one token later, at the same
-// token on all of them. The sum still sits in the stream between two
-// steps, so each exchange costs one collective's latency: next to a real
-// model's dozens of all-sums per token that is little, next to a toy's four
-// it is not, and Options.StopEvery spaces the exchanges out (a stop then
-// takes up to 2×StopEvery−1 tokens). Stop tokens and max tokens need no
-// exchange: every rank sees the same ids. Generate's own context is never
-// cancelled, since one rank leaving a generation alone would leave the
-// others inside a collective.
+// client gone, a shutdown. It says so through model.GenerateOptions.Halt:
+// every step of the generation carries rank 0's halt flag as one more
+// element of the step's first all-sum (the other ranks add zero), so the
+// stop costs no collective and no wait of its own, and every rank reads
+// the summed flag with the step's token and ends before yielding it. Steps
+// are built one token ahead, so a stop rank 0 decides after token n ends
+// the generation after token n+1, on every rank alike. Stop tokens and max
+// tokens need no flag: every rank sees the same ids. Generate's own
+// context is never cancelled, since one rank leaving a generation alone
+// would leave the others inside a collective.
 //
 // # Requests
 //

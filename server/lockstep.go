@@ -6,7 +6,6 @@ import (
 	"math"
 
 	"github.com/mlxdist/mlxdist/jaccl"
-	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/model"
 )
 
@@ -20,10 +19,9 @@ const (
 // headerLen is the length of the int32 header rank 0 hands every rank
 // before each exchange: op, prompt length, max tokens, top-k, request
 // number, then the seed and three float64 settings, each as two halves of
-// its bits, and the stop-flag interval. An all-sum in which only rank 0
-// contributes is a broadcast, and integers add up exactly, so the floats
-// arrive bit for bit.
-const headerLen = 14
+// its bits. An all-sum in which only rank 0 contributes is a broadcast,
+// and integers add up exactly, so the floats arrive bit for bit.
+const headerLen = 13
 
 // order is one request as every rank needs it: what to generate and how.
 type order struct {
@@ -32,8 +30,6 @@ type order struct {
 	prompt    []int
 	maxTokens int
 	sampling  model.Sampling
-	// stopEvery is how many tokens pass between stop-flag exchanges.
-	stopEvery int
 }
 
 func (o *order) header() []int32 {
@@ -48,7 +44,6 @@ func (o *order) header() []int32 {
 	put64(7, math.Float64bits(o.sampling.Temp))
 	put64(9, math.Float64bits(o.sampling.TopP))
 	put64(11, math.Float64bits(o.sampling.MinP))
-	h[13] = int32(o.stopEvery)
 	return h
 }
 
@@ -58,7 +53,7 @@ func parseHeader(h []int32) (*order, error) {
 	}
 	get64 := func(i int) uint64 { return uint64(uint32(h[i])) | uint64(uint32(h[i+1]))<<32 }
 	seed := get64(5)
-	o := &order{op: h[0], seq: h[4], prompt: make([]int, h[1]), maxTokens: int(h[2]), stopEvery: int(h[13])}
+	o := &order{op: h[0], seq: h[4], prompt: make([]int, h[1]), maxTokens: int(h[2])}
 	o.sampling = model.Sampling{
 		TopK: int(h[3]),
 		Seed: &seed,
@@ -66,19 +61,18 @@ func parseHeader(h []int32) (*order, error) {
 		TopP: math.Float64frombits(get64(9)),
 		MinP: math.Float64frombits(get64(11)),
 	}
-	if o.op < opHeartbeat || o.op > opShutdown || h[1] < 0 || h[2] < 0 || h[13] < 0 {
+	if o.op < opHeartbeat || o.op > opShutdown || h[1] < 0 || h[2] < 0 {
 		return nil, fmt.Errorf("server: header %v from rank 0 is not one this version sends: are all ranks the same build?", h)
 	}
 	return o, nil
 }
 
-// lockstep is the channel from rank 0 to the other ranks: headers, prompts
-// and the per-token stop flag, each an all-sum to which only rank 0 adds
-// anything. On a group of one (or none) it moves nothing.
+// lockstep is the channel from rank 0 to the other ranks: headers and
+// prompts, each an all-sum to which only rank 0 adds anything. (The stop
+// flag travels inside the generation's own steps: model's
+// GenerateOptions.Halt.) On a group of one (or none) it moves nothing.
 type lockstep struct {
 	g *jaccl.Group
-	// pending is the previous token's stop flag, still being summed.
-	pending *mlx.Array
 }
 
 func (l *lockstep) alone() bool { return l.g == nil || l.g.Size() < 2 }
@@ -133,81 +127,4 @@ func (l *lockstep) recvOrder(ctx context.Context) (*order, error) {
 		o.prompt[i] = int(id)
 	}
 	return o, nil
-}
-
-// step exchanges the stop flag (once per token, or per order.stopEvery
-// tokens). Rank 0 passes
-// whether it wants the generation to end; every rank gets back rank 0's
-// flag of the previous token, so that all of them stop after the same
-// token. Reading the previous token's sum rather than this one's keeps the
-// exchange off the critical path: this token's sum is queued behind the
-// step already in flight and read one token later, when it is done, so
-// the pipeline of generation is never drained to read a flag. A stop thus
-// reaches every rank one exchange after rank 0 decides it. The sum still
-// sits in the stream between two steps, so each exchange adds one
-// collective's latency to a token. On a group of one the flag comes
-// straight back.
-func (l *lockstep) step(ctx context.Context, stop bool) (bool, error) {
-	if l.alone() {
-		return stop, nil
-	}
-	flag := int32(0)
-	if stop && l.leader() {
-		flag = 1
-	}
-	var prev bool
-	err := mlx.Do(func() error {
-		x, err := mlx.FromSlice([]int32{flag})
-		if err != nil {
-			return err
-		}
-		sum, err := l.g.AllSum(x)
-		x.Free()
-		if err != nil {
-			return err
-		}
-		if err := mlx.AsyncEval(sum); err != nil {
-			sum.Free()
-			return err
-		}
-		if l.pending != nil {
-			v, err := l.read(ctx)
-			if err != nil {
-				sum.Free()
-				return err
-			}
-			prev = v
-		}
-		l.pending = sum
-		return nil
-	})
-	return prev, err
-}
-
-// read evaluates and frees the pending flag; the caller is on the MLX
-// thread.
-func (l *lockstep) read(ctx context.Context) (bool, error) {
-	p := l.pending
-	l.pending = nil
-	defer p.Free()
-	if err := l.g.Eval(ctx, p); err != nil {
-		return false, err
-	}
-	v, err := mlx.ToSlice[int32](p)
-	if err != nil {
-		return false, err
-	}
-	return v[0] != 0, nil
-}
-
-// drain completes the last flag's exchange, so that every rank leaves a
-// generation with no collective outstanding.
-func (l *lockstep) drain(ctx context.Context) error {
-	if l.pending == nil {
-		return nil
-	}
-	return mlx.Do(func() error {
-		_, err := l.read(ctx)
-		return err
-	})
 }

@@ -42,7 +42,6 @@ func TestNewRefusesWhatCannotServe(t *testing.T) {
 		{"a context whose KV cache would not fit under the guard", server.Options{MaxContext: 4096, Guard: full}, "lower the max context"},
 		{"a context past max_position_embeddings", server.Options{MaxContext: m.Config.MaxPositionEmbeddings + 1}, "max_position_embeddings"},
 		{"a negative queue", server.Options{MaxQueue: -1}, "max queue -1"},
-		{"a negative stop-flag interval", server.Options{StopEvery: -2}, "stop-flag interval -2"},
 		{"a negative body limit", server.Options{MaxBodyBytes: -1}, "max body bytes -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,13 +44,6 @@ type Options struct {
 	// DefaultMaxTokens is the completion length when a request names
 	// none (clipped to what the context leaves).
 	DefaultMaxTokens int
-	// StopEvery is how many tokens pass between exchanges of rank 0's stop
-	// flag; 0 means 1, so that a stop reaches every rank one token after
-	// rank 0 decides it. Each exchange adds one collective's latency to a
-	// token: where that is a noticeable part of a token (a small model, a
-	// slow link), a larger value trades stop latency, in tokens, for speed.
-	// Rank 0's value is the one every rank uses.
-	StopEvery int
 	// Heartbeat is how often an idle rank 0 tells the other ranks it is
 	// alive; it must be shorter than the group's collective timeout.
 	Heartbeat time.Duration
@@ -106,9 +99,6 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = DefaultHeartbeat
 	}
-	if o.StopEvery == 0 {
-		o.StopEvery = 1
-	}
 	switch {
 	case o.MaxQueue < 0:
 		return nil, fmt.Errorf("server: max queue %d is negative", o.MaxQueue)
@@ -116,8 +106,6 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: max body bytes %d is negative", o.MaxBodyBytes)
 	case o.DefaultMaxTokens < 0:
 		return nil, fmt.Errorf("server: default max tokens %d is negative", o.DefaultMaxTokens)
-	case o.StopEvery < 0:
-		return nil, fmt.Errorf("server: stop-flag interval %d is negative", o.StopEvery)
 	case o.Heartbeat < 0:
 		return nil, fmt.Errorf("server: heartbeat %v is negative", o.Heartbeat)
 	case o.MaxContext < 0:
@@ -298,8 +286,7 @@ func (s *Server) serve(ctx context.Context, j *job) error {
 		return nil
 	}
 	j.started = time.Now()
-	o := &order{op: opGenerate, seq: int32(s.seq.Add(1)), prompt: j.prompt, maxTokens: j.maxTokens, sampling: j.sampling,
-		stopEvery: s.o.StopEvery}
+	o := &order{op: opGenerate, seq: int32(s.seq.Add(1)), prompt: j.prompt, maxTokens: j.maxTokens, sampling: j.sampling}
 	if err := s.ls.sendOrder(context.Background(), o); err != nil {
 		j.send(event{err: s.unavailableError(err)})
 		return err
@@ -316,9 +303,6 @@ type request struct {
 // generate runs o on this rank, in step with the others; r is nil on the
 // ranks that only follow.
 func (s *Server) generate(o *order, r *request) error {
-	gen := s.m.Generate(context.Background(), o.prompt, model.GenerateOptions{
-		MaxTokens: o.maxTokens, Sampling: o.sampling, Stop: s.stopIDs,
-	})
 	var (
 		dec      *tokenizer.StreamDecoder
 		st       *stopText
@@ -330,16 +314,25 @@ func (s *Server) generate(o *order, r *request) error {
 		n          int
 		genErr     error
 	)
+	// Rank 0 raises the halt flag once it is stopping; it rides the
+	// generation's next step to every rank, which all end at the same
+	// token. The other ranks never raise it.
+	var halt func() bool
 	if r != nil {
 		dec = s.tok.NewStreamDecoder()
 		st = &stopText{stops: r.stops}
+		halt = func() bool { return stopping }
 	}
-	every, count := max(o.stopEvery, 1), 0
+	gen := s.m.Generate(context.Background(), o.prompt, model.GenerateOptions{
+		MaxTokens: o.maxTokens, Sampling: o.sampling, Stop: s.stopIDs, Halt: halt,
+	})
+	count := 0
 	for tok, err := range gen.Tokens() {
 		if err != nil {
 			genErr = err
 			break
 		}
+		count++
 		if r != nil && !stopping {
 			if n == 0 {
 				first = time.Now()
@@ -365,21 +358,10 @@ func (s *Server) generate(o *order, r *request) error {
 				finish, stopping = "stop", true
 			}
 		}
-		// Every rank counts the same tokens, so all exchange at the same ones.
-		if count++; count%every != 0 && !s.ls.alone() {
-			continue
-		}
-		halt, err := s.ls.step(context.Background(), stopping)
-		if err != nil {
-			genErr = err
+		if stopping && s.ls.alone() {
+			// No other rank waits on this one's steps.
 			break
 		}
-		if halt {
-			break
-		}
-	}
-	if genErr == nil {
-		genErr = s.ls.drain(context.Background())
 	}
 	if genErr != nil {
 		if r != nil {

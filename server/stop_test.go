@@ -60,7 +60,7 @@ func TestHeaderCarriesAnOrderBitForBit(t *testing.T) {
 		{"a greedy request", order{op: opGenerate, seq: 3, prompt: make([]int, 7), maxTokens: 20,
 			sampling: model.Sampling{Temp: 0, TopP: 1, Seed: new(uint64)}}},
 		{"a sampled request with every filter and a seed past int64", order{op: opGenerate, seq: 1 << 30, prompt: make([]int, 1),
-			maxTokens: 1 << 20, stopEvery: 4, sampling: model.Sampling{Temp: 0.7, TopP: 0.9, MinP: 0.05, TopK: 40, Seed: &seed}}},
+			maxTokens: 1 << 20, sampling: model.Sampling{Temp: 0.7, TopP: 0.9, MinP: 0.05, TopK: 40, Seed: &seed}}},
 		{"a heartbeat", order{op: opHeartbeat, prompt: []int{}, sampling: model.Sampling{Seed: new(uint64)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,7 +71,6 @@ func TestHeaderCarriesAnOrderBitForBit(t *testing.T) {
 			assert.Len(t, got.prompt, len(tc.o.prompt))
 			assert.Equal(t, tc.o.maxTokens, got.maxTokens)
 			assert.Equal(t, tc.o.sampling, got.sampling)
-			assert.Equal(t, tc.o.stopEvery, got.stopEvery)
 		})
 	}
 }

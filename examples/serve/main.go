@@ -58,7 +58,6 @@ type options struct {
 	maxCtx    int
 	maxQueue  int
 	maxTokens int
-	stopEvery int
 	grace     time.Duration
 	verbose   bool
 }
@@ -85,7 +84,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.IntVar(&o.maxCtx, "max-context", 0, "prompt plus completion bound in tokens (0: the model's, at most 32768)")
 	fs.IntVar(&o.maxQueue, "max-queue", server.DefaultMaxQueue, "requests that may wait behind the one generating")
 	fs.IntVar(&o.maxTokens, "max-tokens", server.DefaultMaxTokens, "completion length of a request that names none")
-	fs.IntVar(&o.stopEvery, "stop-every", 1, "tokens between exchanges of rank 0's stop flag (more: faster, stops later)")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long requests may finish after SIGINT or SIGTERM")
 	fs.BoolVar(&o.verbose, "verbose", false, "log every loaded section")
 	fs.Usage = func() {
@@ -113,8 +111,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 		return bad("--max-queue %d: want 0 or more", o.maxQueue)
 	case o.maxTokens <= 0:
 		return bad("--max-tokens %d: want 1 or more", o.maxTokens)
-	case o.stopEvery <= 0:
-		return bad("--stop-every %d: want 1 or more", o.stopEvery)
 	}
 	if _, err := loader.ParseStrategy(o.strategy); err != nil {
 		return bad("--strategy %q: %v", o.strategy, err)
@@ -165,7 +161,7 @@ func run(o *options, stdout io.Writer) error {
 	}
 	defer m.Free()
 	s, err := server.New(m, tok, server.Options{
-		ModelName: o.name, MaxContext: o.maxCtx, MaxQueue: o.maxQueue, DefaultMaxTokens: o.maxTokens, StopEvery: o.stopEvery,
+		ModelName: o.name, MaxContext: o.maxCtx, MaxQueue: o.maxQueue, DefaultMaxTokens: o.maxTokens,
 		Guard: guard, Logger: log,
 	})
 	if err != nil {

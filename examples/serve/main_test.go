@@ -35,7 +35,6 @@ func TestFlags(t *testing.T) {
 		{"a stray argument is refused", []string{"--model", "m", "extra"}, 2, `unexpected argument "extra"`},
 		{"a negative context is refused", []string{"--model", "m", "--max-context", "-1"}, 2, "--max-context -1"},
 		{"zero default max tokens is refused", []string{"--model", "m", "--max-tokens", "0"}, 2, "--max-tokens 0"},
-		{"a stop-flag interval of zero is refused", []string{"--model", "m", "--stop-every", "0"}, 2, "--stop-every 0"},
 		{"an unknown strategy is refused", []string{"--model", "m", "--strategy", "lazy"}, 2, `--strategy "lazy"`},
 		{"help is no error", []string{"--help"}, 0, "usage: serve"},
 	} {
