@@ -43,10 +43,16 @@
 // kept with the cache, so a prefill, which evaluates the cache alone, runs
 // it too.
 //
-// Stages of several ranks (TP × PP) all-sum within the stage over a group
-// split from the whole; MLX's ring and jaccl back-ends cannot split a
-// group, so over them only pipelines of single-rank stages (TP=1) run, and
-// Load says so; mpi and nccl split.
+// A stage of several ranks (TP × PP) holds consecutive ranks. The previous
+// stage's last rank hands the hidden states to its first, which relays
+// them along the stage; the stage's last rank hands its output on. Within
+// the stage, every sharded-to-all layer sums over the stage's ranks: over a
+// split of the group with mpi; with ring and jaccl, which cannot split a
+// group and send to a rank's neighbours only, by a chain of neighbour
+// exchanges evaluated in rank order as the forward pass goes, so that no
+// two ranks both wait in a send however large the prefill (at TP=2 the sum
+// is the all-sum's bit for bit, and the logits TP=2's alone). nccl has no
+// send and recv, and Load refuses a pipeline over it.
 //
 // # One trip to the MLX thread per step
 //

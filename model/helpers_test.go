@@ -55,6 +55,9 @@ var specs = map[string]ckptgen.Spec{
 	// Six layers, for pipelines of two and three stages.
 	"llama-6": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 6, Heads: 4, KVHeads: 2, HeadDim: 32,
 		Intermediate: 256, DType: "F32", Files: 2},
+	// Two wider layers, for long prefills through stages of two ranks.
+	"llama-wide": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 512, Layers: 2, Heads: 8, KVHeads: 4, HeadDim: 64,
+		Intermediate: 256, DType: "F32", Files: 1},
 	// Kimi K2.5: one dense layer, two MoE layers with group-limited
 	// routing (4 groups, 2 chosen), float32.
 	"kimi": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
@@ -264,6 +267,9 @@ func rankMain(job string) error {
 		return err
 	}
 	defer g.Close()
+	if job == "chainsum" {
+		return chainSumMain(g)
+	}
 	o := Options{Group: g}
 	if shares := os.Getenv("MODEL_TEST_PLACE"); shares != "" {
 		tpn, _ := strconv.Atoi(os.Getenv("MODEL_TEST_TP"))
@@ -321,4 +327,57 @@ func rankMain(job string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown job %q", job)
+}
+
+// chainPart is rank r's part in the chain-sum tests: n values in [-1, 1).
+func chainPart(r, n int) []float32 {
+	rng := rand.New(rand.NewPCG(uint64(r), 9))
+	xs := make([]float32, n)
+	for i := range xs {
+		xs[i] = rng.Float32()*2 - 1
+	}
+	return xs
+}
+
+// chainSumMain sums this rank's part over its stage of MODEL_TEST_TP
+// consecutive ranks by the stage's chain, and checks the result against
+// the parts added in the chain's order.
+func chainSumMain(g *jaccl.Group) error {
+	tpn, _ := strconv.Atoi(os.Getenv("MODEL_TEST_TP"))
+	rows, _ := strconv.Atoi(os.Getenv("MODEL_TEST_ROWS"))
+	const width = 1024
+	x, err := mlx.FromSlice(chainPart(g.Rank(), rows*width), 1, rows, width)
+	if err != nil {
+		return err
+	}
+	defer x.Free()
+	c := &chain{world: g.MLX(), stream: g.Stream(), rank: g.Rank(), pos: g.Rank() % tpn, k: tpn}
+	var got []float32
+	err = mlx.Do(func() error {
+		s := &scope{}
+		defer s.release()
+		y := c.sum(s, x)
+		s.eval(y)
+		if s.err != nil {
+			return s.err
+		}
+		got, err = mlx.ToSlice[float32](y)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	first := g.Rank() / tpn * tpn
+	want := chainPart(first, rows*width)
+	for r := first + 1; r < first+tpn; r++ {
+		for i, v := range chainPart(r, rows*width) {
+			want[i] += v
+		}
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			return fmt.Errorf("rank %d: element %d of the stage's sum is %g, want %g", g.Rank(), i, got[i], want[i])
+		}
+	}
+	return nil
 }

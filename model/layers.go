@@ -82,14 +82,20 @@ type tp struct {
 	g      *mlx.Group
 	stream *mlx.Stream
 	n      int
+	// chain, when set, sums over a pipeline stage's n ranks by neighbour
+	// exchanges in the whole group, g being nil (see stage.go).
+	chain *chain
 	// pp is the rank's pipeline stage; nil runs every layer.
 	pp *pipe
 }
 
 // allSum sums x over the group; with one rank it is x.
 func (t *tp) allSum(s *scope, x *mlx.Array) *mlx.Array {
-	if t == nil || t.n <= 1 {
+	switch {
+	case t == nil || t.n <= 1:
 		return x
+	case t.chain != nil:
+		return t.chain.sum(s, x)
 	}
 	return s.allSum(x, t.g, t.stream)
 }

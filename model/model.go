@@ -86,7 +86,7 @@ func Load(ctx context.Context, dir string, o Options) (*Model, error) {
 		if stage, err = newPipe(o.Placement, o.Group, cfg); err != nil {
 			return nil, err
 		}
-		if tpGroup, err = stageGroup(o.Placement, o.Group); err != nil {
+		if tpGroup, stage.chain, err = stageSum(o.Placement, o.Group); err != nil {
 			return nil, err
 		}
 		lo.PlanOptions = o.Placement.PlanOptions(lo.Rank, lo.PlanOptions)
@@ -134,7 +134,8 @@ func FromLoaded(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Mod
 }
 
 // fromLoaded is FromLoaded for one pipeline stage when st is set; g is
-// then the stage's tensor-parallel group.
+// then the stage's tensor-parallel group, nil where st sums over the stage
+// by its chain.
 func fromLoaded(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group, st *pipe) (*Model, error) {
 	kept := make(map[string]*mlx.Array, len(arrays))
 	for name, a := range arrays {
@@ -166,7 +167,8 @@ func New(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group) (*Model, err
 }
 
 // newModel is New for one pipeline stage when st is set; g is then the
-// stage's tensor-parallel group.
+// stage's tensor-parallel group, nil where st sums over the stage by its
+// chain.
 func newModel(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group, st *pipe) (*Model, error) {
 	m := &Model{Config: cfg, group: g}
 	n := 1
@@ -178,6 +180,10 @@ func newModel(cfg *Config, arrays map[string]*mlx.Array, g *jaccl.Group, st *pip
 	if st != nil {
 		if m.tp == nil {
 			m.tp = &tp{n: 1}
+		}
+		if st.chain != nil {
+			n = st.chain.k
+			m.tp.n, m.tp.chain = n, st.chain
 		}
 		m.tp.pp = st
 		b.skip = func(name string) bool { return !st.holds(name) }
@@ -272,7 +278,9 @@ func (m *Model) NewCache() *Cache {
 // cache when c is not nil, and returns the logits [1, len(ids), vocab],
 // lazy: the caller evaluates and frees them. The whole graph is built in
 // one trip to the MLX thread and every intermediate handle is released
-// before Forward returns.
+// before Forward returns. (A pipeline stage of several ranks over ring or
+// jaccl evaluates its within-stage sums as it builds the graph: see the
+// package documentation.)
 func (m *Model) Forward(ids []int, c *Cache) (*mlx.Array, error) {
 	var out *mlx.Array
 	err := mlx.Do(func() error {

@@ -13,9 +13,12 @@ import (
 // pipe is this rank's place in a pipeline: the stage's layers, its
 // neighbours, and the whole group the hidden states and logits travel on.
 type pipe struct {
-	stage      loader.Stage
-	stages     int
-	prev, next int // ranks in the whole group; -1 at either end
+	stage  loader.Stage
+	stages int
+	// prev is the rank the stage's input comes from, relay the rank of
+	// the stage it passes the input on to, next the rank of the next
+	// stage the output goes to: ranks in the whole group, -1 for none.
+	prev, relay, next int
 	// leader is the rank of the last stage that gives the logits.
 	leader          bool
 	world           *mlx.Group
@@ -25,6 +28,9 @@ type pipe struct {
 	keep            func(loader.Section) bool
 	first, end      int // the stage's layers
 	isFirst, isLast bool
+	// chain sums over the stage's ranks where the back-end cannot split
+	// the group; nil otherwise.
+	chain *chain
 }
 
 // newPipe places rank of g in p.
@@ -48,14 +54,27 @@ func newPipe(p *loader.Placement, g *jaccl.Group, cfg *Config) (*pipe, error) {
 	if cfg.TieWordEmbeddings && !last.Embeddings {
 		return nil, fmt.Errorf("model: %s ties its head to the embeddings but the placement leaves them off the last stage: place it with TiedEmbeddings", cfg.ModelType)
 	}
-	q := &pipe{stage: *st, stages: p.PP, prev: -1, next: -1, leader: rank%p.TP == 0,
+	if g != nil {
+		if err := checkBackend(p, g.Backend()); err != nil {
+			return nil, err
+		}
+	}
+	q := &pipe{stage: *st, stages: p.PP, prev: -1, relay: -1, next: -1, leader: rank%p.TP == 0,
 		hidden: cfg.HiddenSize, keep: p.Keep(rank), first: st.FirstLayer, end: st.EndLayer,
 		isFirst: st.Index == 0, isLast: st.Index == p.PP-1}
+	// The stage's ranks are consecutive, and the ring back-ends reach a
+	// rank's neighbours only: the previous stage's last rank hands the
+	// hidden states to the stage's first, which relays them along the
+	// stage, rank to rank; the stage's last rank hands its output on.
+	lastOfStage := rank%p.TP == p.TP-1
 	if !q.isFirst {
-		q.prev = rank - p.TP
+		q.prev = rank - 1
 	}
-	if !q.isLast {
-		q.next = rank + p.TP
+	if !q.isFirst && !lastOfStage {
+		q.relay = rank + 1
+	}
+	if !q.isLast && lastOfStage {
+		q.next = rank + 1
 	}
 	if g != nil {
 		q.world, q.stream = g.MLX(), g.Stream()
@@ -96,22 +115,32 @@ func (t *tp) input(s *scope, embed *linear, ids *mlx.Array) *mlx.Array {
 	}
 	q := t.pp
 	L := ids.Shape()[1]
-	return s.do(func() (*mlx.Array, error) {
+	h := s.do(func() (*mlx.Array, error) {
 		return mlx.Recv([]int{1, L, q.hidden}, q.dtype, q.prev, q.world, q.stream)
 	})
+	if q.relay >= 0 {
+		// The relayed array is the one the stage computes on, so that the
+		// relay runs before any later send to the same rank.
+		h = s.send(h, q.relay, q.world, q.stream)
+	}
+	return h
 }
 
-// passOn ends a stage that is not the last: it sends h on and returns
-// zeros in the logits' shape that depend on the send, so that evaluating
-// the step runs it. done is false on the last stage, which goes on to the
-// head. Evaluating the cache (a prefill) also runs the send: the sent
-// array is kept with the stage's last layer's cache.
+// passOn ends a stage that is not the last: its last rank sends h on, and
+// every rank returns zeros in the logits' shape that depend on its h (the
+// send), so that evaluating the step runs it. done is false on the last
+// stage, which goes on to the head. Evaluating the cache (a prefill) also
+// runs the send: the sent array is kept with the stage's last layer's
+// cache.
 func (t *tp) passOn(s *scope, h *mlx.Array, caches []*kvCache, vocab int) (logits *mlx.Array, done bool) {
 	if t == nil || t.pp == nil || t.pp.isLast {
 		return nil, false
 	}
 	q := t.pp
-	sent := s.do(func() (*mlx.Array, error) { return mlx.Send(h, q.next, q.world, q.stream) })
+	if q.next < 0 {
+		return t.share(s, s.zerosAfter(h, []int{1, h.Shape()[1], vocab}), false), true
+	}
+	sent := s.send(h, q.next, q.world, q.stream)
 	if caches != nil && s.err == nil {
 		_, end := t.layers(len(caches))
 		c := caches[end-1]
@@ -154,24 +183,6 @@ func (s *scope) zerosAfter(dep *mlx.Array, shape []int) *mlx.Array {
 	one := s.reshape(s.slice(s.reshape(dep, -1), []int{0}, []int{1}), 1, 1, 1)
 	zero := s.astype(s.greater(one, one), dep.Dtype())
 	return s.add(s.zeros(shape, dep.Dtype()), zero)
-}
-
-// stageGroup is the group a stage's ranks all-sum over: none for a stage of
-// one rank, the whole group for a single stage, else a split of it, which
-// only the mpi and nccl back-ends can make.
-func stageGroup(p *loader.Placement, g *jaccl.Group) (*jaccl.Group, error) {
-	switch {
-	case p.TP == 1:
-		return nil, nil
-	case p.PP == 1:
-		return g, nil
-	}
-	sub, err := g.Split(g.Rank()/p.TP, g.Rank()%p.TP)
-	if err != nil {
-		return nil, fmt.Errorf("model: TP=%d × PP=%d all-sums within each stage, which needs a split of the %s group: run PP=%d alone (TP=1) over %s, or launch with mpi or nccl: %w",
-			p.TP, p.PP, g.Backend(), p.WorldSize, g.Backend(), err)
-	}
-	return sub, nil
 }
 
 // Place places dir's model (its config.json and its shard files' headers;

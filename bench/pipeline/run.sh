@@ -1,13 +1,12 @@
 #!/bin/sh
 # Pipeline benchmark: prompt and generation tokens per second of our
 # examples/generate split by tensor parallelism (TP=2) and by pipeline
-# stages (PP=2, PP=3, layers placed by memory), beside mlx-lm's benchmark
-# at TP=2 and with --pipeline at 2 and 3 ranks (mlx-lm splits the layers
-# evenly), on one generated float32 Kimi K2.5-layout checkpoint, local
-# ranks over ring. Run from anywhere after `make setup`.
-#
-# TP × PP needs a group split, which MLX's ring back-end lacks: with ring
-# it is refused at load, so it is not in this table (mpi or nccl split).
+# stages (PP=2, PP=3, layers placed by memory) and by both (TP=2 × PP=2 on
+# four ranks, each stage summing over its two ranks by neighbour
+# exchanges), beside mlx-lm's benchmark at TP=2 and with --pipeline at 2
+# and 3 ranks (mlx-lm splits the layers evenly, and has no TP × PP), on
+# one generated float32 Kimi K2.5-layout checkpoint, local ranks over ring.
+# Run from anywhere after `make setup`.
 #
 # Environment:
 #   PYTHON         the interpreter with mlx and mlx-lm (default .venv/bin/python)
@@ -63,6 +62,7 @@ mlxlm() {
 ours tp2 2
 ours pp2 2 --pp 2
 ours pp3 3 --pp 3
+ours tp2pp2 4 --tp 2 --pp 2
 mlxlm tp2 2
 mlxlm pp2 2 --pipeline
 mlxlm pp3 3 --pipeline
@@ -72,12 +72,12 @@ import json, os, re, statistics, sys
 out, prompt, gen = sys.argv[1:4]
 print(f"prompt {prompt} tokens, {gen} generated, the same checkpoint, local ranks over ring; medians of the trials")
 print(f"{'split':6} {'':8} {'prompt tok/s':>13} {'gen tok/s':>10} {'peak GB':>8}")
-for split in ("tp2", "pp2", "pp3"):
+for split in ("tp2", "pp2", "pp3", "tp2pp2"):
     rows = []
     ours = [json.loads(l) for l in open(f"{out}/ours-{split}.jsonl")]
     rows.append(("ours", [o["prompt_tps"] for o in ours], [o["generation_tps"] for o in ours], [o["peak_memory_gb"] for o in ours]))
     ref = []
-    for l in open(f"{out}/mlxlm-{split}.txt"):
+    for l in open(f"{out}/mlxlm-{split}.txt") if os.path.exists(f"{out}/mlxlm-{split}.txt") else []:
         ref.append({k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", l)})
     if ref:
         rows.append(("mlx-lm", [r["prompt_tps"] for r in ref], [r["generation_tps"] for r in ref], [r["peak_memory"] for r in ref]))

@@ -134,8 +134,8 @@ func TestATextPromptWithoutATokenizerSaysWhatToDoInstead(t *testing.T) {
 	assert.Contains(t, stderr.String(), "--prompt-ids")
 }
 
-// Pipelines of two and three stages over ring generate one rank's greedy
-// tokens, and rank 0 prints the placement.
+// Pipelines of two and three stages, and of two stages of two ranks, over
+// ring generate one rank's greedy tokens, and rank 0 prints the placement.
 func TestPipelinesGenerateOneRanksTokens(t *testing.T) {
 	if err := mlx.Load(); err != nil {
 		testenv.Unavailable(t, "MLX is not available: %v", err)
@@ -162,6 +162,7 @@ func TestPipelinesGenerateOneRanksTokens(t *testing.T) {
 	}{
 		{"two stages", "2", []string{"--pp", "2"}, "TP=1 × PP=2 on 2 ranks"},
 		{"three stages", "3", []string{"--pp", "3"}, "TP=1 × PP=3 on 3 ranks"},
+		{"two stages of two ranks", "4", []string{"--tp", "2", "--pp", "2"}, "TP=2 × PP=2 on 4 ranks"},
 		{"three ranks placed automatically, where four heads do not split three ways", "3", []string{"--placement", "auto"}, "TP=1 × PP=3 on 3 ranks"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
