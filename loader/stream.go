@@ -678,6 +678,9 @@ func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionP
 						return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
 					}
 					sums[j] = crc32.Checksum(dst, castagnoli)
+					if h := testHookPartRead; h != nil {
+						h(tp.Name, r, dst)
+					}
 					return nil
 				})
 				e.read <- err
@@ -703,6 +706,11 @@ func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionP
 	}
 	return nil
 }
+
+// testHookPartRead, set only by tests, sees each part a source has read and
+// checksummed before it is sent, where a test changes its bytes as a faulty
+// link or memory would.
+var testHookPartRead func(tensor string, receiver int, part []byte)
 
 // add puts e at the end of the window.
 func (s *streamer) add(e *inFlight) {
@@ -859,6 +867,8 @@ func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *L
 			}
 		}
 		if err != nil {
+			// Not yet in layer: a receive that failed holds its buffer.
+			a.Free()
 			return fail(err)
 		}
 		parts[j] = a
