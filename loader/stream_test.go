@@ -74,6 +74,10 @@ const streamMarker = "STREAM_FIGURES "
 // failed still had active after closing its loader.
 const streamLeftMarker = "STREAM_LEFT "
 
+// streamTimeMarker prefixes a rank's load time in nanoseconds when the
+// rank program runs for BenchmarkStreamedLoad.
+const streamTimeMarker = "STREAM_LOAD_NS "
+
 // streamRank is the rank program of the streaming tests: it loads its
 // shard with OpenStream, measures it, and compares every array with the
 // part a Direct load of the reference files gives.
@@ -172,16 +176,23 @@ func streamRank() error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	got, err := l.LoadAll(ctx)
 	if err != nil {
 		leftOver()
 		return err
 	}
+	loadTime := time.Since(start)
 	defer func() {
 		for _, a := range got {
 			a.Free()
 		}
 	}()
+	if os.Getenv("LOADER_STREAM_BENCH") != "" {
+		// Timed only: the benchmark wants the load's time, not its bytes.
+		fmt.Printf("%s%d\n", streamTimeMarker, loadTime.Nanoseconds())
+		return nil
+	}
 	peak, err := mlx.PeakMemory()
 	if err != nil {
 		return err
@@ -254,7 +265,7 @@ func newStreamJob(t *testing.T, sources ...int) streamJob {
 }
 
 // newStreamJobOf is newStreamJob for checkpoint c.
-func newStreamJobOf(t *testing.T, c *ckpt, sources ...int) streamJob {
+func newStreamJobOf(t testing.TB, c *ckpt, sources ...int) streamJob {
 	t.Helper()
 	j := streamJob{ckpt: c.write(t, 2), root: t.TempDir()}
 	for _, s := range sources {
@@ -272,7 +283,7 @@ func (j streamJob) run(t *testing.T, n int, env ...string) (string, map[int]stre
 
 // runGrace is run with the time the launcher gives a rank it stops before
 // killing it (the ranks ignore the stop).
-func (j streamJob) runGrace(t *testing.T, n int, grace time.Duration, env ...string) (string, map[int]streamFigures, time.Duration, error) {
+func (j streamJob) runGrace(t testing.TB, n int, grace time.Duration, env ...string) (string, map[int]streamFigures, time.Duration, error) {
 	t.Helper()
 	requireMLX(t)
 	if ok, err := mlx.DistributedAvailable("ring"); err != nil || !ok {
