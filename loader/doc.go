@@ -70,14 +70,16 @@
 // it. A source reads each receiver's part of every tensor with the same
 // byte ranges Direct reads for that rank, into an MLX array, and sends it
 // with a CRC-32C of its bytes; the receiver's arrays are MLX's receive
-// buffers, checked against the checksums as they arrive, section by section
+// buffers, each checksummed while the next arrives, section by section
 // under its memory guard, so its peak stays its shard. Only the receiver's
 // bytes cross the link. Every rank computes the same StreamPlan (which
 // source sends which section to whom; over ring only neighbours can), so
 // sends and receives pair up without a conversation; a source keeps a
-// bounded window of parts in flight, its sends on a stream of their own so
-// that its reads go on meanwhile. A receiver can keep what it got as its
-// own shard checkpoint (StreamOptions.Cache, Reshard's layout).
+// bounded window of parts in flight, its sends to each receiver on a stream
+// of that receiver's own, so that its reads go on meanwhile and one
+// receiver's sends do not wait behind another's. A receiver can keep what
+// it got as its own shard checkpoint (StreamOptions.Cache, Reshard's
+// layout).
 //
 // # Placement
 //
@@ -108,8 +110,11 @@
 // Mapped files are read with page faults turned into errors, so a file
 // truncated under the loader is an error, not a crash.
 //
-// In a streamed load a peer that dies ends every rank that waited on it
-// with a *StreamError naming that rank and the section (ErrPeerLost from
-// the back-end inside); one that stops answering trips the group's
-// watchdog (jaccl.Options.Timeout), which ends the process.
+// In a streamed load a peer that dies, source or receiver, ends every rank
+// that waited on it with a *StreamError naming that rank and the section
+// (ErrPeerLost from the back-end inside); one that stops answering trips
+// the group's watchdog (jaccl.Options.Timeout), which ends the process
+// with the same naming. A part whose bytes do not match its source's
+// checksum ends its receiver with a *StreamError matching ErrChecksum that
+// names the tensor. Either way what the section had received is freed.
 package loader

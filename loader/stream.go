@@ -488,9 +488,17 @@ func OpenStream(ctx context.Context, g *jaccl.Group, path string, o StreamOption
 	st := &streamer{g: g, plan: sp, rank: me, window: sp.Window}
 	if d != nil && sp.read[me] > 0 && g.Stream() != nil {
 		if dev, err := g.Stream().Device(); err == nil && dev == mlx.CPU {
-			// Best effort: without a stream of their own the sends share
-			// the default CPU stream and overlap less with the reads.
-			st.sendStream, _ = mlx.NewStream(mlx.CPU)
+			// Best effort: without streams of their own the sends share
+			// the default CPU stream and overlap less with the reads and
+			// with each other.
+			st.sendStreams = map[int]*mlx.Stream{}
+			for _, ln := range sp.Links {
+				if ln.Source == me {
+					if ss, err := mlx.NewStream(mlx.CPU); err == nil {
+						st.sendStreams[ln.Receiver] = ss
+					}
+				}
+			}
 		}
 	}
 	if d != nil && sp.read[me] > 0 {
@@ -509,7 +517,7 @@ func OpenStream(ctx context.Context, g *jaccl.Group, path string, o StreamOption
 	plan.Stream = sp
 	l, err := newLoader(d, plan, o.Options)
 	if err != nil {
-		st.sendStream.Free()
+		st.freeStreams()
 		closeDir()
 		return nil, err
 	}
@@ -598,10 +606,12 @@ type streamer struct {
 	// not yet seen delivered. inFlight is their bytes.
 	flight   []*inFlight
 	inFlight int64
-	// sendStream, when set, is a CPU stream of the sends' own: on the
-	// default one, every allocation of the next part (and of the source's
-	// own arrays) would wait behind the sends queued before it.
-	sendStream *mlx.Stream
+	// sendStreams are CPU streams of the sends' own, one per receiver: on
+	// the default stream every allocation of the next part (and of the
+	// source's own arrays) would wait behind the sends queued before it,
+	// and on one shared stream the sends to one receiver would wait
+	// behind those to another, though each peer has its own sockets.
+	sendStreams map[int]*mlx.Stream
 
 	sent, received, flightPeak atomic.Int64
 }
@@ -678,6 +688,9 @@ func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionP
 						return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
 					}
 					sums[j] = crc32.Checksum(dst, castagnoli)
+					if h := testHookPartRead; h != nil {
+						h(tp.Name, r, dst)
+					}
 					return nil
 				})
 				e.read <- err
@@ -703,6 +716,11 @@ func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionP
 	}
 	return nil
 }
+
+// testHookPartRead, set only by tests, sees each part a source has read and
+// checksummed before it is sent, where a test changes its bytes as a faulty
+// link or memory would.
+var testHookPartRead func(tensor string, receiver int, part []byte)
 
 // add puts e at the end of the window.
 func (s *streamer) add(e *inFlight) {
@@ -749,8 +767,8 @@ func (s *streamer) queueRead(wait bool) error {
 // queue starts the send of e's part to its peer.
 func (s *streamer) queue(e *inFlight) error {
 	var err error
-	if s.sendStream != nil {
-		if e.send, err = mlx.Send(e.part, e.peer, s.g.MLX(), s.sendStream); err != nil {
+	if ss := s.sendStreams[e.peer]; ss != nil {
+		if e.send, err = mlx.Send(e.part, e.peer, s.g.MLX(), ss); err != nil {
 			err = cluster.Explain(err)
 		}
 	} else {
@@ -822,22 +840,71 @@ func (s *streamer) abandon() {
 		f.send.Free()
 	}
 	s.flight, s.inFlight = nil, 0
-	s.sendStream.Free()
-	s.sendStream = nil
+	s.freeStreams()
 	if s.cache != nil {
 		s.cache.abort()
 		s.cache = nil
 	}
 }
 
+func (s *streamer) freeStreams() {
+	for _, ss := range s.sendStreams {
+		ss.Free()
+	}
+	s.sendStreams = nil
+}
+
 // receive fills layer with section i of this rank's shard, received from
 // its source, and checks every part against the source's checksum.
+//
+// Each receive is queued on its own, in plan order, the order the source
+// sends in (MLX does not keep the order of independent arrays evaluated
+// together), and waited for under the group's watchdog. While the stream
+// thread receives part j, the MLX thread checksums part j-1 (and writes it
+// to the cache): the checksums cost the link nothing. At most one receive
+// is queued ahead: queueing more blocks, outside any watchdog, once more
+// than a few wait.
 func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *Layer) error {
 	src := s.plan.assign[i][s.rank]
 	fail := func(err error) error {
 		return &StreamError{Section: sp.Name, Peer: src, Op: "receiving from", Err: err}
 	}
-	parts := make([]*mlx.Array, len(sp.Tensors))
+	got := make([]uint32, len(sp.Tensors))
+	check := func(j int) error {
+		tp := &sp.Tensors[j]
+		if tp.ShardBytes == 0 {
+			if s.cache != nil {
+				return s.cache.write(tp.Name, nil)
+			}
+			return nil
+		}
+		var werr error
+		err := layer.Arrays[tp.Name].ReadData(func(b []byte) error {
+			got[j] = crc32.Checksum(b, castagnoli)
+			if s.cache != nil {
+				werr = s.cache.write(tp.Name, b)
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(err)
+		}
+		return werr
+	}
+	// queued checks the parts before end not yet checked, in order, while
+	// a, queued, is received, then waits for a; a failed check still
+	// waits, so that no receive is left queued.
+	next := 0
+	queued := func(a *mlx.Array, end int) error {
+		var cerr error
+		for ; next < end && cerr == nil; next++ {
+			cerr = check(next)
+		}
+		if err := s.evalRecv(ctx, a, sp.Name, src); err != nil {
+			return fail(err)
+		}
+		return cerr
+	}
 	var bytes int64
 	for j := range sp.Tensors {
 		tp := &sp.Tensors[j]
@@ -845,33 +912,35 @@ func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *L
 		if err != nil {
 			return &LoadError{Section: sp.Name, Tensor: tp.Name, Err: err}
 		}
-		// Each receive is evaluated on its own, under the group's watchdog
-		// and in plan order, the order the source sends in: MLX does not
-		// keep the order of independent arrays evaluated together, and
-		// queueing them asynchronously blocks, outside any watchdog, once
-		// more than a few wait.
 		var a *mlx.Array
 		if tp.ShardBytes == 0 {
 			a, err = mlx.NewArrayFill(intShape(tp.ShardShape), dt, func([]byte) error { return nil })
-		} else {
-			if a, err = s.g.Recv(intShape(tp.ShardShape), dt, src); err == nil {
-				err = s.evalRecv(ctx, a, sp.Name, src)
-			}
+		} else if a, err = s.g.Recv(intShape(tp.ShardShape), dt, src); err == nil {
+			err = mlx.AsyncEval(a)
 		}
 		if err != nil {
+			a.Free()
 			return fail(err)
 		}
-		parts[j] = a
+		// In layer from here: Layer.Free frees it, also after a failure.
 		layer.Arrays[tp.Name] = a
+		if tp.ShardBytes > 0 {
+			if err := queued(a, j); err != nil {
+				return err
+			}
+		}
 		bytes += tp.ShardBytes
 	}
 	sumsArr, err := s.g.Recv([]int{len(sp.Tensors)}, mlx.Uint32, src)
+	if err == nil {
+		err = mlx.AsyncEval(sumsArr)
+	}
+	defer sumsArr.Free()
 	if err != nil {
 		return fail(err)
 	}
-	defer sumsArr.Free()
-	if err := s.evalRecv(ctx, sumsArr, sp.Name, src); err != nil {
-		return fail(err)
+	if err := queued(sumsArr, len(sp.Tensors)); err != nil {
+		return err
 	}
 	sums, err := mlx.ToSlice[uint32](sumsArr)
 	if err != nil {
@@ -879,25 +948,8 @@ func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *L
 	}
 	for j := range sp.Tensors {
 		tp := &sp.Tensors[j]
-		if tp.ShardBytes == 0 {
-			if s.cache != nil {
-				if err := s.cache.write(tp.Name, nil); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		err := parts[j].ReadData(func(b []byte) error {
-			if got := crc32.Checksum(b, castagnoli); got != sums[j] {
-				return fmt.Errorf("%w: tensor %q: CRC-32C %08x, source sent %08x", ErrChecksum, tp.Name, got, sums[j])
-			}
-			if s.cache != nil {
-				return s.cache.write(tp.Name, b)
-			}
-			return nil
-		})
-		if err != nil {
-			return fail(err)
+		if tp.ShardBytes > 0 && got[j] != sums[j] {
+			return fail(fmt.Errorf("%w: tensor %q: CRC-32C %08x, source sent %08x", ErrChecksum, tp.Name, got[j], sums[j]))
 		}
 	}
 	s.received.Add(bytes)

@@ -70,6 +70,14 @@ type streamFigures struct {
 
 const streamMarker = "STREAM_FIGURES "
 
+// streamLeftMarker prefixes the bytes of MLX memory a rank whose load
+// failed still had active after closing its loader.
+const streamLeftMarker = "STREAM_LEFT "
+
+// streamTimeMarker prefixes a rank's load time in nanoseconds when the
+// rank program runs for BenchmarkStreamedLoad.
+const streamTimeMarker = "STREAM_LOAD_NS "
+
 // streamRank is the rank program of the streaming tests: it loads its
 // shard with OpenStream, measures it, and compares every array with the
 // part a Direct load of the reference files gives.
@@ -105,8 +113,8 @@ func streamRank() error {
 		o.Cache = expand(c)
 	}
 	if fault := os.Getenv("LOADER_STREAM_FAULT"); fault != "" {
-		// "die|stop:rank:section": that rank exits, or stops answering,
-		// once it has loaded that section.
+		// "die|kill|stop:rank:section": that rank exits, is killed, or
+		// stops answering, once it has loaded that section.
 		f := strings.Split(fault, ":")
 		if f[1] == strconv.Itoa(rank) {
 			o.Progress = func(l *Layer) {
@@ -114,13 +122,42 @@ func streamRank() error {
 					return
 				}
 				fmt.Println(f[0], "after section", l.Name)
-				if f[0] == "stop" {
+				switch f[0] {
+				case "stop":
 					// Hung, its sockets open: only the others' watchdogs
 					// can end the job.
 					time.Sleep(time.Hour)
+				case "kill":
+					// No exit path runs: the kernel closes its sockets.
+					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				}
 				os.Exit(3)
 			}
+		}
+	}
+	if name := os.Getenv("LOADER_STREAM_CORRUPT"); name != "" {
+		// A source changes one byte of that tensor's part after taking its
+		// checksum.
+		testHookPartRead = func(tensor string, _ int, part []byte) {
+			if tensor == name {
+				part[len(part)/2] ^= 0x40
+			}
+		}
+	}
+	if err := mlx.ClearCache(); err != nil {
+		return err
+	}
+	baseline, err := mlx.ActiveMemory()
+	if err != nil {
+		return err
+	}
+	// A rank whose load fails reports what MLX memory it left allocated.
+	leftOver := func() {
+		if err := mlx.ClearCache(); err != nil {
+			return
+		}
+		if now, err := mlx.ActiveMemory(); err == nil {
+			fmt.Printf("%s%d\n", streamLeftMarker, int64(now)-int64(baseline))
 		}
 	}
 	path := expand(os.Getenv("LOADER_STREAM_MODEL"))
@@ -139,15 +176,23 @@ func streamRank() error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	got, err := l.LoadAll(ctx)
 	if err != nil {
+		leftOver()
 		return err
 	}
+	loadTime := time.Since(start)
 	defer func() {
 		for _, a := range got {
 			a.Free()
 		}
 	}()
+	if os.Getenv("LOADER_STREAM_BENCH") != "" {
+		// Timed only: the benchmark wants the load's time, not its bytes.
+		fmt.Printf("%s%d\n", streamTimeMarker, loadTime.Nanoseconds())
+		return nil
+	}
 	peak, err := mlx.PeakMemory()
 	if err != nil {
 		return err
@@ -216,7 +261,13 @@ type streamJob struct {
 
 func newStreamJob(t *testing.T, sources ...int) streamJob {
 	t.Helper()
-	j := streamJob{ckpt: streamCkpt().write(t, 2), root: t.TempDir()}
+	return newStreamJobOf(t, streamCkpt(), sources...)
+}
+
+// newStreamJobOf is newStreamJob for checkpoint c.
+func newStreamJobOf(t testing.TB, c *ckpt, sources ...int) streamJob {
+	t.Helper()
+	j := streamJob{ckpt: c.write(t, 2), root: t.TempDir()}
 	for _, s := range sources {
 		require.NoError(t, os.Symlink(j.ckpt, filepath.Join(j.root, "r"+strconv.Itoa(s))))
 	}
@@ -232,7 +283,7 @@ func (j streamJob) run(t *testing.T, n int, env ...string) (string, map[int]stre
 
 // runGrace is run with the time the launcher gives a rank it stops before
 // killing it (the ranks ignore the stop).
-func (j streamJob) runGrace(t *testing.T, n int, grace time.Duration, env ...string) (string, map[int]streamFigures, time.Duration, error) {
+func (j streamJob) runGrace(t testing.TB, n int, grace time.Duration, env ...string) (string, map[int]streamFigures, time.Duration, error) {
 	t.Helper()
 	requireMLX(t)
 	if ok, err := mlx.DistributedAvailable("ring"); err != nil || !ok {
