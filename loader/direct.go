@@ -214,7 +214,7 @@ func (src *source) copyPiece(l *layout, p0, p1 int64, dst []byte) (read int64, e
 		err := src.f.Protect(func() error {
 			return l.visit(p0, p1, func(off, length, pos int64) error {
 				if src.mode == ReadAuto && length >= preadDirect {
-					if _, err := src.f.ReadRangesAt([]safetensors.Range{{Offset: off, Length: length}}, dst[pos:pos+length]); err != nil {
+					if _, err := src.f.ReadRangesPread([]safetensors.Range{{Offset: off, Length: length}}, dst[pos:pos+length]); err != nil {
 						return err
 					}
 					read += length
@@ -256,7 +256,7 @@ func (src *source) copyPiece(l *layout, p0, p1 int64, dst []byte) (read int64, e
 				*bp = make([]byte, span)
 			}
 			b := (*bp)[:span]
-			if _, err := src.f.ReadRangesAt([]safetensors.Range{{Offset: first.off, Length: span}}, b); err != nil {
+			if _, err := src.f.ReadRangesPread([]safetensors.Range{{Offset: first.off, Length: span}}, b); err != nil {
 				return err
 			}
 			read += span
@@ -265,7 +265,7 @@ func (src *source) copyPiece(l *layout, p0, p1 int64, dst []byte) (read int64, e
 			}
 		} else {
 			for _, r := range win {
-				if _, err := src.f.ReadRangesAt([]safetensors.Range{{Offset: r.off, Length: r.length}}, dst[r.pos:r.pos+r.length]); err != nil {
+				if _, err := src.f.ReadRangesPread([]safetensors.Range{{Offset: r.off, Length: r.length}}, dst[r.pos:r.pos+r.length]); err != nil {
 					return err
 				}
 				read += r.length

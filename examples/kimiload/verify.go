@@ -66,7 +66,7 @@ func verifyOne(d *safetensors.Dir, tp *loader.TensorPlan, n, k int, a *mlx.Array
 		return fmt.Errorf("tensor %q: shape %v, want %v", tp.Name, got, shape)
 	}
 	full := make([]byte, info.Size())
-	if _, err := f.ReadRangesAt([]safetensors.Range{{Offset: info.Offset, Length: info.Size()}}, full); err != nil {
+	if _, err := f.ReadRangesPread([]safetensors.Range{{Offset: info.Offset, Length: info.Size()}}, full); err != nil {
 		return fmt.Errorf("tensor %q: %w", tp.Name, err)
 	}
 	want := full
