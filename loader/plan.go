@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"os"
 	"slices"
@@ -72,8 +73,19 @@ type TensorPlan struct {
 	Bytes      int64  `json:"bytes"`
 	ShardBytes int64  `json:"shard_bytes"`
 	File       string `json:"file,omitempty"`
+	// Part is where the rank's part lies in File: what the Direct strategy
+	// reads for it.
+	Part safetensors.Part `json:"-"`
 
 	info safetensors.TensorInfo
+}
+
+// PartOf returns where rank k of n's part of the tensor lies in its file.
+func (tp *TensorPlan) PartOf(n, k int) (safetensors.Part, error) {
+	if tp.Split.Replicated() {
+		return tp.info.Whole(), nil
+	}
+	return tp.info.Part(tp.Split.Axis, tp.Split.Slices(n, k)...)
 }
 
 // SectionPlan is one section of a plan, with its predicted figures (bytes).
@@ -244,6 +256,11 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 			tp.ShardShape[s.Axis] /= int64(n)
 			tp.ShardBytes = t.Size() / int64(n)
 		}
+		part, err := tp.PartOf(n, min(o.Rank, n-1))
+		if err != nil {
+			return nil, err // Resolve checked the split
+		}
+		tp.Part = part
 		sp.Tensors = append(sp.Tensors, tp)
 		if s.Replicated() {
 			p.Replicated += t.Size()
@@ -264,10 +281,10 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 			switch o.Strategy {
 			case Direct:
 				sp.Read += tp.ShardBytes
-				sp.Disk += diskBytes(&tp, n, o.Rank, o.PageSize)
+				sp.Disk += tp.Part.Pages(o.PageSize)
 			default:
 				sp.Read += tp.Bytes
-				sp.Disk += spanPages(tp.info.Offset, tp.Bytes, o.PageSize)
+				sp.Disk += tp.info.Whole().Pages(o.PageSize)
 			}
 			if !tp.Split.Replicated() {
 				copies += shard
@@ -294,60 +311,12 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	return p, nil
 }
 
-// spanPages is the size of the pages that [off, off+n) touches.
-func spanPages(off, n, page int64) int64 {
-	if n <= 0 {
-		return 0
-	}
-	first, last := off/page, (off+n-1)/page
-	return (last - first + 1) * page
-}
-
-// exactRunLimit bounds the runs diskBytes walks one by one; beyond it, it
-// estimates from the first runs.
-const exactRunLimit = 1 << 16
-
-// diskBytes estimates the pages a cold read of the rank's part of tp
-// touches: per index of the axes before the split, one run per segment,
-// each Stride apart. Runs closer than a page cover every page between
-// them; runs further apart touch their own pages only.
-func diskBytes(tp *TensorPlan, n, k int, page int64) int64 {
-	off := tp.info.Offset
-	if tp.Split.Replicated() || n == 1 {
-		return spanPages(off, tp.Bytes, page)
-	}
-	ax := tp.Split.Axis
-	outer := int64(1)
-	for _, d := range tp.Shape[:ax] {
-		outer *= d
-	}
-	dim := tp.Shape[ax]
-	if outer == 0 || dim == 0 {
-		return 0
-	}
-	row := tp.Bytes / (outer * dim) // bytes per index of the split axis
-	stride := dim * row
-	var total int64
-	b := tp.Split.Bounds
-	for j := 0; j+1 < len(b); j++ {
-		seg := (b[j+1] - b[j]) / int64(n)
-		start, length := (b[j]+int64(k)*seg)*row, seg*row
-		if length == 0 {
-			continue
-		}
-		if stride-length < page {
-			// Gaps shorter than a page: every page of the span is read.
-			total += spanPages(off+start, (outer-1)*stride+length, page)
-			continue
-		}
-		runs := min(outer, exactRunLimit)
-		var pages int64
-		for i := int64(0); i < runs; i++ {
-			pages += spanPages(off+start+i*stride, length, page)
-		}
-		total += pages * outer / runs
-	}
-	return min(total, spanPages(off, tp.Bytes, page))
+// Ranges yields the file byte ranges of this rank's part of tp (a tensor
+// of p), in the order its bytes lie in the part, adjacent ranges merged:
+// what the Direct strategy reads for it. It lets a tool copy or prefetch
+// exactly a rank's bytes without MLX.
+func (p *Plan) Ranges(tp *TensorPlan) iter.Seq[safetensors.Range] {
+	return tp.Part.Ranges()
 }
 
 // JSON returns the plan as indented JSON.

@@ -171,6 +171,21 @@ type Split struct {
 // Replicated reports whether every rank gets the whole tensor.
 func (s Split) Replicated() bool { return s.Axis < 0 }
 
+// Slices returns the slices of Axis that rank k of n keeps: its piece of
+// every segment, in order (nil for a replicated split).
+func (s Split) Slices(n, k int) []safetensors.Slice {
+	if s.Replicated() || n <= 0 {
+		return nil
+	}
+	out := make([]safetensors.Slice, 0, len(s.Bounds)-1)
+	for j := 1; j < len(s.Bounds); j++ {
+		size := (s.Bounds[j] - s.Bounds[j-1]) / int64(n)
+		start := s.Bounds[j-1] + int64(k)*size
+		out = append(out, safetensors.Slice{Start: start, End: start + size})
+	}
+	return out
+}
+
 // param returns the last component of a tensor name: "weight", "scales",
 // "biases", "bias", ...
 func param(name string) string {
@@ -263,12 +278,9 @@ func (rs *RuleSet) Resolve(t safetensors.TensorInfo, n int) (Split, error) {
 	if r.Units > 0 && dim%int64(r.Units) != 0 {
 		return fail(dim, "the axis does not hold %d heads of equal size", r.Units)
 	}
-	// The shard of each run must start and end on a byte.
-	inner := int64(1)
-	for _, d := range t.Shape[s.Axis+1:] {
-		inner *= d
-	}
-	if bits := int64(t.DType.Bits()); (dim/int64(n)*inner*bits)%8 != 0 {
+	// Every piece must start and end on a byte: when rank 0's do, since
+	// the pieces of a segment have one size, every rank's do.
+	if _, err := t.Part(s.Axis, s.Slices(n, 0)...); err != nil {
 		return fail(dim, "a part would cut inside a byte of %s", t.DType)
 	}
 	return s, nil
