@@ -14,6 +14,7 @@ import (
 
 type (
 	Action           = shard.Action
+	Tensor           = shard.Tensor
 	LoadError        = shard.LoadError
 	Placement        = shard.Placement
 	PlacementError   = shard.PlacementError
@@ -73,26 +74,32 @@ func AllocCPU(n int64) int64 { return shard.AllocCPU(n) }
 // LayerIndex is shard.LayerIndex.
 func LayerIndex(name string) int { return shard.LayerIndex(name) }
 
-// Place is shard.Place.
+// Place is shard.Place of a checkpoint's tensors (or of a model's,
+// described as header entries).
 func Place(tensors []safetensors.TensorInfo, o PlacementOptions) (*Placement, error) {
-	return shard.Place(tensors, o)
+	return shard.Place(shard.Describe(tensors), o)
 }
 
-// PlaceAuto is shard.PlaceAuto.
+// PlaceAuto is shard.PlaceAuto of a checkpoint's tensors (or of a model's,
+// described as header entries).
 func PlaceAuto(tensors []safetensors.TensorInfo, o PlacementOptions) (*Placement, error) {
-	return shard.PlaceAuto(tensors, o)
+	return shard.PlaceAuto(shard.Describe(tensors), o)
 }
 
-// NewPlan is shard.NewPlan.
+// NewPlan is shard.NewPlan of a checkpoint's tensors (safetensors.Dir's
+// Tensors), or of a model's described as header entries, where only Name,
+// DType and Shape matter.
 func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
-	return shard.NewPlan(tensors, o)
+	return shard.NewPlan(shard.Describe(tensors), o)
 }
 
 // DeepSeekV3Rules is shard.DeepSeekV3Rules.
 func DeepSeekV3Rules(heads int) *RuleSet { return shard.DeepSeekV3Rules(heads) }
 
-// DetectRules is shard.DetectRules.
-func DetectRules(tensors []safetensors.TensorInfo) *RuleSet { return shard.DetectRules(tensors) }
+// DetectRules is shard.DetectRules of a checkpoint's tensors.
+func DetectRules(tensors []safetensors.TensorInfo) *RuleSet {
+	return shard.DetectRules(shard.Describe(tensors))
+}
 
 // LlamaRules is shard.LlamaRules.
 func LlamaRules(heads, kvHeads int) *RuleSet { return shard.LlamaRules(heads, kvHeads) }

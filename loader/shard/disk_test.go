@@ -13,7 +13,7 @@ func TestDiskCountsThePagesARanksRunsTouch(t *testing.T) {
 	const page = 4096
 	for _, tc := range []struct {
 		name string
-		t    safetensors.TensorInfo
+		t    Tensor
 		k    int
 		want int64
 	}{
@@ -23,7 +23,7 @@ func TestDiskCountsThePagesARanksRunsTouch(t *testing.T) {
 		{"runs a page or more apart touch only their own pages", info("layers.0.mlp.down_proj.weight", safetensors.U8, 4, 16384), 1, 8 * page},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := NewPlan([]safetensors.TensorInfo{tc.t}, PlanOptions{WorldSize: 2, Rank: tc.k, Rules: LlamaRules(0, 0), PageSize: page})
+			p, err := NewPlan([]Tensor{tc.t}, PlanOptions{WorldSize: 2, Rank: tc.k, Rules: LlamaRules(0, 0), PageSize: page})
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, p.Disk)
 		})

@@ -183,12 +183,12 @@ func (e *PlanError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrWontFit) true.
 func (e *PlanError) Is(target error) bool { return target == ErrWontFit }
 
-// NewPlan plans the load of tensors — from a checkpoint's headers
-// (safetensors.Dir.Tensors) or from a model described without files, where
-// only Name, DType, Shape and End−Begin (the size) matter — for one rank.
-// It validates every split first and returns every *ShardError found in
-// one *ShardErrors, whose message is a one-line summary.
-func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
+// NewPlan plans the load of tensors — a checkpoint's (Describe of its
+// headers) or a model's described without files — for one rank. It
+// validates every description and every split first and returns every
+// *ShardError found in one *ShardErrors, whose message is a one-line
+// summary.
+func NewPlan(tensors []Tensor, o PlanOptions) (*Plan, error) {
 	if o.WorldSize <= 0 {
 		o.WorldSize = 1
 	}
@@ -211,7 +211,7 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	if o.Strategy == ChunkedEval {
 		n = 1
 	}
-	byName := make(map[string]safetensors.TensorInfo, len(tensors))
+	byName := make(map[string]Tensor, len(tensors))
 	splits := make(map[string]Split, len(tensors))
 	var errs []error
 	var checkpoint int64
@@ -221,7 +221,11 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 			return nil, fmt.Errorf("loader: tensor %q is described twice", t.Name)
 		}
 		seen[t.Name] = true
-		checkpoint += t.Size()
+		size, err := t.size()
+		if err != nil {
+			return nil, err
+		}
+		checkpoint += size
 		if o.Keep != nil && !o.Keep(o.Sections(t.Name)) {
 			continue
 		}
@@ -251,7 +255,7 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 		}
 		s := splits[name]
 		tp := TensorPlan{Name: name, DType: t.DType, Shape: t.Shape, ShardShape: t.Shape, Split: s,
-			Bytes: t.Size(), ShardBytes: t.Size(), File: t.File, info: t}
+			Bytes: t.Size(), ShardBytes: t.Size(), File: t.File, info: t.info()}
 		if !s.Replicated() {
 			tp.ShardShape = slices.Clone(t.Shape)
 			tp.ShardShape[s.Axis] /= int64(n)

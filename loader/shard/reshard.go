@@ -106,7 +106,7 @@ func Reshard(ctx context.Context, src, dst string, o PlanOptions, progress func(
 		return nil, err
 	}
 	defer d.Close()
-	plan, err := NewPlan(d.Tensors(), o)
+	plan, err := NewPlan(Describe(d.Tensors()), o)
 	if err != nil {
 		return nil, err
 	}
