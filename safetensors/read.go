@@ -47,7 +47,8 @@ const (
 //
 // ReadPart copies from the mapping (ReadMmap), which is fastest when the
 // file's pages are in the page cache, asking the kernel to read ahead
-// (MADV_WILLNEED) before copying. On a cold file on macOS, where faulting
+// (MADV_WILLNEED) before copying and dropping the copied pages from the
+// process's mapping after (see ReadPartAt). On a cold file on macOS, where faulting
 // mapped pages in is much slower than read(2), ReadPartAt with ReadAuto or
 // ReadPread may be faster. A File that is not mapped reads with ReadAt.
 func (f *File) ReadPart(name string, axis, n, k int, dst []byte) (int, error) {

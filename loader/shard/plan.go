@@ -135,7 +135,7 @@ type Plan struct {
 	Stream any `json:"stream,omitempty"`
 }
 
-// PlanOptions is the part of Options a plan depends on.
+// PlanOptions is the part of loader.Options a plan depends on.
 type PlanOptions struct {
 	Rank, WorldSize int
 	Strategy        Strategy

@@ -18,7 +18,7 @@ import (
 )
 
 // ShardStampName is the file Reshard writes last into a rank's checkpoint;
-// Open reads it to load that checkpoint as the rank's shard.
+// loader.Open reads it to load that checkpoint as the rank's shard.
 const ShardStampName = "mlxdist-shard.json"
 
 // ShardStamp describes a checkpoint that holds one rank's shard of another.
@@ -75,8 +75,8 @@ var ErrUnsafeOutput = errors.New("loader: unsafe reshard output directory")
 // A node that keeps only its shard stores, and later reads, only its part:
 // a rank's half of a tensor split on its last axis is half of every row,
 // and read from the full file it pulls every page of the tensor from a cold
-// disk; from its own shard it pulls exactly its bytes. Open recognises the
-// stamp and loads such a checkpoint for that rank only.
+// disk; from its own shard it pulls exactly its bytes. loader.Open
+// recognises the stamp and loads such a checkpoint for that rank only.
 //
 // Nothing is written into dst itself until the end: the shard is built in a
 // temporary directory beside dst, every file synced, and renamed into place
