@@ -149,6 +149,8 @@ bench-pipeline: setup
 # Long fuzzing, for your own runs (make test runs the seeds as a smoke).
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime 10m ./safetensors/
+	$(GO) test -run '^$$' -fuzz FuzzResolve -fuzztime 2m ./loader/shard/
+	$(GO) test -run '^$$' -fuzz FuzzNewPlan -fuzztime 2m ./loader/shard/
 	$(GO) test -run '^$$' -fuzz FuzzPlan -fuzztime 2m ./netcfg/
 	$(GO) test -run '^$$' -fuzz FuzzReadCluster -fuzztime 2m ./netcfg/
 	$(GO) test -run '^$$' -fuzz FuzzParseHostfile -fuzztime 2m ./jaccl/cluster/

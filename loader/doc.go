@@ -41,8 +41,10 @@
 // part split on its last axis out of the file's mapping (no bytes of other
 // ranks read); ReadMap lets a part that is one range of its file back the
 // array through a private mapping (no copy at all where MLX's Metal build
-// can wrap it). A part is never listed run by run: its layout (rows of
-// segments) gives the runs of any piece on demand.
+// can wrap it). A part is never listed run by run: its safetensors.Part
+// (rows of segments) gives the runs of any piece on demand, and each piece
+// is one safetensors.File.ReadPartAt, which counts what it reads in the
+// checkpoint's BytesRead.
 //
 // # Rules
 //
@@ -98,6 +100,14 @@
 // its plan, so the guard, the refusal before any read and planned peak =
 // measured peak hold per stage as for a whole model. Splits are validated
 // for the kept sections only.
+//
+// # What needs no MLX
+//
+// The rules, the sections, the plan, placement and Reshard are in package
+// loader/shard, which does not link MLX: a tool that plans, places or
+// reshards (examples/reshard) builds and runs on a machine without it.
+// This package gives every one of their names as an alias (loader.Plan is
+// shard.Plan, loader.NewPlan calls shard.NewPlan), so either import works.
 //
 // # Failure
 //

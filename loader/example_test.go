@@ -59,25 +59,3 @@ func ExampleShardLoader_Layers() {
 	}
 	// Output: layer 2/3 layers.0: up_proj [8 8], down_proj [8 8]
 }
-
-// Plan a load from tensor descriptions alone, without any file.
-func ExampleNewPlan() {
-	desc := func(name string, rows, cols int64) safetensors.TensorInfo {
-		return safetensors.TensorInfo{Name: name, DType: safetensors.BF16, Shape: []int64{rows, cols}, End: rows * cols * 2}
-	}
-	tensors := []safetensors.TensorInfo{
-		desc("model.embed_tokens.weight", 1000, 1000),
-		desc("model.layers.0.mlp.up_proj.weight", 4000, 1000),
-		desc("model.layers.0.mlp.down_proj.weight", 1000, 4000),
-	}
-	for _, s := range []loader.Strategy{loader.Direct, loader.EvalShardEval} {
-		p, err := loader.NewPlan(tensors, loader.PlanOptions{WorldSize: 2, Strategy: s})
-		if err != nil {
-			log.Fatal(err)
-		}
-		fmt.Printf("%s: read %d MB, resident %d MB, peak %d MB\n", s, p.Read/1e6, p.Resident/1e6, p.Peak/1e6)
-	}
-	// Output:
-	// direct: read 10 MB, resident 10 MB, peak 10 MB
-	// eval-shard-eval: read 18 MB, resident 10 MB, peak 26 MB
-}

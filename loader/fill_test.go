@@ -15,54 +15,78 @@ import (
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
-func TestAnyPieceOfAPartVisitsTheBytesTheWholePartDoes(t *testing.T) {
+// TestEveryRanksPartIsItsPieceOfEverySegmentInEveryMode plans fused,
+// last-axis and replicated tensors of a real file and fills every rank's
+// part in every read mode; each must equal the part cut out of the whole
+// tensor in Go, and the file's BytesRead must grow by what fill reports.
+func TestEveryRanksPartIsItsPieceOfEverySegmentInEveryMode(t *testing.T) {
 	rules := &RuleSet{Rules: []Rule{
 		{Pattern: regexp.MustCompile("qkv"), Action: AllToSharded, Segments: []int64{2, 1, 1}},
 		{Pattern: regexp.MustCompile("down"), Action: ShardedToAll},
 	}}
-	cases := []struct {
-		name  string
-		info  safetensors.TensorInfo
-		n, k  int
-		piece []int64
-	}{
-		{"a fused projection split on its rows", info("layers.0.qkv.weight", safetensors.U8, 16, 6), 2, 1, []int64{1, 5, 7, 48}},
-		{"a matrix split on its last axis", info("layers.0.down.weight", safetensors.BF16, 12, 8), 4, 2, []int64{1, 3, 8, 50}},
-		{"a replicated norm", info("model.norm.weight", safetensors.F32, 10), 2, 0, []int64{1, 7, 40}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p, err := NewPlan([]safetensors.TensorInfo{c.info}, PlanOptions{WorldSize: c.n, Rank: c.k, Rules: rules})
+	c := newCkpt(3)
+	c.add("layers.0.qkv.weight", safetensors.U8, 16, 6)
+	c.add("layers.0.down.weight", safetensors.BF16, 12, 8)
+	c.add("model.norm.weight", safetensors.F32, 10)
+	dir := c.write(t, 1)
+	d, err := safetensors.OpenDir(dir)
+	require.NoError(t, err)
+	defer d.Close()
+	for _, n := range []int{2, 4} {
+		for k := range n {
+			p, err := NewPlan(d.Tensors(), PlanOptions{WorldSize: n, Rank: k, Rules: rules})
 			require.NoError(t, err)
-			tp := p.Sections[0].Tensors[0]
-			l := tp.layout(c.n, c.k)
-			require.Equal(t, tp.ShardBytes, l.size())
-			// The file offset of every byte of the part, from the whole
-			// part's runs.
-			var want []int64
-			require.NoError(t, tp.runs(c.n, c.k, func(off, n int64) error {
-				for i := range n {
-					want = append(want, off+i)
-				}
-				return nil
-			}))
-			require.Len(t, want, int(l.size()))
-			for _, size := range c.piece {
-				got := make([]int64, l.size())
-				for p0 := int64(0); p0 < l.size(); p0 += size {
-					require.NoError(t, l.visit(p0, min(l.size(), p0+size), func(off, n, pos int64) error {
-						assert.GreaterOrEqual(t, pos, p0, "a run starts inside its piece")
-						assert.LessOrEqual(t, pos+n, p0+size, "a run ends inside its piece")
-						for i := range n {
-							got[pos+i] = off + i
+			for _, sp := range p.Sections {
+				for _, tp := range sp.Tensors {
+					info, f, _ := d.Tensor(tp.Name)
+					full, err := f.Data(tp.Name)
+					require.NoError(t, err)
+					want := cutPart(full, info, tp.Split, n, k)
+					for _, mode := range []ReadMode{ReadAuto, ReadPread, ReadMmap, ReadMap} {
+						label := fmt.Sprintf("%s rank %d/%d %s", tp.Name, k, n, mode)
+						dst := make([]byte, tp.ShardBytes)
+						before := d.BytesRead()
+						read, err := fill(f, &tp, n, k, mode, dst)
+						require.NoError(t, err, label)
+						assert.Equal(t, want, dst, label)
+						assert.Equal(t, read, d.BytesRead()-before, "BytesRead counts each byte read once: %s", label)
+						if mode != ReadPread {
+							assert.Equal(t, tp.ShardBytes, read, label)
 						}
-						return nil
-					}))
+					}
 				}
-				assert.Equal(t, want, got, "pieces of %d bytes", size)
 			}
-		})
+		}
 	}
+}
+
+// cutPart cuts rank k's piece of n out of a whole tensor's bytes element
+// row by element row: each fused segment [Bounds[i-1], Bounds[i]) gives its
+// k-th n-th along the split axis, for every index of the axes before it.
+func cutPart(full []byte, t safetensors.TensorInfo, s Split, n, k int) []byte {
+	if s.Replicated() {
+		return full
+	}
+	outer, inner := int64(1), int64(1)
+	for _, d := range t.Shape[:s.Axis] {
+		outer *= d
+	}
+	for _, d := range t.Shape[s.Axis+1:] {
+		inner *= d
+	}
+	elem := int64(t.DType.Bits() / 8)
+	dim := t.Shape[s.Axis]
+	var out []byte
+	for o := range outer {
+		for i := 1; i < len(s.Bounds); i++ {
+			size := (s.Bounds[i] - s.Bounds[i-1]) / int64(n)
+			for j := s.Bounds[i-1] + int64(k)*size; j < s.Bounds[i-1]+int64(k+1)*size; j++ {
+				at := (o*dim + j) * inner * elem
+				out = append(out, full[at:at+inner*elem]...)
+			}
+		}
+	}
+	return out
 }
 
 // TestLargePartsFilledByManyWorkersEqualTheirSlicesOfTheFiles loads parts

@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -28,4 +30,12 @@ func newGuard(t testing.TB, physical, headroom uint64) *memguard.Guard {
 // newTestGuard is a guard for rank programs, which have no testing.T.
 func newTestGuard() (*memguard.Guard, error) {
 	return memguard.New(memguard.WithPhysical(1<<50), memguard.WithHeadroom(1<<30), memguard.WithUsed("active", mlx.ActiveMemory))
+}
+
+func rx(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+// lin matches the weight, scales, biases and bias of a linear module whose
+// name ends with one of the given module paths, as the built-in rules do.
+func lin(modules ...string) *regexp.Regexp {
+	return rx(`(?:^|\.)(?:` + strings.Join(modules, "|") + `)\.(?:weight|scales|biases|bias)$`)
 }

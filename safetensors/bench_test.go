@@ -77,7 +77,7 @@ func BenchmarkCopy(b *testing.B) {
 	b.Run("pread-whole", func(b *testing.B) {
 		b.SetBytes(int64(len(src)))
 		for b.Loop() {
-			if _, err := f.ReadPartAt("w", 0, 1, 0, whole); err != nil {
+			if _, err := readPartMode(f, "w", 0, 1, 0, whole, ReadPread); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -100,7 +100,7 @@ func BenchmarkCopy(b *testing.B) {
 	b.Run("pread-lastaxis-half", func(b *testing.B) {
 		b.SetBytes(int64(len(half)))
 		for b.Loop() {
-			if _, err := f.ReadPartAt("w", 1, 2, 1, half); err != nil {
+			if _, err := readPartMode(f, "w", 1, 2, 1, half, ReadPread); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -17,14 +17,14 @@
 // files, headers parsed in parallel — and checks the index against the
 // headers, so that a tensor name identifies one file and one byte range.
 //
-// The reads that matter for tensor parallelism are of parts of tensors. A
-// rank that holds part k of n along an axis needs only PartRanges: one range
-// when the axes before the split have size 1, else one run per index of
-// those axes. ReadPart copies exactly those bytes into a caller's buffer
-// from the mapping (the default: fastest on warm pages); ReadPartAt does the
-// same with pread, which is faster than page faults on cold files on macOS.
-// AxisRanges and ReadAxis take an arbitrary [start, end) slice of an axis,
-// which covers per-head splits and the segments of fused projections.
+// The reads that matter for tensor parallelism are of parts of tensors.
+// TensorInfo.Part gives where any set of slices of one axis lies in the
+// file — a rank's piece of a split tensor, its piece of every segment of a
+// fused projection, a range of heads — without listing its runs, which
+// Part.Ranges yields; PartRanges is the common case of part k of n equal
+// parts. File.ReadPartAt copies any bytes of a Part into a caller's buffer,
+// from the mapping, with pread, or both (ReadMode), under Protect, and
+// counts them in BytesRead; ReadPart copies part k of n from the mapping.
 //
 // A mapped file that another process truncates or rewrites in place after
 // Open would raise SIGBUS on the next read of a vanished page. Every read

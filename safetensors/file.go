@@ -174,7 +174,8 @@ func (f *File) DataOffset() int64 { return f.h.dataOff }
 func (f *File) TotalBytes() int64 { return f.h.dataLen }
 
 // BytesRead returns how many tensor bytes Data, ReadPart, ReadPartAt,
-// ReadRanges and ReadRangesAt have delivered so far.
+// ReadRanges and ReadRangesPread have delivered so far: each byte a read
+// copied from the mapping or read with pread counts once.
 func (f *File) BytesRead() int64 { return f.bytesRead.Load() }
 
 func (f *File) lookup(name string) (*TensorInfo, error) {

@@ -14,7 +14,9 @@ import (
 // and through Open (the mmap path) of the same bytes written to a file.
 // A rejection must be a *FormatError matching ErrFormat, the same from
 // both; an accepted file must give the same tensors and bytes from both,
-// and every accessor must stay inside the data without panicking.
+// every accessor must stay inside the data without panicking, and the
+// file written again by the Writer from what was read (as archive/zip's
+// fuzzer does) must open to the same tensors, bytes and metadata.
 func FuzzOpen(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join("testdata", "*.safetensors"))
 	for _, p := range seeds {
@@ -111,5 +113,45 @@ func FuzzOpen(f *testing.F) {
 		if total != sf.TotalBytes() {
 			t.Fatalf("tensors hold %d bytes, data has %d", total, sf.TotalBytes())
 		}
+		roundTrip(t, dir, sf)
 	})
+}
+
+// roundTrip writes the tensors and metadata of sf to a new file and checks
+// that it reads back the same.
+func roundTrip(t *testing.T, dir string, sf *File) {
+	var tds []TensorData
+	for _, ti := range sf.Tensors() {
+		data, err := sf.Data(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tds = append(tds, TensorData{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: data})
+	}
+	path := filepath.Join(dir, "again.safetensors")
+	defer os.Remove(path)
+	if err := WriteFile(path, tds, sf.Metadata()); err != nil {
+		t.Fatalf("the writer refuses what the reader accepted: %v", err)
+	}
+	again, err := Open(path)
+	if err != nil {
+		t.Fatalf("the writer's file does not open: %v", err)
+	}
+	defer again.Close()
+	if len(again.Tensors()) != len(tds) {
+		t.Fatalf("wrote %d tensors, read %d", len(tds), len(again.Tensors()))
+	}
+	for _, td := range tds {
+		ti, ok := again.Tensor(td.Name)
+		if !ok || ti.DType != td.DType || !slices.Equal(ti.Shape, td.Shape) {
+			t.Fatalf("tensor %q came back as %+v", td.Name, ti)
+		}
+		data, err := again.Data(td.Name)
+		if err != nil || !bytes.Equal(data, td.Data) {
+			t.Fatalf("tensor %q: its bytes did not come back (%v)", td.Name, err)
+		}
+	}
+	if len(sf.Metadata())+len(again.Metadata()) > 0 && !reflect.DeepEqual(sf.Metadata(), again.Metadata()) {
+		t.Fatalf("metadata %v came back as %v", sf.Metadata(), again.Metadata())
+	}
 }

@@ -277,7 +277,8 @@ func TestPartRangesMatchNumpySplit(t *testing.T) {
 			for _, read := range []struct {
 				how string
 				fn  func(string, int, int, int, []byte) (int, error)
-			}{{"ReadPart", f.ReadPart}, {"ReadPartAt", f.ReadPartAt}, {"ReadPart unmapped", rf.ReadPart}} {
+			}{{"ReadPart", f.ReadPart}, {"ReadPart unmapped", rf.ReadPart},
+				{"ReadPartAt pread", modeReader(f, ReadPread)}, {"ReadPartAt auto", modeReader(f, ReadAuto)}} {
 				dst := make([]byte, size)
 				n, err := read.fn(c.Name, c.Axis, c.N, k, dst)
 				require.NoError(t, err, label)

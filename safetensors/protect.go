@@ -9,7 +9,7 @@ import (
 // file was truncated, or rewritten in place, by another process after Open —
 // becomes a *ChangedError (errors.Is ErrChanged) instead of a crash of the
 // whole process. Every read this package makes from a mapping (ReadPart,
-// ReadAxis, ReadRanges) is already protected; Protect is for the slices Data
+// ReadPartAt, ReadRanges) is already protected; Protect is for the slices Data
 // hands out, which are the mapping itself:
 //
 //	err := f.Protect(func() error {

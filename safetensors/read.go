@@ -1,11 +1,41 @@
 package safetensors
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
-// How ReadPart hints the kernel: a run of at least adviseMinRun bytes gets
-// its own MADV_WILLNEED; for many small runs one call over their span is
-// cheaper than a syscall each, but only worth it when the part fills most
-// of that span (otherwise it would read the other parts too).
+// ReadMode is how ReadPartAt takes a part's bytes from the file. A File
+// that is not mapped reads with pread in every mode, each run on its own
+// except in ReadPread mode.
+type ReadMode int
+
+const (
+	// ReadAuto reads runs of 256 KiB and more with pread(2) and copies
+	// shorter runs (the rows of a part split on its last axis) out of the
+	// mapping, so that no byte is read that the part does not hold.
+	ReadAuto ReadMode = iota
+	// ReadPread reads with pread(2) alone: no page faults, no mapped pages.
+	// Short runs are read in windows of up to 4 MiB of the file when they
+	// fill at least half of it, so more bytes may be read than copied.
+	ReadPread
+	// ReadMmap copies everything from the mapping.
+	ReadMmap
+)
+
+// How ReadPartAt reads: in pread mode a run this long is read on its own,
+// shorter runs are gathered into windows of up to preadWindow bytes of the
+// file; ReadAuto takes runs of preadDirect bytes and more with pread.
+const (
+	preadDirect = 256 << 10
+	preadWindow = 4 << 20
+)
+
+// How a copy from the mapping hints the kernel: a run of at least
+// adviseMinRun bytes gets its own MADV_WILLNEED; for many small runs one
+// call over their span is cheaper than a syscall each, but only worth it
+// when the part fills most of that span (otherwise it would read the other
+// parts too).
 const (
 	adviseMinRun   = 1 << 20
 	adviseMaxCalls = 64
@@ -15,48 +45,195 @@ const (
 // parts along axis (see PartRanges), into dst, whose length must be the
 // part's size exactly. It returns the number of bytes copied.
 //
-// ReadPart is the default way to read a rank's shard: it copies from the
-// mapping, which is fastest when the file's pages are in the page cache, and
-// it asks the kernel to read ahead (MADV_WILLNEED) before copying. On a cold
-// file on macOS, where faulting mapped pages in is much slower than read(2),
-// ReadPartAt may be faster. A File that is not mapped reads with ReadAt.
+// ReadPart copies from the mapping (ReadMmap), which is fastest when the
+// file's pages are in the page cache, asking the kernel to read ahead
+// (MADV_WILLNEED) before copying and dropping the copied pages from the
+// process's mapping after (see ReadPartAt). On a cold file on macOS, where faulting
+// mapped pages in is much slower than read(2), ReadPartAt with ReadAuto or
+// ReadPread may be faster. A File that is not mapped reads with ReadAt.
 func (f *File) ReadPart(name string, axis, n, k int, dst []byte) (int, error) {
-	s, err := f.partSlab(name, axis, n, k, dst)
+	t, err := f.lookup(name)
 	if err != nil {
 		return 0, err
 	}
-	return f.copySlab(s, dst)
+	p, err := t.splitPart(axis, n, k)
+	if err != nil {
+		return 0, err
+	}
+	if int64(len(dst)) != p.Size() {
+		start, end, _ := t.partBounds(axis, n, k)
+		return 0, fmt.Errorf("safetensors: tensor %q slice [%d, %d) of axis %d has %d bytes, but the buffer has %d",
+			t.Name, start, end, axis, p.Size(), len(dst))
+	}
+	read, err := f.ReadPartAt(p, dst, 0, ReadMmap)
+	return int(read), err
 }
 
-// ReadPartAt is ReadPart reading with pread(2) (the file's ReadAt) instead
-// of the mapping: each byte is read once into dst, with no page faults and no
-// mapped pages left resident.
-func (f *File) ReadPartAt(name string, axis, n, k int, dst []byte) (int, error) {
-	s, err := f.partSlab(name, axis, n, k, dst)
-	if err != nil {
-		return 0, err
+// ReadPartAt copies bytes [off, off+len(dst)) of p, a Part of a tensor of
+// f, into dst, as mode says, and returns the bytes it read from the file:
+// len(dst), or more in ReadPread mode when it reads a window. BytesRead
+// grows by as much. A part is copied from the mapping under Protect, so a
+// file truncated meanwhile is a *ChangedError, and the copied pages are
+// then dropped from the process's mapping (see Release): what stays
+// resident is the copy, not the copy and the file. Several goroutines may
+// read pieces of one part at once.
+func (f *File) ReadPartAt(p Part, dst []byte, off int64, mode ReadMode) (int64, error) {
+	if f.r == nil && f.data == nil {
+		return 0, errClosed
 	}
-	return f.readSlabAt(s, dst)
+	p0, p1 := off, off+int64(len(dst))
+	if p0 < 0 || p1 > p.Size() {
+		return 0, fmt.Errorf("safetensors: %sbytes [%d, %d) are not inside a part of %d bytes", f.pathPrefix(), p0, p1, p.Size())
+	}
+	if p1 == p0 {
+		return 0, nil
+	}
+	if sp := p.span(0, p.Size()); sp.Offset < f.h.dataOff || sp.End() > f.h.dataOff+f.h.dataLen {
+		return 0, fmt.Errorf("safetensors: %sthe part's bytes [%d, %d) are outside the data [%d, %d)",
+			f.pathPrefix(), sp.Offset, sp.End(), f.h.dataOff, f.h.dataOff+f.h.dataLen)
+	}
+	if f.data == nil || mode == ReadPread {
+		return f.preadPart(p, p0, p1, dst, mode == ReadPread)
+	}
+	return f.copyPart(p, p0, p1, dst, mode)
 }
 
-// ReadAxis copies indices [start, end) of axis of the tensor called name
-// (see AxisRanges) into dst, whose length must be the slice's size, from the
-// mapping. ReadAxisAt does the same with ReadAt.
-func (f *File) ReadAxis(name string, axis int, start, end int64, dst []byte) (int, error) {
-	s, err := f.axisSlab(name, axis, start, end, dst)
-	if err != nil {
-		return 0, err
+// copyPart copies from the mapping, except, in ReadAuto mode, the long
+// runs, which it preads.
+func (f *File) copyPart(p Part, p0, p1 int64, dst []byte, mode ReadMode) (int64, error) {
+	f.advisePart(p, p0, p1, mode)
+	var read, mapped int64
+	lo, hi := int64(-1), int64(0)
+	var rerr error
+	err := f.Protect(func() error {
+		p.visit(p0, p1, func(off, length, pos int64) bool {
+			d := dst[pos-p0 : pos-p0+length]
+			if mode == ReadAuto && length >= preadDirect {
+				if rerr = f.readAt(d, off); rerr != nil { // counts its bytes
+					return false
+				}
+				read += length
+				return true
+			}
+			n := int64(copy(d, f.data[off:off+length]))
+			read += n
+			mapped += n
+			if lo < 0 {
+				lo = off
+			}
+			hi = off + length
+			return true
+		})
+		return nil
+	})
+	f.bytesRead.Add(mapped)
+	if err == nil {
+		err = rerr
 	}
-	return f.copySlab(s, dst)
+	if lo >= 0 && err == nil {
+		f.Release([]Range{{lo, hi - lo}})
+	}
+	return read, err
 }
 
-// ReadAxisAt is ReadAxis reading with ReadAt instead of the mapping.
-func (f *File) ReadAxisAt(name string, axis int, start, end int64, dst []byte) (int, error) {
-	s, err := f.axisSlab(name, axis, start, end, dst)
-	if err != nil {
-		return 0, err
+// advisePart asks the kernel to read ahead what a copy of bytes [p0, p1)
+// of p from the mapping will touch.
+func (f *File) advisePart(p Part, p0, p1 int64, mode ReadMode) {
+	first := int64(-1)
+	p.visit(p0, p1, func(_, length, _ int64) bool { first = length; return false })
+	if mode == ReadAuto && first >= preadDirect {
+		return // long runs are preads, which need no advice
 	}
-	return f.readSlabAt(s, dst)
+	sp := p.span(p0, p1)
+	switch {
+	case first == p1-p0: // one run
+		adviseSequential(f.data, sp.Offset, sp.Length)
+		adviseWillNeed(f.data, sp.Offset, sp.Length)
+	case (p1-p0)*2 >= sp.Length:
+		// Dense: one call over the span reads little that is not copied.
+		adviseWillNeed(f.data, sp.Offset, sp.Length)
+	default:
+		calls := 0
+		p.visit(p0, p1, func(off, length, _ int64) bool {
+			if length >= adviseMinRun && (mode == ReadMmap || length < preadDirect) {
+				adviseWillNeed(f.data, off, length)
+				calls++
+			}
+			return calls < adviseMaxCalls
+		})
+	}
+}
+
+var windowPool = sync.Pool{New: func() any { b := make([]byte, preadWindow); return &b }}
+
+// span is one run of a part: length bytes at file offset off, which land at
+// pos in dst.
+type span struct{ off, length, pos int64 }
+
+// preadPart reads bytes [p0, p1) of p with pread: long runs on their own,
+// short ones, when windows is set, gathered into windows they fill at least
+// half of.
+func (f *File) preadPart(p Part, p0, p1 int64, dst []byte, windows bool) (int64, error) {
+	var read int64
+	var win []span
+	flush := func() error {
+		if len(win) == 0 {
+			return nil
+		}
+		defer func() { win = win[:0] }()
+		first, last := win[0], win[len(win)-1]
+		length := last.off + last.length - first.off
+		var want int64
+		for _, r := range win {
+			want += r.length
+		}
+		if want*2 >= length && len(win) > 1 {
+			bp := windowPool.Get().(*[]byte)
+			defer windowPool.Put(bp)
+			if int64(cap(*bp)) < length {
+				*bp = make([]byte, length)
+			}
+			b := (*bp)[:length]
+			if err := f.readAt(b, first.off); err != nil {
+				return err
+			}
+			read += length
+			for _, r := range win {
+				copy(dst[r.pos:r.pos+r.length], b[r.off-first.off:r.off-first.off+r.length])
+			}
+			return nil
+		}
+		for _, r := range win {
+			if err := f.readAt(dst[r.pos:r.pos+r.length], r.off); err != nil {
+				return err
+			}
+			read += r.length
+		}
+		return nil
+	}
+	var err error
+	p.visit(p0, p1, func(off, length, pos int64) bool {
+		s := span{off, length, pos - p0}
+		switch {
+		case length >= preadDirect || !windows:
+			if err = flush(); err == nil {
+				win = append(win, s)
+				err = flush()
+			}
+		case len(win) > 0 && (off < win[len(win)-1].off+win[len(win)-1].length || off+length-win[0].off > preadWindow):
+			// A window holds runs in file order within preadWindow bytes.
+			if err = flush(); err == nil {
+				win = append(win, s)
+			}
+		default:
+			win = append(win, s)
+		}
+		return err == nil
+	})
+	if err != nil {
+		return read, err
+	}
+	return read, flush()
 }
 
 // Release tells the kernel that the pages under the ranges will not be read
@@ -82,87 +259,6 @@ func (f *File) ReleaseTensor(name string) error {
 	return nil
 }
 
-func (f *File) partSlab(name string, axis, n, k int, dst []byte) (slab, error) {
-	t, err := f.lookup(name)
-	if err != nil {
-		return slab{}, err
-	}
-	start, end, err := t.partBounds(axis, n, k)
-	if err != nil {
-		return slab{}, err
-	}
-	return f.checkedSlab(t, axis, start, end, dst)
-}
-
-func (f *File) axisSlab(name string, axis int, start, end int64, dst []byte) (slab, error) {
-	t, err := f.lookup(name)
-	if err != nil {
-		return slab{}, err
-	}
-	return f.checkedSlab(t, axis, start, end, dst)
-}
-
-func (f *File) checkedSlab(t *TensorInfo, axis int, start, end int64, dst []byte) (slab, error) {
-	s, err := t.axisSlab(axis, start, end)
-	if err != nil {
-		return slab{}, err
-	}
-	if int64(len(dst)) != s.bytes() {
-		return slab{}, fmt.Errorf("safetensors: tensor %q slice [%d, %d) of axis %d has %d bytes, but the buffer has %d",
-			t.Name, start, end, axis, s.bytes(), len(dst))
-	}
-	if f.r == nil && f.data == nil {
-		return slab{}, errClosed
-	}
-	return s, nil
-}
-
-func (f *File) copySlab(s slab, dst []byte) (int, error) {
-	if f.data == nil {
-		return f.readSlabAt(s, dst)
-	}
-	f.advise(s)
-	pos := 0
-	err := f.Protect(func() error {
-		s.each(func(off, n int64) bool {
-			pos += copy(dst[pos:], f.data[off:off+n])
-			return true
-		})
-		return nil
-	})
-	f.bytesRead.Add(int64(pos))
-	return pos, err
-}
-
-func (f *File) advise(s slab) {
-	switch {
-	case s.Count == 0:
-	case s.Count == 1 || (s.Count <= adviseMaxCalls && s.Length >= adviseMinRun):
-		if s.Count == 1 {
-			adviseSequential(f.data, s.Offset, s.Length)
-		}
-		s.each(func(off, n int64) bool {
-			adviseWillNeed(f.data, off, n)
-			return true
-		})
-	case s.Length*2 >= s.Stride:
-		adviseWillNeed(f.data, s.Offset, (s.Count-1)*s.Stride+s.Length)
-	}
-}
-
-func (f *File) readSlabAt(s slab, dst []byte) (int, error) {
-	pos := 0
-	var err error
-	s.each(func(off, n int64) bool {
-		if err = f.readAt(dst[pos:pos+int(n)], off); err != nil {
-			return false
-		}
-		pos += int(n)
-		return true
-	})
-	return pos, err
-}
-
 // ReadRanges copies the bytes of the ranges, in order, into dst, whose
 // length must be their total; from the mapping when there is one.
 func (f *File) ReadRanges(rs []Range, dst []byte) (int, error) {
@@ -170,7 +266,7 @@ func (f *File) ReadRanges(rs []Range, dst []byte) (int, error) {
 		return 0, err
 	}
 	if f.data == nil {
-		return f.ReadRangesAt(rs, dst)
+		return f.ReadRangesPread(rs, dst)
 	}
 	pos := 0
 	err := f.Protect(func() error {
@@ -183,8 +279,9 @@ func (f *File) ReadRanges(rs []Range, dst []byte) (int, error) {
 	return pos, err
 }
 
-// ReadRangesAt is ReadRanges reading with ReadAt.
-func (f *File) ReadRangesAt(rs []Range, dst []byte) (int, error) {
+// ReadRangesPread is ReadRanges reading with pread(2) (the file's ReadAt)
+// instead of the mapping: no page faults, no mapped pages left resident.
+func (f *File) ReadRangesPread(rs []Range, dst []byte) (int, error) {
 	if err := f.checkRanges(rs, dst); err != nil {
 		return 0, err
 	}

@@ -325,9 +325,11 @@ func TestPartCutsEachFusedSegment(t *testing.T) {
 	// rank 1 of 2 keeps columns 2-3 of the first and 5 of the second.
 	full := []byte{0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15}
 	info := safetensors.TensorInfo{Name: "w", DType: safetensors.U8, Shape: []int64{2, 6}, End: 12}
-	got := part(full, info, loader.Split{Axis: 1, Bounds: []int64{0, 4, 6}}, 2, 1)
+	got, err := part(full, info, loader.Split{Axis: 1, Bounds: []int64{0, 4, 6}}, 2, 1)
+	require.NoError(t, err)
 	assert.Equal(t, []byte{2, 3, 5, 12, 13, 15}, got)
-	got = part(full, info, loader.Split{Axis: 0, Bounds: []int64{0, 2}}, 2, 0)
+	got, err = part(full, info, loader.Split{Axis: 0, Bounds: []int64{0, 2}}, 2, 0)
+	require.NoError(t, err)
 	assert.Equal(t, []byte{0, 1, 2, 3, 4, 5}, got)
 }
 

@@ -66,12 +66,15 @@ func verifyOne(d *safetensors.Dir, tp *loader.TensorPlan, n, k int, a *mlx.Array
 		return fmt.Errorf("tensor %q: shape %v, want %v", tp.Name, got, shape)
 	}
 	full := make([]byte, info.Size())
-	if _, err := f.ReadRangesAt([]safetensors.Range{{Offset: info.Offset, Length: info.Size()}}, full); err != nil {
+	if _, err := f.ReadRangesPread([]safetensors.Range{{Offset: info.Offset, Length: info.Size()}}, full); err != nil {
 		return fmt.Errorf("tensor %q: %w", tp.Name, err)
 	}
 	want := full
 	if n > 1 && !tp.Split.Replicated() {
-		want = part(full, info, tp.Split, n, k)
+		var err error
+		if want, err = part(full, info, tp.Split, n, k); err != nil {
+			return fmt.Errorf("tensor %q: %w", tp.Name, err)
+		}
 	}
 	have, err := a.Bytes()
 	if err != nil {
@@ -84,30 +87,19 @@ func verifyOne(d *safetensors.Dir, tp *loader.TensorPlan, n, k int, a *mlx.Array
 	return nil
 }
 
-// part cuts rank k's piece of n out of a whole tensor's bytes: along the
-// split axis, each fused segment [Bounds[i-1], Bounds[i]) gives its k-th
-// n-th, and the pieces of every segment follow one another, for every
-// index of the axes before the split (row-major order).
-func part(full []byte, t safetensors.TensorInfo, s loader.Split, n, k int) []byte {
-	outer, inner := int64(1), int64(1)
-	for _, d := range t.Shape[:s.Axis] {
-		outer *= d
+// part cuts rank k's piece of n out of a whole tensor's bytes: the bytes
+// of the file ranges safetensors gives for the plan's split, taken from the
+// tensor read whole.
+func part(full []byte, t safetensors.TensorInfo, s loader.Split, n, k int) ([]byte, error) {
+	p, err := t.Part(s.Axis, s.Slices(n, k)...)
+	if err != nil {
+		return nil, err
 	}
-	for _, d := range t.Shape[s.Axis+1:] {
-		inner *= d
+	out := make([]byte, 0, p.Size())
+	for r := range p.Ranges() {
+		out = append(out, full[r.Offset-t.Offset:r.End()-t.Offset]...)
 	}
-	bits := int64(t.DType.Bits())
-	rowBytes := t.Shape[s.Axis] * inner * bits / 8
-	var out []byte
-	for o := range outer {
-		row := full[o*rowBytes : (o+1)*rowBytes]
-		for i := 1; i < len(s.Bounds); i++ {
-			size := (s.Bounds[i] - s.Bounds[i-1]) / int64(n)
-			lo := (s.Bounds[i-1] + int64(k)*size) * inner * bits / 8
-			out = append(out, row[lo:lo+size*inner*bits/8]...)
-		}
-	}
-	return out
+	return out, nil
 }
 
 func firstDiff(a, b []byte) int {

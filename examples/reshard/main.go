@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/mlxdist/mlxdist/internal/units"
-	"github.com/mlxdist/mlxdist/loader"
+	"github.com/mlxdist/mlxdist/loader/shard"
 )
 
 func main() {
@@ -98,7 +98,7 @@ flags:
 				fmt.Fprintf(stderr, "\rrank %d/%d: %s of %s (%.1f%%)   ", k, *world, units.FormatGB(uint64(done)), units.FormatGB(uint64(total)), pct)
 			}
 		}
-		st, err := loader.Reshard(ctx, *model, dst, loader.PlanOptions{Rank: k, WorldSize: *world}, progress)
+		st, err := shard.Reshard(ctx, *model, dst, shard.PlanOptions{Rank: k, WorldSize: *world}, progress)
 		if !*quiet {
 			fmt.Fprintln(stderr)
 		}

@@ -89,7 +89,7 @@ func (p *piece) copyInto(dst []byte) error {
 		if err := flush(); err != nil {
 			return err
 		}
-		if _, err := p.f.ReadRangesAt([]safetensors.Range{r}, dst[pos:pos+r.Length]); err != nil {
+		if _, err := p.f.ReadRangesPread([]safetensors.Range{r}, dst[pos:pos+r.Length]); err != nil {
 			return err
 		}
 		pos += r.Length

@@ -1,10 +1,11 @@
-package loader
+package shard
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"os"
 	"slices"
@@ -72,8 +73,19 @@ type TensorPlan struct {
 	Bytes      int64  `json:"bytes"`
 	ShardBytes int64  `json:"shard_bytes"`
 	File       string `json:"file,omitempty"`
+	// Part is where the rank's part lies in File: what the Direct strategy
+	// reads for it.
+	Part safetensors.Part `json:"-"`
 
 	info safetensors.TensorInfo
+}
+
+// PartOf returns where rank k of n's part of the tensor lies in its file.
+func (tp *TensorPlan) PartOf(n, k int) (safetensors.Part, error) {
+	if tp.Split.Replicated() {
+		return tp.info.Whole(), nil
+	}
+	return tp.info.Part(tp.Split.Axis, tp.Split.Slices(n, k)...)
 }
 
 // SectionPlan is one section of a plan, with its predicted figures (bytes).
@@ -117,12 +129,13 @@ type Plan struct {
 	// PeakSection is the section during which Peak is reached.
 	PeakSection string        `json:"peak_section"`
 	Sections    []SectionPlan `json:"sections"`
-	// Stream is set for a load where some ranks receive their shard over
-	// the group (OpenStream); a source's Peak then counts its window.
-	Stream *StreamPlan `json:"stream,omitempty"`
+	// Stream is set, to the load's *loader.StreamPlan, for a load where
+	// some ranks receive their shard over the group (loader.OpenStream); a
+	// source's Peak then counts its window.
+	Stream any `json:"stream,omitempty"`
 }
 
-// PlanOptions is the part of Options a plan depends on.
+// PlanOptions is the part of loader.Options a plan depends on.
 type PlanOptions struct {
 	Rank, WorldSize int
 	Strategy        Strategy
@@ -170,12 +183,12 @@ func (e *PlanError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrWontFit) true.
 func (e *PlanError) Is(target error) bool { return target == ErrWontFit }
 
-// NewPlan plans the load of tensors — from a checkpoint's headers
-// (safetensors.Dir.Tensors) or from a model described without files, where
-// only Name, DType, Shape and End−Begin (the size) matter — for one rank.
-// It validates every split first and returns every *ShardError found in
-// one *ShardErrors, whose message is a one-line summary.
-func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
+// NewPlan plans the load of tensors — a checkpoint's (Describe of its
+// headers) or a model's described without files — for one rank. It
+// validates every description and every split first and returns every
+// *ShardError found in one *ShardErrors, whose message is a one-line
+// summary.
+func NewPlan(tensors []Tensor, o PlanOptions) (*Plan, error) {
 	if o.WorldSize <= 0 {
 		o.WorldSize = 1
 	}
@@ -198,7 +211,7 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	if o.Strategy == ChunkedEval {
 		n = 1
 	}
-	byName := make(map[string]safetensors.TensorInfo, len(tensors))
+	byName := make(map[string]Tensor, len(tensors))
 	splits := make(map[string]Split, len(tensors))
 	var errs []error
 	var checkpoint int64
@@ -208,7 +221,11 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 			return nil, fmt.Errorf("loader: tensor %q is described twice", t.Name)
 		}
 		seen[t.Name] = true
-		checkpoint += t.Size()
+		size, err := t.size()
+		if err != nil {
+			return nil, err
+		}
+		checkpoint += size
 		if o.Keep != nil && !o.Keep(o.Sections(t.Name)) {
 			continue
 		}
@@ -238,12 +255,17 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 		}
 		s := splits[name]
 		tp := TensorPlan{Name: name, DType: t.DType, Shape: t.Shape, ShardShape: t.Shape, Split: s,
-			Bytes: t.Size(), ShardBytes: t.Size(), File: t.File, info: t}
+			Bytes: t.Size(), ShardBytes: t.Size(), File: t.File, info: t.info()}
 		if !s.Replicated() {
 			tp.ShardShape = slices.Clone(t.Shape)
 			tp.ShardShape[s.Axis] /= int64(n)
 			tp.ShardBytes = t.Size() / int64(n)
 		}
+		part, err := tp.PartOf(n, min(o.Rank, n-1))
+		if err != nil {
+			return nil, err // Resolve checked the split
+		}
+		tp.Part = part
 		sp.Tensors = append(sp.Tensors, tp)
 		if s.Replicated() {
 			p.Replicated += t.Size()
@@ -264,10 +286,10 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 			switch o.Strategy {
 			case Direct:
 				sp.Read += tp.ShardBytes
-				sp.Disk += diskBytes(&tp, n, o.Rank, o.PageSize)
+				sp.Disk += tp.Part.Pages(o.PageSize)
 			default:
 				sp.Read += tp.Bytes
-				sp.Disk += spanPages(tp.info.Offset, tp.Bytes, o.PageSize)
+				sp.Disk += tp.info.Whole().Pages(o.PageSize)
 			}
 			if !tp.Split.Replicated() {
 				copies += shard
@@ -294,60 +316,12 @@ func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	return p, nil
 }
 
-// spanPages is the size of the pages that [off, off+n) touches.
-func spanPages(off, n, page int64) int64 {
-	if n <= 0 {
-		return 0
-	}
-	first, last := off/page, (off+n-1)/page
-	return (last - first + 1) * page
-}
-
-// exactRunLimit bounds the runs diskBytes walks one by one; beyond it, it
-// estimates from the first runs.
-const exactRunLimit = 1 << 16
-
-// diskBytes estimates the pages a cold read of the rank's part of tp
-// touches: per index of the axes before the split, one run per segment,
-// each Stride apart. Runs closer than a page cover every page between
-// them; runs further apart touch their own pages only.
-func diskBytes(tp *TensorPlan, n, k int, page int64) int64 {
-	off := tp.info.Offset
-	if tp.Split.Replicated() || n == 1 {
-		return spanPages(off, tp.Bytes, page)
-	}
-	ax := tp.Split.Axis
-	outer := int64(1)
-	for _, d := range tp.Shape[:ax] {
-		outer *= d
-	}
-	dim := tp.Shape[ax]
-	if outer == 0 || dim == 0 {
-		return 0
-	}
-	row := tp.Bytes / (outer * dim) // bytes per index of the split axis
-	stride := dim * row
-	var total int64
-	b := tp.Split.Bounds
-	for j := 0; j+1 < len(b); j++ {
-		seg := (b[j+1] - b[j]) / int64(n)
-		start, length := (b[j]+int64(k)*seg)*row, seg*row
-		if length == 0 {
-			continue
-		}
-		if stride-length < page {
-			// Gaps shorter than a page: every page of the span is read.
-			total += spanPages(off+start, (outer-1)*stride+length, page)
-			continue
-		}
-		runs := min(outer, exactRunLimit)
-		var pages int64
-		for i := int64(0); i < runs; i++ {
-			pages += spanPages(off+start+i*stride, length, page)
-		}
-		total += pages * outer / runs
-	}
-	return min(total, spanPages(off, tp.Bytes, page))
+// Ranges yields the file byte ranges of this rank's part of tp (a tensor
+// of p), in the order its bytes lie in the part, adjacent ranges merged:
+// what the Direct strategy reads for it. It lets a tool copy or prefetch
+// exactly a rank's bytes without MLX.
+func (p *Plan) Ranges(tp *TensorPlan) iter.Seq[safetensors.Range] {
+	return tp.Part.Ranges()
 }
 
 // JSON returns the plan as indented JSON.

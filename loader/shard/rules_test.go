@@ -1,4 +1,4 @@
-package loader
+package shard
 
 import (
 	"bytes"
@@ -43,12 +43,8 @@ func TestDefaultSectionsPutEmbeddingsBeforeAndTowersApart(t *testing.T) {
 	assert.Equal(t, Section{Before, -1, "before"}, f("transformer.wte.weight"))
 }
 
-func info(name string, dt safetensors.DType, shape ...int64) safetensors.TensorInfo {
-	n := int64(dt.Size())
-	for _, d := range shape {
-		n *= d
-	}
-	return safetensors.TensorInfo{Name: name, DType: dt, Shape: shape, End: n}
+func info(name string, dt safetensors.DType, shape ...int64) Tensor {
+	return Tensor{Name: name, DType: dt, Shape: shape}
 }
 
 func TestBuiltInRulesShardAsMLXLMDoes(t *testing.T) {
@@ -56,7 +52,7 @@ func TestBuiltInRulesShardAsMLXLMDoes(t *testing.T) {
 	ds := DeepSeekV3Rules(64)
 	cases := []struct {
 		rules  *RuleSet
-		t      safetensors.TensorInfo
+		t      Tensor
 		action Action
 		axis   int
 	}{
@@ -97,7 +93,7 @@ func TestSplitsThatCannotDivideAreRefusedNamingTheTensor(t *testing.T) {
 	cases := []struct {
 		name   string
 		rules  *RuleSet
-		t      safetensors.TensorInfo
+		t      Tensor
 		n      int
 		detail string
 	}{
@@ -109,7 +105,7 @@ func TestSplitsThatCannotDivideAreRefusedNamingTheTensor(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := NewPlan([]safetensors.TensorInfo{c.t}, PlanOptions{WorldSize: c.n, Rules: c.rules})
+			_, err := NewPlan([]Tensor{c.t}, PlanOptions{WorldSize: c.n, Rules: c.rules})
 			var se *ShardError
 			require.ErrorAs(t, err, &se)
 			assert.ErrorIs(t, err, ErrShard)
@@ -122,18 +118,20 @@ func TestSplitsThatCannotDivideAreRefusedNamingTheTensor(t *testing.T) {
 
 func TestAFusedProjectionKeepsItsPieceOfEverySegment(t *testing.T) {
 	rules := &RuleSet{Rules: []Rule{{Pattern: regexp.MustCompile("qkv"), Action: AllToSharded, Segments: []int64{2, 1, 1}}}}
-	p, err := NewPlan([]safetensors.TensorInfo{info("layers.0.qkv.weight", safetensors.U8, 8, 1)}, PlanOptions{WorldSize: 2, Rank: 1, Rules: rules})
+	p, err := NewPlan([]Tensor{info("layers.0.qkv.weight", safetensors.U8, 8, 1)}, PlanOptions{WorldSize: 2, Rank: 1, Rules: rules})
 	require.NoError(t, err)
 	tp := p.Sections[0].Tensors[0]
 	assert.Equal(t, []int64{0, 4, 6, 8}, tp.Split.Bounds)
 	var runs [][2]int64
-	require.NoError(t, tp.runs(2, 1, func(off, n int64) error { runs = append(runs, [2]int64{off, n}); return nil }))
+	for r := range p.Ranges(&tp) {
+		runs = append(runs, [2]int64{r.Offset, r.Length})
+	}
 	// Rows 2-3 of q, row 5 of k, row 7 of v.
 	assert.Equal(t, [][2]int64{{2, 2}, {5, 1}, {7, 1}}, runs)
 }
 
 func TestThePlanOfADescribedModelPrintsAsJSONAndATable(t *testing.T) {
-	var ts []safetensors.TensorInfo
+	var ts []Tensor
 	ts = append(ts, info("model.embed_tokens.weight", safetensors.BF16, 1000, 64))
 	for _, n := range []string{"0", "1"} {
 		ts = append(ts, info("model.layers."+n+".mlp.up_proj.weight", safetensors.BF16, 256, 64),

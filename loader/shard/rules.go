@@ -1,4 +1,4 @@
-package loader
+package shard
 
 import (
 	"errors"
@@ -171,6 +171,21 @@ type Split struct {
 // Replicated reports whether every rank gets the whole tensor.
 func (s Split) Replicated() bool { return s.Axis < 0 }
 
+// Slices returns the slices of Axis that rank k of n keeps: its piece of
+// every segment, in order (nil for a replicated split).
+func (s Split) Slices(n, k int) []safetensors.Slice {
+	if s.Replicated() || n <= 0 {
+		return nil
+	}
+	out := make([]safetensors.Slice, 0, len(s.Bounds)-1)
+	for j := 1; j < len(s.Bounds); j++ {
+		size := (s.Bounds[j] - s.Bounds[j-1]) / int64(n)
+		start := s.Bounds[j-1] + int64(k)*size
+		out = append(out, safetensors.Slice{Start: start, End: start + size})
+	}
+	return out
+}
+
 // param returns the last component of a tensor name: "weight", "scales",
 // "biases", "bias", ...
 func param(name string) string {
@@ -183,7 +198,7 @@ func param(name string) string {
 // Resolve finds the rule for t and computes its split for n ranks. It
 // validates the split: every segment must divide into n parts, the units
 // too, and a split inside a sub-byte dtype must land on whole bytes.
-func (rs *RuleSet) Resolve(t safetensors.TensorInfo, n int) (Split, error) {
+func (rs *RuleSet) Resolve(t Tensor, n int) (Split, error) {
 	var r *Rule
 	if rs != nil {
 		for i := range rs.Rules {
@@ -263,12 +278,9 @@ func (rs *RuleSet) Resolve(t safetensors.TensorInfo, n int) (Split, error) {
 	if r.Units > 0 && dim%int64(r.Units) != 0 {
 		return fail(dim, "the axis does not hold %d heads of equal size", r.Units)
 	}
-	// The shard of each run must start and end on a byte.
-	inner := int64(1)
-	for _, d := range t.Shape[s.Axis+1:] {
-		inner *= d
-	}
-	if bits := int64(t.DType.Bits()); (dim/int64(n)*inner*bits)%8 != 0 {
+	// Every piece must start and end on a byte: when rank 0's do, since
+	// the pieces of a segment have one size, every rank's do.
+	if _, err := t.info().Part(s.Axis, s.Slices(n, 0)...); err != nil {
 		return fail(dim, "a part would cut inside a byte of %s", t.DType)
 	}
 	return s, nil
@@ -279,7 +291,7 @@ func (rs *RuleSet) Resolve(t safetensors.TensorInfo, n int) (Split, error) {
 // [..., out, in/group_size] must be split along the same axis, and a split
 // of the input axis must land on a group boundary, which holds when both
 // the packed words and the groups divide by n.
-func checkQuantized(tensors map[string]safetensors.TensorInfo, splits map[string]Split, n int) error {
+func checkQuantized(tensors map[string]Tensor, splits map[string]Split, n int) error {
 	var errs []error
 	for name, t := range tensors {
 		if param(name) != "scales" {
@@ -376,7 +388,7 @@ var towerRE = rx(`^(?:model\.)?(?:` + strings.Join(TowerPrefixes, "|") + `)\.`)
 // DetectRules picks the built-in rule set from the tensor names: DeepSeek-V3
 // when a kv_a_proj_with_mqa is present, Llama otherwise. Head counts are
 // not known from names; pass a rule set built with them to check GQA.
-func DetectRules(tensors []safetensors.TensorInfo) *RuleSet {
+func DetectRules(tensors []Tensor) *RuleSet {
 	for _, t := range tensors {
 		if strings.Contains(t.Name, "kv_a_proj_with_mqa") {
 			return DeepSeekV3Rules(0)

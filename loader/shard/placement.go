@@ -1,4 +1,4 @@
-package loader
+package shard
 
 import (
 	"encoding/json"
@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/mlxdist/mlxdist/internal/units"
-	"github.com/mlxdist/mlxdist/safetensors"
 )
 
 // PlacementOptions describe the cluster and the run a placement is for.
@@ -121,7 +120,7 @@ func (e *PlacementError) Is(target error) bool { return target == ErrNoPlacement
 //
 // It reads no weight and refuses, with a *PlacementError that says what is
 // short, when nothing fits.
-func Place(tensors []safetensors.TensorInfo, o PlacementOptions) (*Placement, error) {
+func Place(tensors []Tensor, o PlacementOptions) (*Placement, error) {
 	world := len(o.Memory)
 	tpn := max(o.TP, 1)
 	if world == 0 {
@@ -356,7 +355,7 @@ func (p *Placement) WriteTable(w io.Writer) error {
 // smaller TP degree, which all-sums less. A TP
 // degree the model's heads or widths cannot split is passed over; when
 // none fits, the error is TP=1's (a pipeline of single ranks).
-func PlaceAuto(tensors []safetensors.TensorInfo, o PlacementOptions) (*Placement, error) {
+func PlaceAuto(tensors []Tensor, o PlacementOptions) (*Placement, error) {
 	var best *Placement
 	var first error
 	for tpn := 1; tpn <= len(o.Memory); tpn++ {

@@ -1,4 +1,4 @@
-package loader
+package shard
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 )
 
 // ShardStampName is the file Reshard writes last into a rank's checkpoint;
-// Open reads it to load that checkpoint as the rank's shard.
+// loader.Open reads it to load that checkpoint as the rank's shard.
 const ShardStampName = "mlxdist-shard.json"
 
 // ShardStamp describes a checkpoint that holds one rank's shard of another.
@@ -55,36 +55,10 @@ func ReadShardStamp(dir string) (*ShardStamp, error) {
 	return &s, nil
 }
 
-// ErrUnstampedShard is returned by Open for a checkpoint whose files Reshard
-// wrote but whose stamp is missing: an interrupted or damaged reshard.
+// ErrUnstampedShard is returned by loader.Open for a checkpoint whose
+// files Reshard wrote but whose stamp is missing: an interrupted or damaged
+// reshard.
 var ErrUnstampedShard = errors.New("loader: resharded files without their stamp")
-
-// checkUnstamped refuses shard files that carry Reshard's metadata in a
-// directory without a stamp.
-func checkUnstamped(path string, d *safetensors.Dir) error {
-	for _, f := range d.Files() {
-		if v, ok := f.Metadata()[shardMetaKey]; ok {
-			return fmt.Errorf("%w: %s holds rank %s's shard file %s but no %s; run reshard again to write it whole",
-				ErrUnstampedShard, path, v, filepath.Base(f.Path()), ShardStampName)
-		}
-	}
-	return nil
-}
-
-// presharded adapts the options of a load from a resharded checkpoint: the
-// files already hold this rank's parts, so every tensor is read whole.
-func presharded(dir string, o PlanOptions) (PlanOptions, error) {
-	s, err := ReadShardStamp(dir)
-	if err != nil || s == nil {
-		return o, err
-	}
-	ws := max(o.WorldSize, 1)
-	if s.Rank != o.Rank || s.WorldSize != ws {
-		return o, fmt.Errorf("%w: %s holds rank %d of %d, this is rank %d of %d", ErrShardMismatch, dir, s.Rank, s.WorldSize, o.Rank, ws)
-	}
-	o.Rules = &RuleSet{Name: "presharded " + s.Rules}
-	return o, nil
-}
 
 // ErrUnsafeOutput is matched by the error Reshard returns before writing
 // anything when dst would overwrite what it must not: the source checkpoint
@@ -101,8 +75,8 @@ var ErrUnsafeOutput = errors.New("loader: unsafe reshard output directory")
 // A node that keeps only its shard stores, and later reads, only its part:
 // a rank's half of a tensor split on its last axis is half of every row,
 // and read from the full file it pulls every page of the tensor from a cold
-// disk; from its own shard it pulls exactly its bytes. Open recognises the
-// stamp and loads such a checkpoint for that rank only.
+// disk; from its own shard it pulls exactly its bytes. loader.Open
+// recognises the stamp and loads such a checkpoint for that rank only.
 //
 // Nothing is written into dst itself until the end: the shard is built in a
 // temporary directory beside dst, every file synced, and renamed into place
@@ -132,7 +106,7 @@ func Reshard(ctx context.Context, src, dst string, o PlanOptions, progress func(
 		return nil, err
 	}
 	defer d.Close()
-	plan, err := NewPlan(d.Tensors(), o)
+	plan, err := NewPlan(Describe(d.Tensors()), o)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +154,7 @@ func writeShard(ctx context.Context, d *safetensors.Dir, plan *Plan, src, tmp st
 		for k, v := range f.Metadata() {
 			meta[k] = v
 		}
-		meta[shardMetaKey] = strconv.Itoa(plan.Rank) + "/" + strconv.Itoa(plan.WorldSize)
+		meta[ShardMetaKey] = strconv.Itoa(plan.Rank) + "/" + strconv.Itoa(plan.WorldSize)
 		base := filepath.Base(f.Path())
 		w, err := safetensors.Create(filepath.Join(tmp, base), specs, meta)
 		if err != nil {
@@ -195,7 +169,7 @@ func writeShard(ctx context.Context, d *safetensors.Dir, plan *Plan, src, tmp st
 				buf = make([]byte, tp.ShardBytes)
 			}
 			part := buf[:tp.ShardBytes]
-			if _, err := fill(f, tp, plan.WorldSize, plan.Rank, ReadPread, part); err != nil {
+			if _, err := f.ReadPartAt(tp.Part, part, 0, safetensors.ReadPread); err != nil {
 				w.Abort()
 				return nil, &LoadError{Tensor: tp.Name, File: f.Path(), Err: err}
 			}
@@ -231,9 +205,9 @@ func writeShard(ctx context.Context, d *safetensors.Dir, plan *Plan, src, tmp st
 	return stamp, nil
 }
 
-// shardMetaKey is the metadata key every shard file Reshard writes carries
+// ShardMetaKey is the metadata key every shard file Reshard writes carries
 // ("rank/world"), so that shard files without their stamp are recognised.
-const shardMetaKey = "mlxdist.shard"
+const ShardMetaKey = "mlxdist.shard"
 
 // checkReshardOutput refuses a dst that overlaps src or holds files Reshard
 // did not write, before anything is created.
