@@ -14,7 +14,7 @@ import (
 
 // mlxDtype maps a file's dtype to the MLX dtype its bytes load as; 8-bit
 // floats load as uint8, as MLX's own loader does.
-func mlxDtype(d safetensors.DType) (mlx.Dtype, error) {
+func mlxDtype(d safetensors.Dtype) (mlx.Dtype, error) {
 	switch d {
 	case safetensors.Bool:
 		return mlx.Bool, nil
@@ -227,7 +227,7 @@ func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan, help
 	if !ok {
 		return fail(fmt.Errorf("not in the checkpoint"))
 	}
-	dt, err := mlxDtype(tp.DType)
+	dt, err := mlxDtype(tp.Dtype)
 	if err != nil {
 		return fail(err)
 	}

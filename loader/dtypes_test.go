@@ -18,11 +18,11 @@ func TestDirectLoadsEveryDtypeAsMLXsOwnLoaderDoes(t *testing.T) {
 	const rows, cols = 4, 6
 	// MLX's safetensors loader (0.32) refuses these dtypes; Direct loads
 	// their bytes all the same, the 8-bit floats as uint8.
-	refused := map[safetensors.DType]mlx.Dtype{
+	refused := map[safetensors.Dtype]mlx.Dtype{
 		safetensors.F8E5M2: mlx.Uint8, safetensors.F8E4M3FNUZ: mlx.Uint8, safetensors.F8E5M2FNUZ: mlx.Uint8,
 		safetensors.F64: mlx.Float64,
 	}
-	dtypes := []safetensors.DType{
+	dtypes := []safetensors.Dtype{
 		safetensors.Bool, safetensors.U8, safetensors.I8, safetensors.F8E5M2, safetensors.F8E4M3, safetensors.F8E8M0,
 		safetensors.F8E4M3FNUZ, safetensors.F8E5M2FNUZ, safetensors.I16, safetensors.U16, safetensors.F16,
 		safetensors.BF16, safetensors.I32, safetensors.U32, safetensors.F32, safetensors.C64, safetensors.F64,

@@ -19,7 +19,7 @@ func writeExample() string {
 		log.Fatal(err)
 	}
 	t := func(name string, rows, cols int64) safetensors.TensorData {
-		return safetensors.TensorData{Name: name, DType: safetensors.F32, Shape: []int64{rows, cols}, Data: make([]byte, rows*cols*4)}
+		return safetensors.TensorData{Name: name, Dtype: safetensors.F32, Shape: []int64{rows, cols}, Data: make([]byte, rows*cols*4)}
 	}
 	err = safetensors.WriteDir(dir, [][]safetensors.TensorData{{
 		t("model.embed_tokens.weight", 32, 8),

@@ -74,7 +74,7 @@ func cutPart(full []byte, t safetensors.TensorInfo, s Split, n, k int) []byte {
 	for _, d := range t.Shape[s.Axis+1:] {
 		inner *= d
 	}
-	elem := int64(t.DType.Bits() / 8)
+	elem := int64(t.Dtype.Bits() / 8)
 	dim := t.Shape[s.Axis]
 	var out []byte
 	for o := range outer {

@@ -27,7 +27,7 @@ type ckpt struct {
 
 func newCkpt(seed uint64) *ckpt { return &ckpt{rng: rand.New(rand.NewPCG(seed, 7))} }
 
-func (c *ckpt) add(name string, dt safetensors.DType, shape ...int64) {
+func (c *ckpt) add(name string, dt safetensors.Dtype, shape ...int64) {
 	n := int64(dt.Size())
 	for _, d := range shape {
 		n *= d
@@ -39,7 +39,7 @@ func (c *ckpt) add(name string, dt safetensors.DType, shape ...int64) {
 			b[i+j] = byte(v >> (8 * j))
 		}
 	}
-	c.tensors = append(c.tensors, safetensors.TensorData{Name: name, DType: dt, Shape: shape, Data: b})
+	c.tensors = append(c.tensors, safetensors.TensorData{Name: name, Dtype: dt, Shape: shape, Data: b})
 }
 
 // qlinear adds a 4-bit, group-size-32 quantized linear layer as mlx-lm

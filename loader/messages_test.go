@@ -15,7 +15,7 @@ func TestAPlanThatCannotSplitManyTensorsSaysSoInOneLine(t *testing.T) {
 	c := kimiLike(9)
 	var infos []safetensors.TensorInfo
 	for _, td := range c.tensors {
-		infos = append(infos, safetensors.TensorInfo{Name: td.Name, DType: td.DType, Shape: td.Shape, End: int64(len(td.Data))})
+		infos = append(infos, safetensors.TensorInfo{Name: td.Name, Dtype: td.Dtype, Shape: td.Shape, End: int64(len(td.Data))})
 	}
 	_, err := NewPlan(infos, PlanOptions{Rank: 0, WorldSize: 3, Rules: DeepSeekV3Rules(4)})
 	require.Error(t, err)

@@ -313,7 +313,7 @@ func withKVB(t *testing.T, src string, s ckptgen.Spec) string {
 				b = append(b, byte(w), byte(w>>8))
 			}
 			tensors = append(tensors, safetensors.TensorData{Name: strings.TrimSuffix(name, "embed_q.weight") + "kv_b_proj.weight",
-				DType: safetensors.BF16, Shape: []int64{rows, cols}, Data: b})
+				Dtype: safetensors.BF16, Shape: []int64{rows, cols}, Data: b})
 			continue
 		}
 		if strings.Contains(name, ".self_attn.embed_q.") {
@@ -323,7 +323,7 @@ func withKVB(t *testing.T, src string, s ckptgen.Spec) string {
 		require.True(t, ok)
 		data, err := f.Data(name)
 		require.NoError(t, err)
-		tensors = append(tensors, safetensors.TensorData{Name: name, DType: ti.DType, Shape: ti.Shape, Data: slices.Clone(data)})
+		tensors = append(tensors, safetensors.TensorData{Name: name, Dtype: ti.Dtype, Shape: ti.Shape, Data: slices.Clone(data)})
 	}
 	dst := t.TempDir()
 	require.NoError(t, safetensors.WriteDir(dst, [][]safetensors.TensorData{tensors}, map[string]string{"format": "mlx"}))

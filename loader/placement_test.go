@@ -20,9 +20,9 @@ func described(t testing.TB, s ckptgen.Spec) []safetensors.TensorInfo {
 	require.NoError(t, s.Validate())
 	var ts []safetensors.TensorInfo
 	for _, d := range s.Tensors() {
-		dt, err := safetensors.ParseDType(d.DType)
+		dt, err := safetensors.ParseDtype(d.Dtype)
 		require.NoError(t, err)
-		ts = append(ts, safetensors.TensorInfo{Name: d.Name, DType: dt, Shape: d.Shape, End: d.Bytes})
+		ts = append(ts, safetensors.TensorInfo{Name: d.Name, Dtype: dt, Shape: d.Shape, End: d.Bytes})
 	}
 	return ts
 }

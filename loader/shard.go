@@ -88,7 +88,7 @@ func PlaceAuto(tensors []safetensors.TensorInfo, o PlacementOptions) (*Placement
 
 // NewPlan is shard.NewPlan of a checkpoint's tensors (safetensors.Dir's
 // Tensors), or of a model's described as header entries, where only Name,
-// DType and Shape matter.
+// Dtype and Shape matter.
 func NewPlan(tensors []safetensors.TensorInfo, o PlanOptions) (*Plan, error) {
 	return shard.NewPlan(shard.Describe(tensors), o)
 }

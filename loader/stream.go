@@ -276,7 +276,7 @@ type streamIndex struct {
 
 type streamTensor struct {
 	Name  string            `json:"name"`
-	DType safetensors.DType `json:"dtype"`
+	Dtype safetensors.Dtype `json:"dtype"`
 	Shape []int64           `json:"shape"`
 	Size  int64             `json:"size"`
 }
@@ -284,7 +284,7 @@ type streamTensor struct {
 func encodeIndex(d *safetensors.Dir, dir string) ([]byte, error) {
 	var idx streamIndex
 	for _, t := range d.Tensors() {
-		idx.Tensors = append(idx.Tensors, streamTensor{Name: t.Name, DType: t.DType, Shape: t.Shape, Size: t.Size()})
+		idx.Tensors = append(idx.Tensors, streamTensor{Name: t.Name, Dtype: t.Dtype, Shape: t.Shape, Size: t.Size()})
 	}
 	slices.SortFunc(idx.Tensors, func(a, b streamTensor) int { return strings.Compare(a.Name, b.Name) })
 	if st, err := os.Stat(dir); err == nil && st.IsDir() {
@@ -323,7 +323,7 @@ func decodeIndex(b []byte) (*streamIndex, []safetensors.TensorInfo, error) {
 	tensors := make([]safetensors.TensorInfo, len(idx.Tensors))
 	var off int64
 	for i, t := range idx.Tensors {
-		tensors[i] = safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape, Begin: off, End: off + t.Size, Offset: off}
+		tensors[i] = safetensors.TensorInfo{Name: t.Name, Dtype: t.Dtype, Shape: t.Shape, Begin: off, End: off + t.Size, Offset: off}
 		off += t.Size
 	}
 	return &idx, tensors, nil
@@ -670,7 +670,7 @@ func (s *streamer) send(ctx context.Context, l *ShardLoader, i int, sp *SectionP
 			if !ok {
 				return &LoadError{Section: sp.Name, Tensor: tp.Name, Err: errors.New("not in the checkpoint")}
 			}
-			dt, err := mlxDtype(tp.DType)
+			dt, err := mlxDtype(tp.Dtype)
 			if err != nil {
 				return &LoadError{Section: sp.Name, Tensor: tp.Name, Err: err}
 			}
@@ -908,7 +908,7 @@ func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *L
 	var bytes int64
 	for j := range sp.Tensors {
 		tp := &sp.Tensors[j]
-		dt, err := mlxDtype(tp.DType)
+		dt, err := mlxDtype(tp.Dtype)
 		if err != nil {
 			return &LoadError{Section: sp.Name, Tensor: tp.Name, Err: err}
 		}
@@ -1005,7 +1005,7 @@ func newStreamCache(dir string, plan *Plan, index *streamIndex) (*streamCache, e
 	const file = "model.safetensors"
 	for _, sec := range plan.Sections {
 		for _, tp := range sec.Tensors {
-			specs = append(specs, safetensors.TensorSpec{Name: tp.Name, DType: tp.DType, Shape: tp.ShardShape})
+			specs = append(specs, safetensors.TensorSpec{Name: tp.Name, Dtype: tp.Dtype, Shape: tp.ShardShape})
 			weightMap[tp.Name] = file
 			c.stamp.Tensors++
 			c.stamp.Bytes += tp.ShardBytes

@@ -57,7 +57,7 @@ func tpDeepSeekCheckpoint(t *testing.T) string {
 		for range n {
 			b = append(b, f32le(float32(rng.NormFloat64()*0.2))...)
 		}
-		tensors = append(tensors, safetensors.TensorData{Name: "model.layers.0." + name, DType: safetensors.F32, Shape: shape, Data: b})
+		tensors = append(tensors, safetensors.TensorData{Name: "model.layers.0." + name, Dtype: safetensors.F32, Shape: shape, Data: b})
 	}
 	add("self_attn.q_b_proj.weight", dsHeads*(dsNope+dsRope), dsQLoRA)
 	add("self_attn.embed_q.weight", dsHeads, dsKVLoRA, dsNope)

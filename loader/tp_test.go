@@ -46,12 +46,12 @@ func tpCheckpoint(t *testing.T) string {
 	addArray := func(name string, a *mlx.Array) {
 		b, err := a.Bytes()
 		require.NoError(t, err)
-		dt := map[mlx.Dtype]safetensors.DType{mlx.Float32: safetensors.F32, mlx.Uint32: safetensors.U32}[a.Dtype()]
+		dt := map[mlx.Dtype]safetensors.Dtype{mlx.Float32: safetensors.F32, mlx.Uint32: safetensors.U32}[a.Dtype()]
 		shape := []int64{}
 		for _, d := range a.Shape() {
 			shape = append(shape, int64(d))
 		}
-		tensors = append(tensors, safetensors.TensorData{Name: name, DType: dt, Shape: shape, Data: b})
+		tensors = append(tensors, safetensors.TensorData{Name: name, Dtype: dt, Shape: shape, Data: b})
 	}
 	mats := map[string][2]int{"self_attn.q_proj": {64, 64}, "self_attn.o_proj": {64, 64}, "mlp.up_proj": {128, 64}, "mlp.down_proj": {64, 128}}
 	for layer, quantized := range []bool{false, true} {

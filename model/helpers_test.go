@@ -47,28 +47,28 @@ func TestMain(m *testing.M) {
 // two (and, for qwen3, three) ranks.
 var specs = map[string]ckptgen.Spec{
 	"llama": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
-		Intermediate: 256, DType: "F32", Files: 1},
+		Intermediate: 256, Dtype: "F32", Files: 1},
 	"qwen2": {ModelType: ckptgen.Qwen2Type, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
-		Intermediate: 256, DType: "F32", Files: 1, TieEmbeddings: true},
+		Intermediate: 256, Dtype: "F32", Files: 1, TieEmbeddings: true},
 	"qwen3": {ModelType: ckptgen.Qwen3Type, Vocab: 1024, Hidden: 192, Layers: 2, Heads: 6, KVHeads: 6, HeadDim: 32,
-		Intermediate: 384, DType: "F32", Files: 1, TieEmbeddings: true},
+		Intermediate: 384, Dtype: "F32", Files: 1, TieEmbeddings: true},
 	// Six layers, for pipelines of two and three stages.
 	"llama-6": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 6, Heads: 4, KVHeads: 2, HeadDim: 32,
-		Intermediate: 256, DType: "F32", Files: 2},
+		Intermediate: 256, Dtype: "F32", Files: 2},
 	// Two wider layers, for long prefills through stages of two ranks.
 	"llama-wide": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 512, Layers: 2, Heads: 8, KVHeads: 4, HeadDim: 64,
-		Intermediate: 256, DType: "F32", Files: 1},
+		Intermediate: 256, Dtype: "F32", Files: 1},
 	// Kimi K2.5: one dense layer, two MoE layers with group-limited
 	// routing (4 groups, 2 chosen), float32.
 	"kimi": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
 		Experts: 8, ActiveExperts: 2, SharedExperts: 1, MoEIntermediate: 64, FirstDense: 1, QLoRARank: 64,
-		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, DType: "F32", Files: 2},
+		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, Dtype: "F32", Files: 2},
 	// The same quantized, mixed: 4-bit by default, the experts' down
 	// projection of layer 1 at 8 bits, layer 2's q_b_proj at 2 bits, the
 	// head unquantized.
 	"kimi-mixed": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
 		Experts: 8, ActiveExperts: 2, SharedExperts: 1, MoEIntermediate: 128, FirstDense: 1, QLoRARank: 64,
-		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, DType: "F32", Files: 2,
+		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, Dtype: "F32", Files: 2,
 		Quant: &ckptgen.Quantization{GroupSize: 32, Bits: 4},
 		QuantOverrides: map[string]*ckptgen.Quantization{
 			"language_model.model.layers.1.mlp.switch_mlp.down_proj": {GroupSize: 32, Bits: 8},
@@ -238,7 +238,7 @@ func writeLogits(path string, rows [][]float32, vocab int) error {
 		for j, v := range r {
 			binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(v))
 		}
-		ts = append(ts, safetensors.TensorData{Name: fmt.Sprintf("logits_%d", i), DType: safetensors.F32,
+		ts = append(ts, safetensors.TensorData{Name: fmt.Sprintf("logits_%d", i), Dtype: safetensors.F32,
 			Shape: []int64{int64(len(r) / vocab), int64(vocab)}, Data: b})
 	}
 	return safetensors.WriteFile(path, ts, nil)

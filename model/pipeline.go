@@ -204,7 +204,7 @@ func Place(dir string, memory []int64, tp, n int, strategy loader.Strategy) (*lo
 	elem := int64(4)
 	for _, t := range tensors {
 		if strings.HasSuffix(t.Name, "model.norm.weight") {
-			elem = int64(t.DType.Size())
+			elem = int64(t.Dtype.Size())
 		}
 	}
 	o := loader.PlacementOptions{PlanOptions: loader.PlanOptions{Strategy: strategy, Rules: cfg.Rules()}, Memory: memory,

@@ -51,7 +51,7 @@ var corruptCases = []struct {
 	{"header-not-object", rawFile(`[]`, ""), ReasonNotObject, false},
 	{"duplicate-key", rawFile(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, "a"), ReasonDuplicate, true},
 	{"metadata-not-string", rawFile(`{"__metadata__":{"x":1},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, "a"), ReasonMetadata, false},
-	{"unknown-dtype", rawFile(`{"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}`, strings.Repeat("a", 16)), ReasonDType, false},
+	{"unknown-dtype", rawFile(`{"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}`, strings.Repeat("a", 16)), ReasonDtype, false},
 	{"size-overflow", rawFile(`{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,1]}}`, "a"), ReasonOverflow, false},
 	{"partial-byte", rawFile(`{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}`, "ab"), ReasonPartialByte, false},
 	{"size-mismatch", rawFile(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}`, "abcd"), ReasonSizeMismatch, false},

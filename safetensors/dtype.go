@@ -2,15 +2,15 @@ package safetensors
 
 import "fmt"
 
-// DType is the element type of a tensor, as named in the header's "dtype"
-// field. The zero value is not a valid DType.
-type DType uint8
+// Dtype is the element type of a tensor, as named in the header's "dtype"
+// field. The zero value is not a valid Dtype.
+type Dtype uint8
 
 // The element types the reference implementation (safetensors 0.8) accepts.
 // F4, F6E2M3 and F6E3M2 are sub-byte kinds: their elements are packed, so a
 // tensor's byte size is bits × elements / 8 and must come out whole.
 const (
-	Bool DType = iota + 1
+	Bool Dtype = iota + 1
 	F4
 	F6E2M3
 	F6E3M2
@@ -62,28 +62,28 @@ var dtypeTable = [...]struct {
 	U64:        {"U64", 64},
 }
 
-// DTypes returns every valid DType, in the order of their bit widths.
-func DTypes() []DType {
-	out := make([]DType, 0, len(dtypeTable)-1)
+// Dtypes returns every valid Dtype, in the order of their bit widths.
+func Dtypes() []Dtype {
+	out := make([]Dtype, 0, len(dtypeTable)-1)
 	for d := Bool; int(d) < len(dtypeTable); d++ {
 		out = append(out, d)
 	}
 	return out
 }
 
-func (d DType) valid() bool { return d > 0 && int(d) < len(dtypeTable) }
+func (d Dtype) valid() bool { return d > 0 && int(d) < len(dtypeTable) }
 
 // String returns the header spelling of d ("BF16", "F8_E4M3").
-func (d DType) String() string {
+func (d Dtype) String() string {
 	if !d.valid() {
-		return fmt.Sprintf("DType(%d)", uint8(d))
+		return fmt.Sprintf("Dtype(%d)", uint8(d))
 	}
 	return dtypeTable[d].name
 }
 
 // Bits returns the width of one element in bits (4 for F4, 16 for BF16), or
-// 0 for an invalid DType.
-func (d DType) Bits() int {
+// 0 for an invalid Dtype.
+func (d Dtype) Bits() int {
 	if !d.valid() {
 		return 0
 	}
@@ -91,17 +91,17 @@ func (d DType) Bits() int {
 }
 
 // Size returns the size of one element in bytes, or 0 for the sub-byte kinds
-// and invalid DTypes: their sizes only exist for a whole tensor.
-func (d DType) Size() int {
+// and invalid Dtypes: their sizes only exist for a whole tensor.
+func (d Dtype) Size() int {
 	if b := d.Bits(); b%8 == 0 {
 		return b / 8
 	}
 	return 0
 }
 
-// ParseDType returns the DType spelled s in a header. Spellings are
+// ParseDtype returns the Dtype spelled s in a header. Spellings are
 // case-sensitive, as in the reference implementation.
-func ParseDType(s string) (DType, error) {
+func ParseDtype(s string) (Dtype, error) {
 	for d := Bool; int(d) < len(dtypeTable); d++ {
 		if dtypeTable[d].name == s {
 			return d, nil
@@ -111,7 +111,7 @@ func ParseDType(s string) (DType, error) {
 }
 
 // MarshalText implements encoding.TextMarshaler with the header spelling.
-func (d DType) MarshalText() ([]byte, error) {
+func (d Dtype) MarshalText() ([]byte, error) {
 	if !d.valid() {
 		return nil, fmt.Errorf("safetensors: invalid dtype %d", uint8(d))
 	}
@@ -119,8 +119,8 @@ func (d DType) MarshalText() ([]byte, error) {
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler with the header spelling.
-func (d *DType) UnmarshalText(b []byte) error {
-	v, err := ParseDType(string(b))
+func (d *Dtype) UnmarshalText(b []byte) error {
+	v, err := ParseDtype(string(b))
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ const (
 	ReasonNotObject      Reason = "header-not-object"
 	ReasonDuplicate      Reason = "duplicate-key"
 	ReasonMetadata       Reason = "metadata" // __metadata__ is not an object of strings
-	ReasonDType          Reason = "unknown-dtype"
+	ReasonDtype          Reason = "unknown-dtype"
 	ReasonOverflow       Reason = "size-overflow"  // shape × dtype overflows
 	ReasonPartialByte    Reason = "partial-byte"   // sub-byte tensor does not end on a byte
 	ReasonSizeMismatch   Reason = "size-mismatch"  // offsets disagree with shape × dtype

@@ -17,7 +17,7 @@ func Example() {
 
 	// Two rows of four bytes: "abcd" and "efgh".
 	err := safetensors.WriteFile(path, []safetensors.TensorData{
-		{Name: "w", DType: safetensors.U8, Shape: []int64{2, 4}, Data: []byte("abcdefgh")},
+		{Name: "w", Dtype: safetensors.U8, Shape: []int64{2, 4}, Data: []byte("abcdefgh")},
 	}, map[string]string{"format": "pt"})
 	if err != nil {
 		panic(err)
@@ -29,7 +29,7 @@ func Example() {
 	}
 	defer f.Close()
 	t, _ := f.Tensor("w")
-	fmt.Println(t.Name, t.DType, t.Shape, t.Size(), f.Metadata()["format"])
+	fmt.Println(t.Name, t.Dtype, t.Shape, t.Size(), f.Metadata()["format"])
 
 	// Rank 1 of 2 splitting the last axis gets the second half of each row.
 	rs, _ := t.PartRanges(1, 2, 1)
@@ -47,7 +47,7 @@ func ExampleOpenDir() {
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
 	u8 := func(name string, b string) safetensors.TensorData {
-		return safetensors.TensorData{Name: name, DType: safetensors.U8, Shape: []int64{int64(len(b))}, Data: []byte(b)}
+		return safetensors.TensorData{Name: name, Dtype: safetensors.U8, Shape: []int64{int64(len(b))}, Data: []byte(b)}
 	}
 	safetensors.WriteDir(dir, [][]safetensors.TensorData{
 		{u8("layers.0.w", "ab")},

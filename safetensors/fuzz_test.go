@@ -126,7 +126,7 @@ func roundTrip(t *testing.T, dir string, sf *File) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tds = append(tds, TensorData{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: data})
+		tds = append(tds, TensorData{Name: ti.Name, Dtype: ti.Dtype, Shape: ti.Shape, Data: data})
 	}
 	path := filepath.Join(dir, "again.safetensors")
 	defer os.Remove(path)
@@ -143,7 +143,7 @@ func roundTrip(t *testing.T, dir string, sf *File) {
 	}
 	for _, td := range tds {
 		ti, ok := again.Tensor(td.Name)
-		if !ok || ti.DType != td.DType || !slices.Equal(ti.Shape, td.Shape) {
+		if !ok || ti.Dtype != td.Dtype || !slices.Equal(ti.Shape, td.Shape) {
 			t.Fatalf("tensor %q came back as %+v", td.Name, ti)
 		}
 		data, err := again.Data(td.Name)

@@ -22,7 +22,7 @@ const metadataKey = "__metadata__"
 // TensorInfo describes one tensor of a file, as its header entry says.
 type TensorInfo struct {
 	Name  string
-	DType DType
+	Dtype Dtype
 	Shape []int64
 	// Begin and End are the header's data_offsets: the byte range relative
 	// to the start of the data section.
@@ -130,7 +130,7 @@ func parseHeader(buf []byte, size int64) (*header, error) {
 			return nil, formatErr(ReasonDuplicate, key, keyOff, "appears twice in the header")
 		}
 		var e struct {
-			DType   *string   `json:"dtype"`
+			Dtype   *string   `json:"dtype"`
 			Shape   *[]uint64 `json:"shape"`
 			Offsets *[]uint64 `json:"data_offsets"`
 		}
@@ -138,7 +138,7 @@ func parseHeader(buf []byte, size int64) (*header, error) {
 			return nil, jsonErr(err)
 		}
 		var missing []string
-		if e.DType == nil {
+		if e.Dtype == nil {
 			missing = append(missing, "dtype")
 		}
 		if e.Shape == nil {
@@ -153,11 +153,11 @@ func parseHeader(buf []byte, size int64) (*header, error) {
 		if len(*e.Offsets) != 2 {
 			return nil, formatErr(ReasonJSON, key, keyOff, "has %d data_offsets, want 2", len(*e.Offsets))
 		}
-		dt, err := ParseDType(*e.DType)
+		dt, err := ParseDtype(*e.Dtype)
 		if err != nil {
-			return nil, formatErr(ReasonDType, key, keyOff, "has unknown dtype %q", *e.DType)
+			return nil, formatErr(ReasonDtype, key, keyOff, "has unknown dtype %q", *e.Dtype)
 		}
-		t := TensorInfo{Name: key, DType: dt, Shape: make([]int64, len(*e.Shape))}
+		t := TensorInfo{Name: key, Dtype: dt, Shape: make([]int64, len(*e.Shape))}
 		for i, d := range *e.Shape {
 			if d > math.MaxInt64 {
 				return nil, formatErr(ReasonOverflow, key, keyOff, "has dimension %d too large", d)
@@ -235,7 +235,7 @@ func parseMetadata(dec *json.Decoder) (map[string]string, error) {
 
 // byteSize returns the size in bytes of a tensor of the given dtype and
 // shape, checking for overflow and for sub-byte kinds that end mid-byte.
-func byteSize(dt DType, shape []int64) (int64, Reason, bool) {
+func byteSize(dt Dtype, shape []int64) (int64, Reason, bool) {
 	n := uint64(1)
 	for _, d := range shape {
 		hi, lo := bits.Mul64(n, uint64(d))
@@ -289,14 +289,14 @@ func (h *header) validate() error {
 		case t.Begin < at:
 			return formatErr(ReasonOverlap, t.Name, t.Offset, "begins at %d, inside data already used up to %d", t.Begin, at)
 		}
-		want, reason, ok := byteSize(t.DType, t.Shape)
+		want, reason, ok := byteSize(t.Dtype, t.Shape)
 		switch {
 		case !ok && reason == ReasonOverflow:
-			return formatErr(reason, t.Name, t.Offset, "of shape %v and dtype %s overflows a 64-bit byte count", t.Shape, t.DType)
+			return formatErr(reason, t.Name, t.Offset, "of shape %v and dtype %s overflows a 64-bit byte count", t.Shape, t.Dtype)
 		case !ok:
-			return formatErr(reason, t.Name, t.Offset, "of shape %v and dtype %s does not end on a byte boundary", t.Shape, t.DType)
+			return formatErr(reason, t.Name, t.Offset, "of shape %v and dtype %s does not end on a byte boundary", t.Shape, t.Dtype)
 		case t.End-t.Begin != want:
-			return formatErr(ReasonSizeMismatch, t.Name, t.Offset, "has %d bytes [%d, %d) but shape %v of %s needs %d", t.End-t.Begin, t.Begin, t.End, t.Shape, t.DType, want)
+			return formatErr(ReasonSizeMismatch, t.Name, t.Offset, "has %d bytes [%d, %d) but shape %v of %s needs %d", t.End-t.Begin, t.Begin, t.End, t.Shape, t.Dtype, want)
 		case t.End > h.dataLen:
 			return formatErr(ReasonPastEnd, t.Name, t.Offset, "ends at %d past data end %d", t.End, h.dataLen)
 		}

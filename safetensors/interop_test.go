@@ -18,7 +18,7 @@ import (
 
 // pyTensor is what the Python side reports for one tensor.
 type pyTensor struct {
-	DType  string  `json:"dtype"`
+	Dtype  string  `json:"dtype"`
 	Shape  []int64 `json:"shape"`
 	SHA256 string  `json:"sha256"`
 }
@@ -83,7 +83,7 @@ func TestFilesWrittenByPythonAreReadByteIdentically(t *testing.T) {
 		for name, w := range want {
 			info, data, ok := lookup(name)
 			require.True(t, ok, name)
-			assert.Equal(t, w.DType, info.DType.String(), name)
+			assert.Equal(t, w.Dtype, info.Dtype.String(), name)
 			assert.Equal(t, w.Shape, append([]int64{}, info.Shape...), name)
 			assert.Equal(t, w.SHA256, sha(data), name)
 		}
@@ -137,17 +137,17 @@ func randomTensors(rng *rand.Rand) []TensorData {
 	}
 	out := make([]TensorData, len(specs))
 	for i, s := range specs {
-		n, _, _ := byteSize(s.DType, s.Shape)
+		n, _, _ := byteSize(s.Dtype, s.Shape)
 		b := make([]byte, n)
 		for j := range b {
 			b[j] = byte(rng.Uint32())
 		}
-		if s.DType == Bool {
+		if s.Dtype == Bool {
 			for j := range b {
 				b[j] &= 1
 			}
 		}
-		out[i] = TensorData{s.Name, s.DType, s.Shape, b}
+		out[i] = TensorData{s.Name, s.Dtype, s.Shape, b}
 	}
 	return out
 }
@@ -191,7 +191,7 @@ func TestFilesWrittenByThisPackageAreReadByPython(t *testing.T) {
 	require.Len(t, got.Tensors, len(tensors))
 	for _, tt := range tensors {
 		g := got.Tensors[tt.Name]
-		assert.Equal(t, tt.DType.String(), g.DType, tt.Name)
+		assert.Equal(t, tt.Dtype.String(), g.Dtype, tt.Name)
 		assert.Equal(t, tt.Shape, append([]int64{}, g.Shape...), tt.Name)
 		assert.Equal(t, sha(tt.Data), g.SHA256, tt.Name)
 	}
@@ -322,7 +322,7 @@ func TestFilesWrittenByMLXAreReadByteIdentically(t *testing.T) {
 	assert.Equal(t, "mlx", f.Metadata()["format"])
 	info, ok := f.Tensor("w.bf16")
 	require.True(t, ok)
-	assert.Equal(t, BF16, info.DType)
+	assert.Equal(t, BF16, info.Dtype)
 	for name, w := range want {
 		data, err := f.Data(name)
 		require.NoError(t, err)

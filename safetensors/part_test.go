@@ -96,7 +96,7 @@ func TestAnyPieceOfAPartReadsItsSlicesBytesInEveryMode(t *testing.T) {
 	for _, c := range cases {
 		td := tensors[c.tensor]
 		ti, _ := f.Tensor(td.Name)
-		want := cut(td.Data, td.Shape, int64(td.DType.Bits()/8), c.axis, c.slices)
+		want := cut(td.Data, td.Shape, int64(td.Dtype.Bits()/8), c.axis, c.slices)
 		p, err := ti.Part(c.axis, c.slices...)
 		require.NoError(t, err)
 		require.Equal(t, int64(len(want)), p.Size())
@@ -162,7 +162,7 @@ func TestReadPartAtRefusesBytesOutsideItsPartOrFile(t *testing.T) {
 	assert.Equal(t, int64(4), se.Dim)
 	_, err = ti.Part(2, Slice{0, 1})
 	assert.ErrorIs(t, err, ErrSplit)
-	q := TensorInfo{Name: "q", DType: F4, Shape: []int64{2, 6}, End: 6}
+	q := TensorInfo{Name: "q", Dtype: F4, Shape: []int64{2, 6}, End: 6}
 	_, err = q.Part(1, Slice{0, 2}, Slice{3, 4})
 	assert.ErrorContains(t, err, "cuts inside a byte")
 }
@@ -187,7 +187,7 @@ func TestPartPagesCountThePagesItsRunsTouch(t *testing.T) {
 			for _, d := range tc.shape {
 				size *= d
 			}
-			ti := TensorInfo{Name: "w", DType: U8, Shape: tc.shape, End: size}
+			ti := TensorInfo{Name: "w", Dtype: U8, Shape: tc.shape, End: size}
 			p := ti.Whole()
 			if tc.slices != nil {
 				var err error

@@ -69,7 +69,7 @@ func (t TensorInfo) Part(axis int, slices ...Slice) (Part, error) {
 	for _, d := range t.Shape[axis+1:] {
 		inner *= d
 	}
-	bits := inner * int64(t.DType.Bits()) // bits per index of the axis
+	bits := inner * int64(t.Dtype.Bits()) // bits per index of the axis
 	p := Part{base: t.Offset, rows: outer}
 	for _, s := range slices {
 		fail := func(detail string) (Part, error) {
@@ -79,7 +79,7 @@ func (t TensorInfo) Part(axis int, slices ...Slice) (Part, error) {
 			return fail(fmt.Sprintf("axis %d of size %d has no slice [%d, %d)", axis, dim, s.Start, s.End))
 		}
 		if s.Start*bits%8 != 0 || (s.End-s.Start)*bits%8 != 0 || (outer > 1 && dim*bits%8 != 0) {
-			return fail(fmt.Sprintf("slice [%d, %d) of axis %d cuts inside a byte of %s", s.Start, s.End, axis, t.DType))
+			return fail(fmt.Sprintf("slice [%d, %d) of axis %d cuts inside a byte of %s", s.Start, s.End, axis, t.Dtype))
 		}
 		if n := (s.End - s.Start) * bits / 8; n > 0 {
 			p.segs = append(p.segs, segment{file: s.Start * bits / 8, part: p.rowPart, length: n})

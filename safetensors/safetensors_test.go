@@ -11,23 +11,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestEveryDTypeRoundTripsThroughItsName(t *testing.T) {
-	require.Len(t, DTypes(), 22)
-	for _, d := range DTypes() {
-		got, err := ParseDType(d.String())
+func TestEveryDtypeRoundTripsThroughItsName(t *testing.T) {
+	require.Len(t, Dtypes(), 22)
+	for _, d := range Dtypes() {
+		got, err := ParseDtype(d.String())
 		require.NoError(t, err)
 		assert.Equal(t, d, got)
 		assert.Positive(t, d.Bits())
 	}
 	assert.Equal(t, 2, BF16.Size())
 	assert.Equal(t, 0, F4.Size(), "sub-byte kinds have no per-element byte size")
-	_, err := ParseDType("bf16")
+	_, err := ParseDtype("bf16")
 	assert.Error(t, err, "names are case-sensitive")
 }
 
 func TestSplitsThatCannotBeTakenAreTypedErrors(t *testing.T) {
-	w := TensorInfo{Name: "w", DType: F32, Shape: []int64{6, 7}}
-	q := TensorInfo{Name: "q", DType: F4, Shape: []int64{4, 6}}
+	w := TensorInfo{Name: "w", Dtype: F32, Shape: []int64{6, 7}}
+	q := TensorInfo{Name: "q", Dtype: F4, Shape: []int64{4, 6}}
 	cases := []struct {
 		name string
 		err  func() error
@@ -60,7 +60,7 @@ func TestSplitsThatCannotBeTakenAreTypedErrors(t *testing.T) {
 }
 
 func TestPartRangesAreContiguousForALeadingAxisSplit(t *testing.T) {
-	w := TensorInfo{Name: "w", DType: BF16, Shape: []int64{1, 8, 4}, Offset: 100}
+	w := TensorInfo{Name: "w", Dtype: BF16, Shape: []int64{1, 8, 4}, Offset: 100}
 	rs, err := w.PartRanges(1, 4, 3)
 	require.NoError(t, err)
 	assert.Equal(t, []Range{{100 + 3*2*4*2, 2 * 4 * 2}}, rs)
@@ -74,7 +74,7 @@ func TestPartRangesAreContiguousForALeadingAxisSplit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []Range{{100, 64}}, rs, "a slice of whole rows merges into one range")
 
-	q := TensorInfo{Name: "q", DType: F4, Shape: []int64{2, 8}, Offset: 0}
+	q := TensorInfo{Name: "q", Dtype: F4, Shape: []int64{2, 8}, Offset: 0}
 	rs, err = q.PartRanges(1, 2, 1)
 	require.NoError(t, err)
 	assert.Equal(t, []Range{{2, 2}, {6, 2}}, rs, "F4 parts on byte boundaries")

@@ -15,7 +15,7 @@ import (
 // TensorSpec names a tensor to be written: everything but its bytes.
 type TensorSpec struct {
 	Name  string
-	DType DType
+	Dtype Dtype
 	Shape []int64
 }
 
@@ -23,7 +23,7 @@ type TensorSpec struct {
 // row-major).
 type TensorData struct {
 	Name  string
-	DType DType
+	Dtype Dtype
 	Shape []int64
 	Data  []byte
 }
@@ -108,24 +108,24 @@ func encodeHeader(specs []TensorSpec, metadata map[string]string) ([]byte, []int
 			return nil, nil, fmt.Errorf("safetensors: cannot write tensor name %q twice or as a reserved key", s.Name)
 		}
 		seen[s.Name] = true
-		if !s.DType.valid() {
-			return nil, nil, fmt.Errorf("safetensors: tensor %q has invalid dtype %d", s.Name, uint8(s.DType))
+		if !s.Dtype.valid() {
+			return nil, nil, fmt.Errorf("safetensors: tensor %q has invalid dtype %d", s.Name, uint8(s.Dtype))
 		}
 		for _, d := range s.Shape {
 			if d < 0 {
 				return nil, nil, fmt.Errorf("safetensors: tensor %q has negative dimension in shape %v", s.Name, s.Shape)
 			}
 		}
-		n, reason, ok := byteSize(s.DType, s.Shape)
+		n, reason, ok := byteSize(s.Dtype, s.Shape)
 		if !ok {
-			return nil, nil, fmt.Errorf("safetensors: tensor %q of shape %v and dtype %s cannot be stored (%s)", s.Name, s.Shape, s.DType, reason)
+			return nil, nil, fmt.Errorf("safetensors: tensor %q of shape %v and dtype %s cannot be stored (%s)", s.Name, s.Shape, s.Dtype, reason)
 		}
 		offsets[i] = at
 		if len(metadata) > 0 || i > 0 {
 			b.WriteByte(',')
 		}
 		str(s.Name)
-		fmt.Fprintf(&b, `:{"dtype":"%s","shape":[`, s.DType)
+		fmt.Fprintf(&b, `:{"dtype":"%s","shape":[`, s.Dtype)
 		for j, d := range s.Shape {
 			if j > 0 {
 				b.WriteByte(',')
@@ -223,7 +223,7 @@ func (w *Writer) Abort() {
 func WriteFile(path string, tensors []TensorData, metadata map[string]string) error {
 	specs := make([]TensorSpec, len(tensors))
 	for i, t := range tensors {
-		specs[i] = TensorSpec{t.Name, t.DType, t.Shape}
+		specs[i] = TensorSpec{t.Name, t.Dtype, t.Shape}
 	}
 	w, err := Create(path, specs, metadata)
 	if err != nil {

@@ -87,7 +87,7 @@ func deepCheckpoint(t testing.TB, layers int) string {
 	require.NoError(t, err)
 	dir := filepath.Join(root, "llama")
 	spec := ckptgen.Spec{ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: layers, Heads: 4, KVHeads: 2,
-		HeadDim: 32, Intermediate: 256, DType: "F32", Files: 1}
+		HeadDim: 32, Intermediate: 256, Dtype: "F32", Files: 1}
 	_, err = ckptgen.Write(context.Background(), dir, spec, &ckptgen.Options{Seed: 11})
 	if err != nil {
 		os.RemoveAll(root)

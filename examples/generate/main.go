@@ -350,6 +350,6 @@ func writeLogits(path string, l []float32, rows, vocab int) error {
 	for i, v := range l {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
 	}
-	return safetensors.WriteFile(path, []safetensors.TensorData{{Name: "logits", DType: safetensors.F32,
+	return safetensors.WriteFile(path, []safetensors.TensorData{{Name: "logits", Dtype: safetensors.F32,
 		Shape: []int64{int64(rows), int64(vocab)}, Data: b}}, nil)
 }

@@ -83,7 +83,7 @@ func TestOneAndTwoRanksGenerateTheSameTokens(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "llama")
 	_, err := ckptgen.Write(context.Background(), dir, ckptgen.Spec{ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128,
-		Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, DType: "F32", Files: 1}, nil)
+		Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, Dtype: "F32", Files: 1}, nil)
 	require.NoError(t, err)
 	bin := testenv.GoBuild(t, ".")
 	launch := testenv.GoBuild(t, "../launch")
@@ -123,7 +123,7 @@ func TestOneAndTwoRanksGenerateTheSameTokens(t *testing.T) {
 	defer f.Close()
 	info, ok := f.Tensor("logits")
 	require.True(t, ok)
-	assert.Equal(t, safetensors.F32, info.DType)
+	assert.Equal(t, safetensors.F32, info.Dtype)
 	assert.Equal(t, []int64{5, 1024}, info.Shape)
 }
 
@@ -145,7 +145,7 @@ func TestPipelinesGenerateOneRanksTokens(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "llama")
 	_, err := ckptgen.Write(context.Background(), dir, ckptgen.Spec{ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128,
-		Layers: 6, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, DType: "F32", Files: 2}, nil)
+		Layers: 6, Heads: 4, KVHeads: 2, HeadDim: 32, Intermediate: 256, Dtype: "F32", Files: 2}, nil)
 	require.NoError(t, err)
 	bin := testenv.GoBuild(t, ".")
 	launch := testenv.GoBuild(t, "../launch")

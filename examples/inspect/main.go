@@ -23,7 +23,7 @@ import (
 
 type tensorLine struct {
 	Name   string  `json:"name"`
-	DType  string  `json:"dtype"`
+	Dtype  string  `json:"dtype"`
 	Shape  []int64 `json:"shape"`
 	Bytes  int64   `json:"bytes"`
 	SHA256 string  `json:"sha256"`
@@ -86,7 +86,7 @@ func run(w io.Writer, path string, asJSON bool) error {
 		if err != nil {
 			return err
 		}
-		r.Tensors = append(r.Tensors, tensorLine{t.Name, t.DType.String(), t.Shape, t.Size(), sum, t.File})
+		r.Tensors = append(r.Tensors, tensorLine{t.Name, t.Dtype.String(), t.Shape, t.Size(), sum, t.File})
 	}
 	r.Totals.Tensors = ckpt.Len()
 	r.Totals.Bytes = ckpt.TotalBytes()
@@ -101,7 +101,7 @@ func run(w io.Writer, path string, asJSON bool) error {
 		for i, d := range t.Shape {
 			dims[i] = strconv.FormatInt(d, 10)
 		}
-		if _, err := fmt.Fprintf(w, "%s %s [%s] %d %s\n", t.Name, t.DType, strings.Join(dims, ","), t.Bytes, t.SHA256); err != nil {
+		if _, err := fmt.Fprintf(w, "%s %s [%s] %d %s\n", t.Name, t.Dtype, strings.Join(dims, ","), t.Bytes, t.SHA256); err != nil {
 			return err
 		}
 	}

@@ -23,8 +23,8 @@ import (
 func TestInspectListsTensorsSortedWithHashes(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, safetensors.WriteDir(dir, [][]safetensors.TensorData{
-		{{Name: "z", DType: safetensors.U8, Shape: []int64{1, 2}, Data: []byte("ab")}},
-		{{Name: "a", DType: safetensors.F32, Shape: []int64{1}, Data: []byte("wxyz")}},
+		{{Name: "z", Dtype: safetensors.U8, Shape: []int64{1, 2}, Data: []byte("ab")}},
+		{{Name: "a", Dtype: safetensors.F32, Shape: []int64{1}, Data: []byte("wxyz")}},
 	}, nil))
 	var out bytes.Buffer
 	require.NoError(t, run(&out, dir, false))
@@ -97,7 +97,7 @@ func TestAFileTruncatedWhileHashedIsAnErrorNamingIt(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "w.safetensors")
 	page := int64(os.Getpagesize())
 	require.NoError(t, safetensors.WriteFile(p, []safetensors.TensorData{
-		{Name: "w", DType: safetensors.U8, Shape: []int64{8, page}, Data: make([]byte, 8*page)},
+		{Name: "w", Dtype: safetensors.U8, Shape: []int64{8, page}, Data: make([]byte, 8*page)},
 	}, nil))
 	f, err := safetensors.Open(p)
 	require.NoError(t, err)

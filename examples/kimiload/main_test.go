@@ -278,7 +278,7 @@ func TestVerifyCatchesAWrongShard(t *testing.T) {
 		for i := range data {
 			data[i] = byte(i*7 + len(name))
 		}
-		return safetensors.TensorData{Name: name, DType: safetensors.F32, Shape: []int64{rows, cols}, Data: data}
+		return safetensors.TensorData{Name: name, Dtype: safetensors.F32, Shape: []int64{rows, cols}, Data: data}
 	}
 	require.NoError(t, safetensors.WriteDir(dir, [][]safetensors.TensorData{{
 		mk("model.embed_tokens.weight", 16, 8),
@@ -324,7 +324,7 @@ func TestPartCutsEachFusedSegment(t *testing.T) {
 	// A [2, 6] U8 tensor split on axis 1 with segments [0, 4) and [4, 6):
 	// rank 1 of 2 keeps columns 2-3 of the first and 5 of the second.
 	full := []byte{0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15}
-	info := safetensors.TensorInfo{Name: "w", DType: safetensors.U8, Shape: []int64{2, 6}, End: 12}
+	info := safetensors.TensorInfo{Name: "w", Dtype: safetensors.U8, Shape: []int64{2, 6}, End: 12}
 	got, err := part(full, info, loader.Split{Axis: 1, Bounds: []int64{0, 4, 6}}, 2, 1)
 	require.NoError(t, err)
 	assert.Equal(t, []byte{2, 3, 5, 12, 13, 15}, got)
@@ -396,7 +396,7 @@ func TestAnswerAPromptOverTwoRanksAsGenerateDoes(t *testing.T) {
 	s.Layers, s.FirstDense = 2, 1
 	s.Experts, s.ActiveExperts = 8, 4
 	s.Files = 2
-	s.DType, s.Quant = "F32", nil // generation in float32 on the CPU
+	s.Dtype, s.Quant = "F32", nil // generation in float32 on the CPU
 	dir := filepath.Join(workDir, "kimi-f32")
 	_, err := ckptgen.Write(context.Background(), dir, s, nil)
 	require.NoError(t, err)

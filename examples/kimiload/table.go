@@ -106,11 +106,11 @@ func planOnly(o *options, w io.Writer) error {
 	if o.describe != "" {
 		spec := ckptgen.KimiK25()
 		for _, t := range spec.Tensors() {
-			dt, err := safetensors.ParseDType(t.DType)
+			dt, err := safetensors.ParseDtype(t.Dtype)
 			if err != nil {
 				return fmt.Errorf("tensor %q: %w", t.Name, err)
 			}
-			tensors = append(tensors, safetensors.TensorInfo{Name: t.Name, DType: dt, Shape: t.Shape, End: t.Bytes})
+			tensors = append(tensors, safetensors.TensorInfo{Name: t.Name, Dtype: dt, Shape: t.Shape, End: t.Bytes})
 		}
 		rules = loader.DeepSeekV3Rules(spec.Heads)
 		group := 0

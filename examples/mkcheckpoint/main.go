@@ -127,7 +127,7 @@ func buildSpec(f flags) (ckptgen.Spec, error) {
 		return s, errors.New("--layers, --experts and --files cannot be negative")
 	}
 	if f.dtype != "" {
-		s.DType = f.dtype
+		s.Dtype = f.dtype
 	}
 	if f.bits != 0 && s.Quant != nil {
 		s.Quant.Bits = f.bits
@@ -207,7 +207,7 @@ func describe(w io.Writer, s ckptgen.Spec) {
 		for i, d := range t.Shape {
 			dims[i] = fmt.Sprint(d)
 		}
-		fmt.Fprintf(w, "%s %s [%s] %d\n", t.Name, t.DType, strings.Join(dims, ","), t.Bytes)
+		fmt.Fprintf(w, "%s %s [%s] %d\n", t.Name, t.Dtype, strings.Join(dims, ","), t.Bytes)
 	}
 	sum := s.Sum(ts)
 	fmt.Fprintf(w, "total: %d tensors, %d bytes (%s), %d parameters (%.3f T), %d files of about %s\n",

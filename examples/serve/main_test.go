@@ -64,7 +64,7 @@ func TestServeUnderLaunch(t *testing.T) {
 	serve, launch := testenv.GoBuild(t, "."), testenv.GoBuild(t, "../launch")
 	dir := filepath.Join(t.TempDir(), "tiny")
 	spec := ckptgen.Spec{ModelType: ckptgen.LlamaType, Vocab: 512, Hidden: 64, Layers: 1, Heads: 2, KVHeads: 2,
-		HeadDim: 32, Intermediate: 128, DType: "F32", Files: 1}
+		HeadDim: 32, Intermediate: 128, Dtype: "F32", Files: 1}
 	_, err := ckptgen.Write(context.Background(), dir, spec, nil)
 	require.NoError(t, err)
 

@@ -10,9 +10,9 @@ func BenchmarkFill(b *testing.B) {
 		name string
 		desc TensorDesc
 	}{
-		{"packed U32", TensorDesc{Name: "w.weight", DType: "U32"}},
-		{"BF16 scales", TensorDesc{Name: "w.scales", DType: "BF16"}},
-		{"F32 bias", TensorDesc{Name: "gate.e_score_correction_bias", DType: "F32"}},
+		{"packed U32", TensorDesc{Name: "w.weight", Dtype: "U32"}},
+		{"BF16 scales", TensorDesc{Name: "w.scales", Dtype: "BF16"}},
+		{"F32 bias", TensorDesc{Name: "gate.e_score_correction_bias", Dtype: "F32"}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			buf := make([]byte, chunkSize)

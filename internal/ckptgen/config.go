@@ -16,7 +16,7 @@ func (s Spec) Config() map[string]any {
 		"bos_token_id":        bosTokenID,
 		"eos_token_id":        eosTokenID,
 		"tie_word_embeddings": s.TieEmbeddings,
-		"torch_dtype":         torchDType(s.DType),
+		"torch_dtype":         torchDtype(s.Dtype),
 	}
 	if s.Quant != nil {
 		q := map[string]any{"group_size": s.Quant.GroupSize, "bits": s.Quant.Bits, "mode": "affine"}
@@ -121,7 +121,7 @@ func (s Spec) Config() map[string]any {
 	return c
 }
 
-func torchDType(dt string) string {
+func torchDtype(dt string) string {
 	switch dt {
 	case "F16":
 		return "float16"

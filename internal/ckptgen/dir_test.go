@@ -17,7 +17,7 @@ import (
 func otherCheckpoint(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	ts := func(name string) []safetensors.TensorData {
-		return []safetensors.TensorData{{Name: name, DType: safetensors.U8, Shape: []int64{1}, Data: []byte{1}}}
+		return []safetensors.TensorData{{Name: name, Dtype: safetensors.U8, Shape: []int64{1}, Data: []byte{1}}}
 	}
 	require.NoError(t, safetensors.WriteDir(dir, [][]safetensors.TensorData{ts("a"), ts("b"), ts("c")}, nil))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "mlxdist-shard.json"), []byte(`{"rank":0,"world_size":2}`), 0o644))

@@ -105,7 +105,7 @@ func TestMLXLMLoadsGeneratedCheckpoints(t *testing.T) {
 // floatQwen is a small float32 Qwen-family model with tied embeddings.
 func floatQwen(modelType string) Spec {
 	return Spec{ModelType: modelType, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
-		Intermediate: 256, DType: "F32", Files: 1, TieEmbeddings: true}
+		Intermediate: 256, Dtype: "F32", Files: 1, TieEmbeddings: true}
 }
 
 // mixedKimi is smallKimi with group-limited routing, a router-adjacent

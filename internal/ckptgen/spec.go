@@ -79,9 +79,9 @@ type Spec struct {
 	// a quantization of their own, or none (a nil value), as mlx-lm's mixed
 	// recipes write them into config.json next to the global one.
 	QuantOverrides map[string]*Quantization `json:"quantization_overrides,omitempty"`
-	// DType is the safetensors dtype of unquantized floating-point tensors
+	// Dtype is the safetensors dtype of unquantized floating-point tensors
 	// and of scales and biases: "BF16", "F16" or "F32".
-	DType string `json:"dtype"`
+	Dtype string `json:"dtype"`
 
 	// Files is the number of shard files the tensors are spread over.
 	Files int `json:"files"`
@@ -119,7 +119,7 @@ func KimiK25() Spec {
 		QKRopeHeadDim:      64,
 		VHeadDim:           128,
 		Quant:              &Quantization{GroupSize: 64, Bits: 4},
-		DType:              "BF16",
+		Dtype:              "BF16",
 		Files:              182,
 		Vision:             true,
 		VisionLayers:       27,
@@ -141,7 +141,7 @@ func Llama() Spec {
 		HeadDim:      128,
 		Intermediate: 14336,
 		Quant:        &Quantization{GroupSize: 64, Bits: 4},
-		DType:        "BF16",
+		Dtype:        "BF16",
 		Files:        4,
 	}
 }
@@ -241,10 +241,10 @@ func (s Spec) Validate() error {
 	default:
 		return bad("model_type", "%q is none of %q, %q, %q, %q", s.ModelType, KimiK25Type, LlamaType, Qwen2Type, Qwen3Type)
 	}
-	switch s.DType {
+	switch s.Dtype {
 	case "BF16", "F16", "F32":
 	default:
-		return bad("dtype", "%q is not BF16, F16 or F32", s.DType)
+		return bad("dtype", "%q is not BF16, F16 or F32", s.Dtype)
 	}
 	for _, f := range []struct {
 		name string

@@ -42,26 +42,26 @@ func TestKimiK25FullSizeHasTheModelsStructure(t *testing.T) {
 	assert.Equal(t, 60, moe, "MoE layers")
 
 	for name, want := range map[string]TensorDesc{
-		"language_model.model.embed_tokens.weight":                          {DType: "U32", Shape: []int64{163840, 896}},
-		"language_model.model.embed_tokens.scales":                          {DType: "BF16", Shape: []int64{163840, 112}},
-		"language_model.lm_head.biases":                                     {DType: "BF16", Shape: []int64{163840, 112}},
-		"language_model.model.layers.0.mlp.down_proj.weight":                {DType: "U32", Shape: []int64{7168, 18432 / 8}},
-		"language_model.model.layers.5.self_attn.q_b_proj.weight":           {DType: "U32", Shape: []int64{64 * 192, 1536 / 8}},
-		"language_model.model.layers.5.self_attn.kv_a_proj_with_mqa.weight": {DType: "U32", Shape: []int64{576, 896}},
-		"language_model.model.layers.5.self_attn.embed_q.weight":            {DType: "U32", Shape: []int64{64, 512, 16}},
-		"language_model.model.layers.5.self_attn.unembed_out.scales":        {DType: "BF16", Shape: []int64{64, 128, 8}},
-		"language_model.model.layers.5.self_attn.o_proj.weight":             {DType: "U32", Shape: []int64{7168, 64 * 128 / 8}},
-		"language_model.model.layers.60.mlp.gate.weight":                    {DType: "BF16", Shape: []int64{384, 7168}},
-		"language_model.model.layers.60.mlp.gate.e_score_correction_bias":   {DType: "F32", Shape: []int64{384}},
-		"language_model.model.layers.60.mlp.switch_mlp.down_proj.scales":    {DType: "BF16", Shape: []int64{384, 7168, 32}},
-		"language_model.model.layers.60.mlp.shared_experts.up_proj.weight":  {DType: "U32", Shape: []int64{2048, 896}},
-		"language_model.model.norm.weight":                                  {DType: "BF16", Shape: []int64{7168}},
-		"vision_tower.encoder.blocks.26.wqkv.weight":                        {DType: "BF16", Shape: []int64{3456, 1152}},
-		"mm_projector.proj.2.weight":                                        {DType: "BF16", Shape: []int64{7168, 4608}},
+		"language_model.model.embed_tokens.weight":                          {Dtype: "U32", Shape: []int64{163840, 896}},
+		"language_model.model.embed_tokens.scales":                          {Dtype: "BF16", Shape: []int64{163840, 112}},
+		"language_model.lm_head.biases":                                     {Dtype: "BF16", Shape: []int64{163840, 112}},
+		"language_model.model.layers.0.mlp.down_proj.weight":                {Dtype: "U32", Shape: []int64{7168, 18432 / 8}},
+		"language_model.model.layers.5.self_attn.q_b_proj.weight":           {Dtype: "U32", Shape: []int64{64 * 192, 1536 / 8}},
+		"language_model.model.layers.5.self_attn.kv_a_proj_with_mqa.weight": {Dtype: "U32", Shape: []int64{576, 896}},
+		"language_model.model.layers.5.self_attn.embed_q.weight":            {Dtype: "U32", Shape: []int64{64, 512, 16}},
+		"language_model.model.layers.5.self_attn.unembed_out.scales":        {Dtype: "BF16", Shape: []int64{64, 128, 8}},
+		"language_model.model.layers.5.self_attn.o_proj.weight":             {Dtype: "U32", Shape: []int64{7168, 64 * 128 / 8}},
+		"language_model.model.layers.60.mlp.gate.weight":                    {Dtype: "BF16", Shape: []int64{384, 7168}},
+		"language_model.model.layers.60.mlp.gate.e_score_correction_bias":   {Dtype: "F32", Shape: []int64{384}},
+		"language_model.model.layers.60.mlp.switch_mlp.down_proj.scales":    {Dtype: "BF16", Shape: []int64{384, 7168, 32}},
+		"language_model.model.layers.60.mlp.shared_experts.up_proj.weight":  {Dtype: "U32", Shape: []int64{2048, 896}},
+		"language_model.model.norm.weight":                                  {Dtype: "BF16", Shape: []int64{7168}},
+		"vision_tower.encoder.blocks.26.wqkv.weight":                        {Dtype: "BF16", Shape: []int64{3456, 1152}},
+		"mm_projector.proj.2.weight":                                        {Dtype: "BF16", Shape: []int64{7168, 4608}},
 	} {
 		got, ok := byName[name]
 		if assert.True(t, ok, "missing %s", name) {
-			assert.Equal(t, want.DType, got.DType, name)
+			assert.Equal(t, want.Dtype, got.Dtype, name)
 			assert.Equal(t, want.Shape, got.Shape, name)
 		}
 	}
@@ -77,10 +77,10 @@ func TestKimiK25FullSizeHasTheModelsStructure(t *testing.T) {
 	assert.InDelta(t, 1.03e12, float64(sum.Params), 0.01e12, "Kimi K2.5 has 1.03 T parameters")
 }
 
-func TestTensorBytesMatchDTypeAndShape(t *testing.T) {
+func TestTensorBytesMatchDtypeAndShape(t *testing.T) {
 	for _, s := range []Spec{KimiK25(), Llama()} {
 		for _, d := range s.Tensors() {
-			n := dtypeSize(d.DType)
+			n := dtypeSize(d.Dtype)
 			for _, v := range d.Shape {
 				n *= v
 			}
@@ -114,7 +114,7 @@ func TestScaleKeepsSpecsValidAndShardable(t *testing.T) {
 					if strings.HasSuffix(d.Name, "proj.weight") || strings.HasSuffix(d.Name, "embed_tokens.weight") ||
 						strings.HasSuffix(d.Name, "lm_head.weight") || strings.HasSuffix(d.Name, "embed_q.weight") {
 						if !strings.HasPrefix(d.Name, "vision_tower.") && !strings.HasPrefix(d.Name, "mm_projector.") {
-							assert.Equal(t, "U32", d.DType, d.Name)
+							assert.Equal(t, "U32", d.Dtype, d.Name)
 						}
 					}
 				}
@@ -141,7 +141,7 @@ func TestValidateRejectsInconsistentSpecs(t *testing.T) {
 		{"zero shard files are rejected", func(s *Spec) { s.Files = 0 }, "files"},
 		{"an odd rope dimension is rejected", func(s *Spec) { s.QKRopeHeadDim = 7 }, "qk_rope_head_dim"},
 		{"a group size MLX lacks is rejected", func(s *Spec) { s.Quant = &Quantization{GroupSize: 48, Bits: 4} }, "quantization.group_size"},
-		{"a dtype other than a float is rejected", func(s *Spec) { s.DType = "I8" }, "dtype"},
+		{"a dtype other than a float is rejected", func(s *Spec) { s.Dtype = "I8" }, "dtype"},
 		{"more dense layers than layers are rejected", func(s *Spec) { s.FirstDense = 62 }, "first_k_dense_replace"},
 		{"a vocabulary smaller than the tokenizer is rejected", func(s *Spec) { s.Vocab = 100 }, "vocab"},
 		{"expert groups that do not divide the experts are rejected", func(s *Spec) { s.NGroup = 5 }, "n_group"},

@@ -9,13 +9,13 @@ import (
 // TensorDesc describes one tensor of a checkpoint: everything but its bytes.
 type TensorDesc struct {
 	Name  string
-	DType string // safetensors spelling: "U32", "BF16", "F32"
+	Dtype string // safetensors spelling: "U32", "BF16", "F32"
 	Shape []int64
 	Bytes int64
 }
 
 func (t TensorDesc) String() string {
-	return fmt.Sprintf("%s %s %v %d", t.Name, t.DType, t.Shape, t.Bytes)
+	return fmt.Sprintf("%s %s %v %d", t.Name, t.Dtype, t.Shape, t.Bytes)
 }
 
 // Totals sums a tensor list.
@@ -40,7 +40,7 @@ func (s Spec) Sum(ts []TensorDesc) Totals {
 		for _, v := range d.Shape {
 			n *= v
 		}
-		if d.DType == "U32" && s.Quant != nil {
+		if d.Dtype == "U32" && s.Quant != nil {
 			n *= int64(32 / s.Quant.Bits)
 		}
 		t.Params += n
@@ -69,11 +69,11 @@ func (l *list) add(name, dtype string, shape ...int64) {
 	for _, d := range shape {
 		n *= d
 	}
-	l.out = append(l.out, TensorDesc{Name: name, DType: dtype, Shape: shape, Bytes: n})
+	l.out = append(l.out, TensorDesc{Name: name, Dtype: dtype, Shape: shape, Bytes: n})
 }
 
 // float adds an unquantized floating-point tensor in the spec's dtype.
-func (l *list) float(name string, shape ...int64) { l.add(name, l.spec.DType, shape...) }
+func (l *list) float(name string, shape ...int64) { l.add(name, l.spec.Dtype, shape...) }
 
 // linear adds the weight of a matrix (Linear, Embedding, stacked experts,
 // per-head MultiLinear) whose last axis is the input: quantized as mlx-lm's

@@ -331,11 +331,11 @@ const chunkSize = 1 << 20
 func writeShard(ctx context.Context, path string, ts []TensorDesc, seed uint64, buf []byte, prog *progress) error {
 	specs := make([]safetensors.TensorSpec, len(ts))
 	for i, t := range ts {
-		dt, err := safetensors.ParseDType(t.DType)
+		dt, err := safetensors.ParseDtype(t.Dtype)
 		if err != nil {
 			return err
 		}
-		specs[i] = safetensors.TensorSpec{Name: t.Name, DType: dt, Shape: t.Shape}
+		specs[i] = safetensors.TensorSpec{Name: t.Name, Dtype: dt, Shape: t.Shape}
 	}
 	w, err := safetensors.Create(path, specs, map[string]string{"format": "mlx"})
 	if err != nil {
@@ -386,9 +386,9 @@ func newFiller(seed uint64, t TensorDesc) *filler {
 	h.Write([]byte(t.Name))
 	f := &filler{rng: rand.NewPCG(seed, h.Sum64())}
 	lo, hi := valueRange(t.Name)
-	switch t.DType {
+	switch t.Dtype {
 	case "BF16", "F16":
-		f.table = table16(t.DType, lo, hi)
+		f.table = table16(t.Dtype, lo, hi)
 	case "F32":
 		f.lo, f.hi = float32(lo), float32(hi)
 	}

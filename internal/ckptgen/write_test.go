@@ -67,7 +67,7 @@ func TestWrittenCheckpointMatchesSpecAndIndex(t *testing.T) {
 					info, f, ok := ckpt.Tensor(d.Name)
 					require.True(t, ok, d.Name)
 					assert.Equal(t, res.Files[i], filepath.Base(f.Path()), d.Name)
-					assert.Equal(t, d.DType, info.DType.String(), d.Name)
+					assert.Equal(t, d.Dtype, info.Dtype.String(), d.Name)
 					assert.Equal(t, d.Shape, info.Shape, d.Name)
 					assert.Equal(t, d.Bytes, info.End-info.Begin, d.Name)
 				}
@@ -114,7 +114,7 @@ func TestFloatTensorsHoldValuesInTheirRanges(t *testing.T) {
 			require.NoError(t, err)
 			lo, hi := valueRange(name)
 			var vals []float64
-			switch info.DType.String() {
+			switch info.Dtype.String() {
 			case "BF16":
 				for i := 0; i < len(data); i += 2 {
 					vals = append(vals, float64(math.Float32frombits(uint32(binary.LittleEndian.Uint16(data[i:]))<<16)))

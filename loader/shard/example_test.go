@@ -11,7 +11,7 @@ import (
 // Plan a load from tensor descriptions alone, without any file.
 func ExampleNewPlan() {
 	desc := func(name string, rows, cols int64) shard.Tensor {
-		return shard.Tensor{Name: name, DType: safetensors.BF16, Shape: []int64{rows, cols}}
+		return shard.Tensor{Name: name, Dtype: safetensors.BF16, Shape: []int64{rows, cols}}
 	}
 	tensors := []shard.Tensor{
 		desc("model.embed_tokens.weight", 1000, 1000),

@@ -23,7 +23,7 @@ func FuzzResolve(f *testing.F) {
 	f.Add("layers.0.mlp.down_proj.bias", uint8(9), int8(1), uint8(0), uint8(1), uint16(0), uint16(0), uint16(0), []byte{0}, uint8(0), uint8(1))
 	f.Fuzz(func(t *testing.T, name string, action uint8, axis int8, dtype uint8, ndim uint8, d0, d1, d2 uint16, segs []byte, units, world uint8) {
 		shape := []int64{int64(d0), int64(d1), int64(d2)}[:ndim%4]
-		tensor := Tensor{Name: name, DType: safetensors.DType(dtype), Shape: shape}
+		tensor := Tensor{Name: name, Dtype: safetensors.Dtype(dtype), Shape: shape}
 		if _, err := tensor.size(); err != nil {
 			return // NewPlan refuses it before resolving
 		}
@@ -112,7 +112,7 @@ func FuzzNewPlan(f *testing.F) {
 			if name == "model.norm.weight" {
 				shape = shape[:1]
 			}
-			ts = append(ts, Tensor{Name: name, DType: safetensors.DType(b[i+2] % 24), Shape: shape})
+			ts = append(ts, Tensor{Name: name, Dtype: safetensors.Dtype(b[i+2] % 24), Shape: shape})
 		}
 		o := PlanOptions{WorldSize: int(world%8) + 1, Rank: int(rank % 9), Strategy: Strategy(strategy % 3), PageSize: 4096}
 		p, err := NewPlan(ts, o)

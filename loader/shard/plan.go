@@ -64,7 +64,7 @@ func ParseStrategy(s string) (Strategy, error) {
 // rank keeps of it.
 type TensorPlan struct {
 	Name  string            `json:"name"`
-	DType safetensors.DType `json:"dtype"`
+	Dtype safetensors.Dtype `json:"dtype"`
 	Shape []int64           `json:"shape"`
 	// ShardShape is the shape of the rank's array.
 	ShardShape []int64 `json:"shard_shape"`
@@ -254,7 +254,7 @@ func NewPlan(tensors []Tensor, o PlanOptions) (*Plan, error) {
 			secs[sec.Name] = sp
 		}
 		s := splits[name]
-		tp := TensorPlan{Name: name, DType: t.DType, Shape: t.Shape, ShardShape: t.Shape, Split: s,
+		tp := TensorPlan{Name: name, Dtype: t.Dtype, Shape: t.Shape, ShardShape: t.Shape, Split: s,
 			Bytes: t.Size(), ShardBytes: t.Size(), File: t.File, info: t.info()}
 		if !s.Replicated() {
 			tp.ShardShape = slices.Clone(t.Shape)

@@ -15,10 +15,10 @@ func TestADescriptionThatIsNoTensorIsAOneLineError(t *testing.T) {
 		t    Tensor
 		want string
 	}{
-		{"a negative dimension", Tensor{Name: "w", DType: safetensors.BF16, Shape: []int64{4, -2}}, "negative dimension"},
+		{"a negative dimension", Tensor{Name: "w", Dtype: safetensors.BF16, Shape: []int64{4, -2}}, "negative dimension"},
 		{"no dtype", Tensor{Name: "w", Shape: []int64{4}}, "has no dtype"},
-		{"a shape too large to count", Tensor{Name: "w", DType: safetensors.F64, Shape: []int64{1 << 40, 1 << 40}}, "too large"},
-		{"a part of a byte", Tensor{Name: "w", DType: safetensors.F4, Shape: []int64{3}}, "whole number of bytes"},
+		{"a shape too large to count", Tensor{Name: "w", Dtype: safetensors.F64, Shape: []int64{1 << 40, 1 << 40}}, "too large"},
+		{"a part of a byte", Tensor{Name: "w", Dtype: safetensors.F4, Shape: []int64{3}}, "whole number of bytes"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := NewPlan([]Tensor{c.t}, PlanOptions{WorldSize: 2})
@@ -33,8 +33,8 @@ func TestDescribedAndHeaderTensorsPlanAlike(t *testing.T) {
 	// The sizes a plan counts come from dtype and shape; the file's
 	// position only moves the ranges.
 	infos := []safetensors.TensorInfo{
-		{Name: "model.layers.0.mlp.down_proj.weight", DType: safetensors.BF16, Shape: []int64{8, 16}, Begin: 0, End: 256, Offset: 1000, File: "a"},
-		{Name: "model.norm.weight", DType: safetensors.F32, Shape: []int64{8}, Begin: 256, End: 288, Offset: 1256, File: "a"},
+		{Name: "model.layers.0.mlp.down_proj.weight", Dtype: safetensors.BF16, Shape: []int64{8, 16}, Begin: 0, End: 256, Offset: 1000, File: "a"},
+		{Name: "model.norm.weight", Dtype: safetensors.F32, Shape: []int64{8}, Begin: 256, End: 288, Offset: 1256, File: "a"},
 	}
 	p, err := NewPlan(Describe(infos), PlanOptions{WorldSize: 2, Rank: 1})
 	require.NoError(t, err)

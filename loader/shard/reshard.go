@@ -148,7 +148,7 @@ func writeShard(ctx context.Context, d *safetensors.Dir, plan *Plan, src, tmp st
 		slices.SortFunc(tps, func(a, b *TensorPlan) int { return strings.Compare(a.Name, b.Name) })
 		specs := make([]safetensors.TensorSpec, len(tps))
 		for i, tp := range tps {
-			specs[i] = safetensors.TensorSpec{Name: tp.Name, DType: tp.DType, Shape: tp.ShardShape}
+			specs[i] = safetensors.TensorSpec{Name: tp.Name, Dtype: tp.Dtype, Shape: tp.ShardShape}
 		}
 		meta := map[string]string{}
 		for k, v := range f.Metadata() {

@@ -281,7 +281,7 @@ func (rs *RuleSet) Resolve(t Tensor, n int) (Split, error) {
 	// Every piece must start and end on a byte: when rank 0's do, since
 	// the pieces of a segment have one size, every rank's do.
 	if _, err := t.info().Part(s.Axis, s.Slices(n, 0)...); err != nil {
-		return fail(dim, "a part would cut inside a byte of %s", t.DType)
+		return fail(dim, "a part would cut inside a byte of %s", t.Dtype)
 	}
 	return s, nil
 }

@@ -43,8 +43,8 @@ func TestDefaultSectionsPutEmbeddingsBeforeAndTowersApart(t *testing.T) {
 	assert.Equal(t, Section{Before, -1, "before"}, f("transformer.wte.weight"))
 }
 
-func info(name string, dt safetensors.DType, shape ...int64) Tensor {
-	return Tensor{Name: name, DType: dt, Shape: shape}
+func info(name string, dt safetensors.Dtype, shape ...int64) Tensor {
+	return Tensor{Name: name, Dtype: dt, Shape: shape}
 }
 
 func TestBuiltInRulesShardAsMLXLMDoes(t *testing.T) {

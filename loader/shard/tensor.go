@@ -12,7 +12,7 @@ import (
 // or what a model described without files says.
 type Tensor struct {
 	Name  string
-	DType safetensors.DType
+	Dtype safetensors.Dtype
 	Shape []int64
 	// File and Offset say where the tensor's bytes lie: the file's path and
 	// the absolute position of its first byte. A model described without
@@ -26,7 +26,7 @@ type Tensor struct {
 func Describe(ts []safetensors.TensorInfo) []Tensor {
 	out := make([]Tensor, len(ts))
 	for i, t := range ts {
-		out[i] = Tensor{Name: t.Name, DType: t.DType, Shape: t.Shape, File: t.File, Offset: t.Offset}
+		out[i] = Tensor{Name: t.Name, Dtype: t.Dtype, Shape: t.Shape, File: t.File, Offset: t.Offset}
 	}
 	return out
 }
@@ -39,7 +39,7 @@ func (t Tensor) Size() int64 {
 }
 
 func (t Tensor) size() (int64, error) {
-	bitsPer := uint64(t.DType.Bits())
+	bitsPer := uint64(t.Dtype.Bits())
 	if bitsPer == 0 {
 		return 0, fmt.Errorf("loader: tensor %q has no dtype", t.Name)
 	}
@@ -55,12 +55,12 @@ func (t Tensor) size() (int64, error) {
 		n = lo
 	}
 	if n/8 > math.MaxInt64 || n%8 != 0 {
-		return 0, fmt.Errorf("loader: tensor %q of shape %v %s is not a whole number of bytes", t.Name, t.Shape, t.DType)
+		return 0, fmt.Errorf("loader: tensor %q of shape %v %s is not a whole number of bytes", t.Name, t.Shape, t.Dtype)
 	}
 	return int64(n / 8), nil
 }
 
 // info is the header entry of a checked tensor, for its byte geometry.
 func (t Tensor) info() safetensors.TensorInfo {
-	return safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape, End: t.Size(), Offset: t.Offset, File: t.File}
+	return safetensors.TensorInfo{Name: t.Name, Dtype: t.Dtype, Shape: t.Shape, End: t.Size(), Offset: t.Offset, File: t.File}
 }
