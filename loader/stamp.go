@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 
@@ -41,11 +40,7 @@ func presharded(dir string, o PlanOptions) (PlanOptions, error) {
 }
 
 func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("loader: %w", err)
-	}
-	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o666); err != nil {
+	if err := atomicfile.WriteJSON(path, v); err != nil {
 		return fmt.Errorf("loader: %w", err)
 	}
 	return nil

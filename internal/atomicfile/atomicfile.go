@@ -20,6 +20,7 @@ package atomicfile
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -107,6 +108,16 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 	return f.Commit()
+}
+
+// WriteJSON writes v as indented JSON and a final newline to path
+// atomically, creating it with mode 0666 less the umask.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFile(path, append(b, '\n'), 0o666)
 }
 
 // SyncDir makes the entries of dir (names created, renamed or removed in

@@ -300,11 +300,7 @@ func within(p, dir string) bool {
 }
 
 func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("loader: %w", err)
-	}
-	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o666); err != nil {
+	if err := atomicfile.WriteJSON(path, v); err != nil {
 		return fmt.Errorf("loader: %w", err)
 	}
 	return nil
