@@ -19,7 +19,7 @@ func unavailable(t testing.TB, format string, args ...any) {
 
 // newGuard is a guard on MLX's active memory with the given physical size
 // and headroom.
-func newGuard(t testing.TB, physical, headroom uint64) *memguard.Guard {
+func newGuard(t testing.TB, physical, headroom int64) *memguard.Guard {
 	t.Helper()
 	g, err := memguard.New(memguard.WithPhysical(physical), memguard.WithHeadroom(headroom),
 		memguard.WithUsed("active", mlx.ActiveMemory))

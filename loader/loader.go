@@ -90,7 +90,7 @@ func DefaultGuard(opts ...memguard.Option) (*memguard.Guard, error) {
 		if err != nil {
 			return nil, err
 		}
-		o = append(o, memguard.WithPhysical(phys/uint64(local)))
+		o = append(o, memguard.WithPhysical(phys/int64(local)))
 	}
 	return memguard.FromEnv(append(o, opts...)...)
 }
@@ -131,7 +131,7 @@ type Layer struct {
 	BytesRead int64
 	Elapsed   time.Duration
 	// Active and Peak are MLX's active and peak memory after the section.
-	Active, Peak uint64
+	Active, Peak int64
 	// Plan is the section's prediction.
 	Plan *SectionPlan
 }
@@ -146,7 +146,7 @@ func (l *Layer) Free() {
 // String reads "layer 18/63 layers.16: 12 tensors, read 1.23 GB in 512ms, active 20.10 GB, peak 21.30 GB".
 func (l *Layer) String() string {
 	return fmt.Sprintf("layer %d/%d %s: %d tensors, read %s in %s, active %s, peak %s",
-		l.Index+1, l.Count, l.Name, len(l.Arrays), units.FormatGB(uint64(l.BytesRead)), l.Elapsed.Round(time.Millisecond),
+		l.Index+1, l.Count, l.Name, len(l.Arrays), units.FormatGB(l.BytesRead), l.Elapsed.Round(time.Millisecond),
 		units.FormatGB(l.Active), units.FormatGB(l.Peak))
 }
 
@@ -242,7 +242,7 @@ func newLoader(d *safetensors.Dir, plan *Plan, o Options) (*ShardLoader, error) 
 			l.sizes[f.Path()] = st.Size()
 		}
 	}
-	if err := l.guard.Fits(uint64(plan.Peak)); err != nil {
+	if err := l.guard.Fits(plan.Peak); err != nil {
 		if !errors.Is(err, memguard.ErrExceeded) {
 			return nil, err
 		}
@@ -315,7 +315,7 @@ func (l *ShardLoader) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
 				yield(nil, err)
 				return
 			}
-			l.log.Info(layer.String(), "section", sp.Name, "read", units.FormatGB(uint64(layer.BytesRead)),
+			l.log.Info(layer.String(), "section", sp.Name, "read", units.FormatGB(layer.BytesRead),
 				"active", units.FormatGB(layer.Active), "peak", units.FormatGB(layer.Peak))
 			if l.opts.Progress != nil {
 				l.opts.Progress(layer)

@@ -297,13 +297,13 @@ func TestAStageThatCannotFitIsRefusedBeforeAnyRead(t *testing.T) {
 	require.NoError(t, err)
 	st := p.StageOf(1)
 	// A guard that holds the stage's weights but not its load's peak.
-	o := Options{PlanOptions: p.PlanOptions(1, base), Guard: newGuard(t, uint64(st.LoadPeak)+(1<<20), 1<<20+1)}
+	o := Options{PlanOptions: p.PlanOptions(1, base), Guard: newGuard(t, int64(st.LoadPeak)+(1<<20), 1<<20+1)}
 	l, err := Open(dir, o)
 	if l != nil {
 		l.Close()
 	}
 	require.ErrorIs(t, err, ErrWontFit)
-	o.Guard = newGuard(t, uint64(st.LoadPeak)+(2<<20), 1<<20)
+	o.Guard = newGuard(t, int64(st.LoadPeak)+(2<<20), 1<<20)
 	l, err = Open(dir, o)
 	require.NoError(t, err, "the stage alone fits where the whole model would not")
 	defer l.Close()

@@ -245,14 +245,14 @@ func (sp *StreamPlan) WriteTable(w io.Writer, own int64, diskBps, linkBps float6
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "source\treceiver\tsections\tbytes\t\n")
 	for _, l := range sp.Links {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t\n", l.Source, l.Receiver, l.Sections, units.FormatGB(uint64(l.Bytes)))
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t\n", l.Source, l.Receiver, l.Sections, units.FormatGB(l.Bytes))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	pr := sp.Predict(own, diskBps, linkBps)
 	_, err := fmt.Fprintf(w, "stream: sources %v, receivers %v, source window %s; at %s/s disk and %s/s link: reads %s, sends %s, load ≈ %s\n",
-		sp.Sources, sp.Receivers, units.FormatGB(uint64(sp.SourceExtra)), units.FormatGB(uint64(diskBps)), units.FormatGB(uint64(linkBps)),
+		sp.Sources, sp.Receivers, units.FormatGB(sp.SourceExtra), units.FormatGB(int64(diskBps)), units.FormatGB(int64(linkBps)),
 		pr.Disk.Round(time.Millisecond), pr.Link.Round(time.Millisecond), pr.Total.Round(time.Millisecond))
 	return err
 }

@@ -20,12 +20,12 @@ import (
 // /proc/self/mountinfo (cgroup2 at /sys/fs/cgroup when there is no
 // mountinfo), and read memory.limit_in_bytes (v1) or memory.max (v2) in
 // every directory from the process's cgroup up to the mount point. It
-// shares no code with the package. math.MaxUint64 means no limit.
-func plainCgroupLimit(t *testing.T, root string) uint64 {
+// shares no code with the package. math.MaxInt64 means no limit.
+func plainCgroupLimit(t *testing.T, root string) int64 {
 	t.Helper()
 	cg, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
 	if os.IsNotExist(err) {
-		return math.MaxUint64
+		return math.MaxInt64
 	}
 	require.NoError(t, err)
 	type mount struct{ root, point string }
@@ -56,7 +56,7 @@ func plainCgroupLimit(t *testing.T, root string) uint64 {
 	} else {
 		v2 = append(v2, mount{"/", "/sys/fs/cgroup"})
 	}
-	limit := uint64(math.MaxUint64)
+	limit := int64(math.MaxInt64)
 	walk := func(mounts []mount, path, file string) {
 		for _, m := range mounts {
 			dir := m.point
@@ -67,7 +67,7 @@ func plainCgroupLimit(t *testing.T, root string) uint64 {
 				if b, err := os.ReadFile(filepath.Join(root, dir, file)); err == nil {
 					s := strings.TrimSpace(string(b))
 					if s != "max" {
-						n, err := strconv.ParseUint(s, 10, 64)
+						n, err := strconv.ParseInt(s, 10, 64)
 						require.NoError(t, err, "%s in %s", file, dir)
 						limit = min(limit, n)
 					}

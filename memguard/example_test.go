@@ -11,10 +11,10 @@ import (
 // counter standing in for MLX's active memory, and the machine is given as
 // 512 GB so the output does not depend on where the example runs.
 func ExampleGuard_Check() {
-	active := uint64(0)
+	active := int64(0)
 	g, err := memguard.New(
 		memguard.WithPhysical(512e9),
-		memguard.WithUsed("active", func() (uint64, error) { return active, nil }),
+		memguard.WithUsed("active", func() (int64, error) { return active, nil }),
 	)
 	if err != nil {
 		fmt.Println(err)
@@ -43,7 +43,7 @@ func ExampleGuard_Check() {
 func ExampleGuard_Fits() {
 	g, err := memguard.New(
 		memguard.WithPhysical(512e9),
-		memguard.WithUsed("active", func() (uint64, error) { return 2e9, nil }),
+		memguard.WithUsed("active", func() (int64, error) { return 2e9, nil }),
 	)
 	if err != nil {
 		fmt.Println(err)
@@ -85,7 +85,7 @@ func ExampleFromEnv() {
 func ExampleGuard_Status() {
 	g, err := memguard.New(
 		memguard.WithPhysical(512e9),
-		memguard.WithUsed("active", func() (uint64, error) { return 309.91e9, nil }),
+		memguard.WithUsed("active", func() (int64, error) { return 309.91e9, nil }),
 	)
 	if err != nil {
 		fmt.Println(err)

@@ -30,11 +30,11 @@ var ErrHeadroom = errors.New("memguard: invalid headroom")
 type ExceededError struct {
 	Label    string // where the check was made: "after layer 17", "plan"
 	Measure  string // what Used measures: "active", "resident"
-	Used     uint64 // bytes measured
-	Extra    uint64 // bytes a Fits call asked for; 0 for Check
-	Limit    uint64
-	Physical uint64
-	Headroom uint64
+	Used     int64  // bytes measured
+	Extra    int64  // bytes a Fits call asked for; 0 for Check
+	Limit    int64
+	Physical int64
+	Headroom int64
 }
 
 func (e *ExceededError) Error() string {
@@ -54,16 +54,16 @@ func (e *ExceededError) Is(target error) bool { return target == ErrExceeded }
 // no state besides its configuration, so one Guard may be used from several
 // goroutines as far as its Source allows.
 type Guard struct {
-	physical, headroom uint64
+	physical, headroom int64
 	headroomFrom       string
 	measure            string
 	used               Source
 }
 
 type config struct {
-	physical    uint64
+	physical    int64
 	hasPhysical bool
-	headroom    uint64
+	headroom    int64
 	hasHeadroom bool
 	lookupEnv   func(string) (string, bool)
 	measure     string
@@ -76,7 +76,7 @@ type Option func(*config)
 // WithPhysical sets the physical memory in bytes instead of asking
 // [PhysicalMemory]: for tests, for systems memguard cannot measure, and for
 // guarding a budget smaller than the machine.
-func WithPhysical(bytes uint64) Option {
+func WithPhysical(bytes int64) Option {
 	return func(c *config) { c.physical, c.hasPhysical = bytes, true }
 }
 
@@ -84,7 +84,7 @@ func WithPhysical(bytes uint64) Option {
 // max(10% of physical, 5 GB). MLX_MEMORY_GUARD_GB, where the guard reads
 // the environment, still overrides it: the person running the program has
 // the last word.
-func WithHeadroom(bytes uint64) Option {
+func WithHeadroom(bytes int64) Option {
 	return func(c *config) { c.headroom, c.hasHeadroom = bytes, true }
 }
 
@@ -150,18 +150,18 @@ func FromEnv(opts ...Option) (*Guard, error) {
 
 // DefaultHeadroom returns max(10% of physical, 5 GB), rounded down to a
 // byte.
-func DefaultHeadroom(physical uint64) uint64 {
+func DefaultHeadroom(physical int64) int64 {
 	return max(physical/10, MinDefaultHeadroom)
 }
 
 // Physical returns the physical memory the guard assumes, in bytes.
-func (g *Guard) Physical() uint64 { return g.physical }
+func (g *Guard) Physical() int64 { return g.physical }
 
 // Headroom returns the bytes the guard keeps free.
-func (g *Guard) Headroom() uint64 { return g.headroom }
+func (g *Guard) Headroom() int64 { return g.headroom }
 
 // Limit returns Physical − Headroom, the most used memory Check accepts.
-func (g *Guard) Limit() uint64 { return g.physical - g.headroom }
+func (g *Guard) Limit() int64 { return g.physical - g.headroom }
 
 // Check measures used memory and returns a *[ExceededError] when it is past
 // the limit. label says where the check is made ("after layer 17") and
@@ -180,7 +180,7 @@ func (g *Guard) Check(label string) error {
 // Fits reports, before a step, whether extra more bytes would keep used
 // memory within the limit: nil if used + extra ≤ limit, else a
 // *[ExceededError] labelled "plan".
-func (g *Guard) Fits(extra uint64) error {
+func (g *Guard) Fits(extra int64) error {
 	const label = "plan"
 	used, err := g.measureUsed(label)
 	if err != nil {
@@ -194,7 +194,7 @@ func (g *Guard) Fits(extra uint64) error {
 
 // WouldFit is Fits as a boolean, for callers that choose rather than fail;
 // only a measuring error is returned as an error.
-func (g *Guard) WouldFit(extra uint64) (bool, error) {
+func (g *Guard) WouldFit(extra int64) (bool, error) {
 	err := g.Fits(extra)
 	if errors.Is(err, ErrExceeded) {
 		return false, nil
@@ -202,7 +202,7 @@ func (g *Guard) WouldFit(extra uint64) (bool, error) {
 	return err == nil, err
 }
 
-func (g *Guard) measureUsed(label string) (uint64, error) {
+func (g *Guard) measureUsed(label string) (int64, error) {
 	used, err := g.used()
 	if err != nil {
 		return 0, fmt.Errorf("memguard: %s: measuring %s memory: %w", label, g.measure, err)
@@ -210,7 +210,7 @@ func (g *Guard) measureUsed(label string) (uint64, error) {
 	return used, nil
 }
 
-func (g *Guard) exceeded(label string, used, extra uint64) *ExceededError {
+func (g *Guard) exceeded(label string, used, extra int64) *ExceededError {
 	return &ExceededError{Label: label, Measure: g.measure, Used: used, Extra: extra,
 		Limit: g.Limit(), Physical: g.physical, Headroom: g.headroom}
 }
@@ -243,11 +243,11 @@ func (g *Guard) Warning() string {
 // A Report is one measurement against a guard's limit, for logging.
 type Report struct {
 	Measure  string
-	Used     uint64
-	Limit    uint64
-	Free     uint64 // Limit − Used, or 0 past the limit
-	Physical uint64
-	Headroom uint64
+	Used     int64
+	Limit    int64
+	Free     int64 // Limit − Used, or 0 past the limit
+	Physical int64
+	Headroom int64
 }
 
 // Status measures used memory once and reports it against the limit. It

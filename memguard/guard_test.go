@@ -18,15 +18,15 @@ func env(vars map[string]string) func(string) (string, bool) {
 }
 
 // fixed is a Source that always measures n bytes.
-func fixed(n uint64) Source { return func() (uint64, error) { return n, nil } }
+func fixed(n int64) Source { return func() (int64, error) { return n, nil } }
 
 func TestGuardPolicy(t *testing.T) {
 	const GB = 1_000_000_000
 	tests := []struct {
 		name     string
-		physical uint64
+		physical int64
 		opts     []Option
-		headroom uint64
+		headroom int64
 	}{
 		{"a small 8 GB machine keeps the 5 GB floor", 8 * GB, nil, 5 * GB},
 		{"a 50 GB machine sits where a tenth meets the floor", 50 * GB, nil, 5 * GB},
@@ -64,7 +64,7 @@ func TestGuardRejectsHeadroomItCannotUse(t *testing.T) {
 	const GB = 1_000_000_000
 	tests := []struct {
 		name     string
-		physical uint64
+		physical int64
 		opts     []Option
 		mention  string
 	}{
@@ -97,7 +97,7 @@ func TestFromEnvReadsTheProcessEnvironment(t *testing.T) {
 	t.Setenv(EnvHeadroom, "2.5")
 	g, err := FromEnv(WithPhysical(512e9))
 	require.NoError(t, err)
-	assert.Equal(t, uint64(2_500_000_000), g.Headroom())
+	assert.Equal(t, int64(2_500_000_000), g.Headroom())
 	assert.Equal(t, "memguard: limit 509.50 GB (physical 512.00 GB, headroom 2.50 GB from MLX_MEMORY_GUARD_GB)", g.String())
 
 	t.Setenv(EnvHeadroom, "abc")
@@ -127,7 +127,7 @@ func TestCheckComparesUsedWithTheLimit(t *testing.T) {
 	limit := physical - DefaultHeadroom(physical)
 	tests := []struct {
 		name string
-		used uint64
+		used int64
 		ok   bool
 	}{
 		{"nothing used passes", 0, true},
@@ -174,14 +174,14 @@ func TestFitsAsksWhetherMoreBytesWouldFit(t *testing.T) {
 	require.NoError(t, err)
 	tests := []struct {
 		name  string
-		extra uint64
+		extra int64
 		fits  bool
 	}{
 		{"nothing more fits", 0, true},
 		{"up to the limit fits", 30_000_000_000, true},
 		{"one byte past the limit does not", 30_000_000_001, false},
 		{"more than the limit itself does not", 200_000_000_000, false},
-		{"a size that would overflow the sum does not", ^uint64(0), false},
+		{"a size that would overflow the sum does not", ^int64(0), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,14 +197,14 @@ func TestFitsAsksWhetherMoreBytesWouldFit(t *testing.T) {
 			require.ErrorAs(t, err, &ex)
 			assert.Equal(t, "plan", ex.Label)
 			assert.Equal(t, tt.extra, ex.Extra)
-			assert.Equal(t, uint64(used), ex.Used)
+			assert.Equal(t, int64(used), ex.Used)
 		})
 	}
 }
 
 func TestASourceErrorIsWrappedNotHidden(t *testing.T) {
 	broken := errors.New("mlx: no device")
-	g, err := New(WithPhysical(64e9), WithUsed("active", func() (uint64, error) { return 0, broken }))
+	g, err := New(WithPhysical(64e9), WithUsed("active", func() (int64, error) { return 0, broken }))
 	require.NoError(t, err)
 
 	for name, err := range map[string]error{
@@ -228,8 +228,8 @@ func TestASourceErrorIsWrappedNotHidden(t *testing.T) {
 func TestStatusReportsRoomLeftUnderTheLimit(t *testing.T) {
 	tests := []struct {
 		name string
-		used uint64
-		free uint64
+		used int64
+		free int64
 	}{
 		{"below the limit the rest is free", 300e9, 160_800_000_000},
 		{"past the limit nothing is free", 500e9, 0},

@@ -12,12 +12,12 @@ import (
 // are 64-bit when looked up by name, the vm.page_* counters are 32-bit
 // unsigned page counts.
 
-func physicalMemory() (uint64, error) {
+func physicalMemory() (int64, error) {
 	n, err := unix.SysctlUint64("hw.memsize")
 	if err != nil {
 		return 0, fmt.Errorf("memguard: sysctl hw.memsize: %w", err)
 	}
-	return n, nil
+	return int64(n), nil
 }
 
 // availableMemory counts free pages and file-backed pageable pages. The
@@ -25,7 +25,7 @@ func physicalMemory() (uint64, error) {
 // read-ahead pages; anonymous memory is left out because reclaiming it means
 // compressing or swapping, which is exactly what a guard should not count
 // on.
-func availableMemory() (uint64, error) {
+func availableMemory() (int64, error) {
 	page, err := unix.SysctlUint64("hw.pagesize")
 	if err != nil {
 		return 0, fmt.Errorf("memguard: sysctl hw.pagesize: %w", err)
@@ -38,19 +38,19 @@ func availableMemory() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("memguard: sysctl vm.page_pageable_external_count: %w", err)
 	}
-	return (uint64(free) + uint64(external)) * page, nil
+	return (int64(free) + int64(external)) * int64(page), nil
 }
 
 // residentMemory is unsupported: the current resident size lives behind
 // task_info, a Mach call that needs cgo.
-func residentMemory() (uint64, error) { return 0, unsupported("current resident size") }
+func residentMemory() (int64, error) { return 0, unsupported("current resident size") }
 
 // peakResidentMemory uses ru_maxrss, which macOS reports in bytes (Linux
 // reports kilobytes).
-func peakResidentMemory() (uint64, error) {
+func peakResidentMemory() (int64, error) {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		return 0, fmt.Errorf("memguard: getrusage: %w", err)
 	}
-	return uint64(ru.Maxrss), nil
+	return int64(ru.Maxrss), nil
 }

@@ -19,12 +19,12 @@ import (
 // /sys under, so that tests can point it at recorded trees in testdata.
 const linuxRoot = "/"
 
-func physicalMemory() (uint64, error)     { return linuxPhysical(linuxRoot) }
-func availableMemory() (uint64, error)    { return linuxAvailable(linuxRoot) }
-func residentMemory() (uint64, error)     { s, err := linuxProcStatus(linuxRoot); return s.rss, err }
-func peakResidentMemory() (uint64, error) { s, err := linuxProcStatus(linuxRoot); return s.hwm, err }
+func physicalMemory() (int64, error)     { return linuxPhysical(linuxRoot) }
+func availableMemory() (int64, error)    { return linuxAvailable(linuxRoot) }
+func residentMemory() (int64, error)     { s, err := linuxProcStatus(linuxRoot); return s.rss, err }
+func peakResidentMemory() (int64, error) { s, err := linuxProcStatus(linuxRoot); return s.hwm, err }
 
-func linuxPhysical(root string) (uint64, error) {
+func linuxPhysical(root string) (int64, error) {
 	mi, err := readMeminfo(root)
 	if err != nil {
 		return 0, err
@@ -39,7 +39,7 @@ func linuxPhysical(root string) (uint64, error) {
 	return mi.total, nil
 }
 
-func linuxAvailable(root string) (uint64, error) {
+func linuxAvailable(root string) (int64, error) {
 	mi, err := readMeminfo(root)
 	if err != nil {
 		return 0, err
@@ -55,7 +55,7 @@ func linuxAvailable(root string) (uint64, error) {
 	return avail, nil
 }
 
-type meminfo struct{ total, available uint64 }
+type meminfo struct{ total, available int64 }
 
 func readMeminfo(root string) (meminfo, error) {
 	return readProcFile(root, "proc/meminfo", parseMeminfo)
@@ -83,7 +83,7 @@ func readProcFile[T any](root, rel string, parse func(io.Reader) (T, error)) (T,
 // cache.
 func parseMeminfo(r io.Reader) (meminfo, error) {
 	var mi meminfo
-	var free, buffers, cached uint64
+	var free, buffers, cached int64
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -91,7 +91,7 @@ func parseMeminfo(r io.Reader) (meminfo, error) {
 		if !ok {
 			continue
 		}
-		var dst *uint64
+		var dst *int64
 		switch key {
 		case "MemTotal":
 			dst = &mi.total
@@ -126,19 +126,19 @@ func parseMeminfo(r io.Reader) (meminfo, error) {
 }
 
 // parseKB reads a "<n> kB" value; the kernel's "kB" means 1024 bytes.
-func parseKB(s string) (uint64, error) {
+func parseKB(s string) (int64, error) {
 	f := strings.Fields(s)
 	if len(f) != 2 || f[1] != "kB" {
 		return 0, fmt.Errorf("%q is not a size in kB: %w", strings.TrimSpace(s), ErrFormat)
 	}
-	n, err := strconv.ParseUint(f[0], 10, 64)
-	if err != nil || n > (1<<64-1)/1024 {
+	n, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || n < 0 || n > (1<<63-1)/1024 {
 		return 0, fmt.Errorf("%q is not a size in kB: %w", strings.TrimSpace(s), ErrFormat)
 	}
 	return n * 1024, nil
 }
 
-type procStatus struct{ rss, hwm uint64 }
+type procStatus struct{ rss, hwm int64 }
 
 func linuxProcStatus(root string) (procStatus, error) {
 	return readProcFile(root, "proc/self/status", parseProcStatus)
@@ -180,12 +180,12 @@ func parseProcStatus(r io.Reader) (procStatus, error) {
 // anyway errs on the safe side.)
 type cgroupBudget struct {
 	limited bool
-	limit   uint64
-	room    uint64
+	limit   int64
+	room    int64
 }
 
-func (b *cgroupBudget) add(limit, usage uint64) {
-	room := uint64(0)
+func (b *cgroupBudget) add(limit, usage int64) {
+	room := int64(0)
 	if usage < limit {
 		room = limit - usage
 	}
@@ -385,7 +385,7 @@ func walkCgroup(root string, m cgroupMount, cgroup, limitFile, usageFile string,
 
 // readCgroupValue reads a byte count from a cgroup file. A missing file (the
 // root cgroup has no memory.max) and "max" both mean no limit.
-func readCgroupValue(path string) (n uint64, ok bool, err error) {
+func readCgroupValue(path string) (n int64, ok bool, err error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, false, nil
@@ -397,7 +397,7 @@ func readCgroupValue(path string) (n uint64, ok bool, err error) {
 	if s == "max" {
 		return 0, false, nil
 	}
-	n, err = strconv.ParseUint(s, 10, 64)
+	n, err = strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		return 0, false, fmt.Errorf("memguard: %s: %q is not a byte count: %w", path, s, ErrFormat)
 	}

@@ -20,8 +20,8 @@ func TestLinuxMemoryFromRecordedAndWrittenTrees(t *testing.T) {
 	tests := []struct {
 		name      string
 		dir       string
-		physical  uint64
-		available uint64
+		physical  int64
+		available int64
 	}{
 		{"a recorded cgroup v1 machine without a limit reports its MemTotal and MemAvailable",
 			"v1-recorded", 24683652 * kB, 24237096 * kB},
@@ -100,7 +100,7 @@ func TestMountinfoPathsAreUnescapedAndNonCgroupMountsSkipped(t *testing.T) {
 
 // readStatusKB reads one "<key>: <n> kB" field from a /proc file without
 // going through the package's parsers.
-func readStatusKB(t *testing.T, path, key string) uint64 {
+func readStatusKB(t *testing.T, path, key string) int64 {
 	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
@@ -109,7 +109,7 @@ func readStatusKB(t *testing.T, path, key string) uint64 {
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) == 3 && fields[0] == key+":" && fields[2] == "kB" {
-			n, err := strconv.ParseUint(fields[1], 10, 64)
+			n, err := strconv.ParseInt(fields[1], 10, 64)
 			require.NoError(t, err)
 			return n * 1024
 		}
@@ -185,7 +185,7 @@ func TestGuardTripsOnARealGrowingAllocation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, start+margin, g.Limit())
 
-	var lastOK uint64
+	var lastOK int64
 	var trip *ExceededError
 	steps := 0
 	for steps < maxSteps {
@@ -217,4 +217,4 @@ func TestGuardTripsOnARealGrowingAllocation(t *testing.T) {
 
 // slackFor allows for the few pages the process itself touches between the
 // guard's reading and the test's.
-func slackFor(page int) uint64 { return uint64(64 * page) }
+func slackFor(page int) int64 { return int64(64 * page) }

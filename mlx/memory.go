@@ -1,44 +1,44 @@
 package mlx
 
-func sizeGetter(fn func(*uintptr) int32, op string) (uint64, error) {
-	var v uint64
+func sizeGetter(fn func(*uintptr) int32, op string) (int64, error) {
+	var v int64
 	err := doErr(func() error {
 		n := new(uintptr)
 		err := check(op, fn(n))
-		v = uint64(*n)
+		v = int64(*n)
 		return err
 	})
 	return v, err
 }
 
-func sizeSetter(fn func(*uintptr, uintptr) int32, op string, limit uint64) (uint64, error) {
-	var prev uint64
+func sizeSetter(fn func(*uintptr, uintptr) int32, op string, limit int64) (int64, error) {
+	var prev int64
 	err := doErr(func() error {
 		n := new(uintptr)
 		err := check(op, fn(n, uintptr(limit)))
-		prev = uint64(*n)
+		prev = int64(*n)
 		return err
 	})
 	return prev, err
 }
 
 // ActiveMemory is the number of bytes held by live arrays, cache excluded.
-func ActiveMemory() (uint64, error) {
+func ActiveMemory() (int64, error) {
 	return sizeGetter(mlx_get_active_memory, "mlx_get_active_memory")
 }
 
 // PeakMemory is the highest ActiveMemory since start or ResetPeakMemory.
-func PeakMemory() (uint64, error) {
+func PeakMemory() (int64, error) {
 	return sizeGetter(mlx_get_peak_memory, "mlx_get_peak_memory")
 }
 
 // CacheMemory is the number of bytes MLX keeps cached for reuse.
-func CacheMemory() (uint64, error) {
+func CacheMemory() (int64, error) {
 	return sizeGetter(mlx_get_cache_memory, "mlx_get_cache_memory")
 }
 
 // MemoryLimit is the memory limit MLX tries to stay under.
-func MemoryLimit() (uint64, error) {
+func MemoryLimit() (int64, error) {
 	return sizeGetter(mlx_get_memory_limit, "mlx_get_memory_limit")
 }
 
@@ -57,24 +57,24 @@ func ClearCache() error {
 }
 
 // SetMemoryLimit sets the memory limit and returns the previous one.
-func SetMemoryLimit(limit uint64) (uint64, error) {
+func SetMemoryLimit(limit int64) (int64, error) {
 	return sizeSetter(mlx_set_memory_limit, "mlx_set_memory_limit", limit)
 }
 
 // SetCacheLimit sets the cache limit and returns the previous one.
-func SetCacheLimit(limit uint64) (uint64, error) {
+func SetCacheLimit(limit int64) (int64, error) {
 	return sizeSetter(mlx_set_cache_limit, "mlx_set_cache_limit", limit)
 }
 
 // SetWiredLimit sets the wired (non-pageable) memory limit, which matters
 // only on Metal, and returns the previous one.
-func SetWiredLimit(limit uint64) (uint64, error) {
+func SetWiredLimit(limit int64) (int64, error) {
 	return sizeSetter(mlx_set_wired_limit, "mlx_set_wired_limit", limit)
 }
 
 // MemoryStats is every memory figure at one moment.
 type MemoryStats struct {
-	Active, Peak, Cache uint64
+	Active, Peak, Cache int64
 }
 
 // Memory returns active, peak and cache memory in one call.
@@ -84,7 +84,7 @@ func Memory() (MemoryStats, error) {
 		n := new(uintptr)
 		for _, f := range []struct {
 			fn  func(*uintptr) int32
-			dst *uint64
+			dst *int64
 			op  string
 		}{
 			{mlx_get_active_memory, &m.Active, "mlx_get_active_memory"},
@@ -94,7 +94,7 @@ func Memory() (MemoryStats, error) {
 			if err := check(f.op, f.fn(n)); err != nil {
 				return err
 			}
-			*f.dst = uint64(*n)
+			*f.dst = int64(*n)
 		}
 		return nil
 	})

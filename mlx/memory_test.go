@@ -34,17 +34,17 @@ func TestMemoryWiredAndCacheLimitsSetReadBackAndRestoreAsPythonMLXDoes(t *testin
 	var want map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(testenv.RunPython(t, limitsScript, "3221225472", "5368709120"), &want))
 	type result struct {
-		Returns  []uint64 `json:"returns"`
-		ReadBack *uint64  `json:"read_back"`
+		Returns  []int64 `json:"returns"`
+		ReadBack *int64  `json:"read_back"`
 	}
-	var defaultLimit uint64
+	var defaultLimit int64
 	require.NoError(t, json.Unmarshal(want["default_memory_limit"], &defaultLimit))
 	before := ok(mlx.MemoryLimit())(t)
 	assert.Equal(t, defaultLimit, before, "the memory limit this process starts with is Python MLX's default")
 
 	for _, c := range []struct {
 		name string
-		set  func(uint64) (uint64, error)
+		set  func(int64) (int64, error)
 	}{
 		{"memory", mlx.SetMemoryLimit},
 		{"wired", mlx.SetWiredLimit},
@@ -58,11 +58,11 @@ func TestMemoryWiredAndCacheLimitsSetReadBackAndRestoreAsPythonMLXDoes(t *testin
 			if c.name == "memory" {
 				read := ok(mlx.MemoryLimit())(t)
 				got.ReadBack = &read
-				assert.Equal(t, uint64(a), read, "the memory limit reads back as set")
+				assert.Equal(t, int64(a), read, "the memory limit reads back as set")
 			}
 			second := ok(c.set(b))(t)
 			third := ok(c.set(first))(t)
-			got.Returns = []uint64{first, second, third}
+			got.Returns = []int64{first, second, third}
 			assert.Equal(t, py, got)
 		})
 	}

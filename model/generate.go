@@ -72,7 +72,7 @@ type Stats struct {
 	PromptTPS     float64
 	GenerationTPS float64
 	// PeakMemory is MLX's peak memory during the generation, in bytes.
-	PeakMemory uint64
+	PeakMemory int64
 	// StopReason is "stop" (a stop token), "length" (MaxTokens),
 	// "halted" (GenerateOptions.Halt) or "cancelled".
 	StopReason string

@@ -101,7 +101,7 @@ func checkContext(guard *memguard.Guard, p InferencePlan) error {
 	if guard == nil {
 		return nil
 	}
-	if err := guard.Fits(uint64(p.Total)); err != nil {
+	if err := guard.Fits(p.Total); err != nil {
 		if errors.Is(err, memguard.ErrExceeded) {
 			return &ContextError{Plan: p, Err: err}
 		}

@@ -47,7 +47,7 @@ func TestAContextThatWouldNotFitIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	plan := m.PlanInference(5+1000, 0)
 	// A machine with room for the weights and half the plan.
-	guard, err := memguard.New(memguard.WithPhysical(used+uint64(plan.Total)/2), memguard.WithHeadroom(0),
+	guard, err := memguard.New(memguard.WithPhysical(used+int64(plan.Total)/2), memguard.WithHeadroom(0),
 		memguard.WithUsed("active", mlx.ActiveMemory))
 	require.NoError(t, err)
 	_, err = collect(t, m.Generate(context.Background(), []int{1, 2, 3, 4, 5}, GenerateOptions{MaxTokens: 1000, Guard: guard}))

@@ -28,10 +28,10 @@ func TestNewRefusesWhatCannotServe(t *testing.T) {
 	// A machine of 2 GB, 1 GB of it headroom and 1 GB in use, has room
 	// for nothing more.
 	full, err := memguard.New(memguard.WithPhysical(2e9), memguard.WithHeadroom(1e9),
-		memguard.WithUsed("test", func() (uint64, error) { return 1e9, nil }))
+		memguard.WithUsed("test", func() (int64, error) { return 1e9, nil }))
 	require.NoError(t, err)
 	roomy, err := memguard.New(memguard.WithPhysical(1e12), memguard.WithHeadroom(1e9),
-		memguard.WithUsed("test", func() (uint64, error) { return 0, nil }))
+		memguard.WithUsed("test", func() (int64, error) { return 0, nil }))
 	require.NoError(t, err)
 
 	for _, tc := range []struct {

@@ -123,7 +123,7 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 	}
 	if o.Guard != nil {
 		p := m.PlanInference(maxCtx, 0)
-		if err := o.Guard.Fits(uint64(p.Total)); err != nil {
+		if err := o.Guard.Fits(p.Total); err != nil {
 			return nil, fmt.Errorf("server: a context of %d tokens needs %.2f GB (KV cache %.2f GB, activations %.2f GB): %w; lower the max context",
 				maxCtx, float64(p.Total)/1e9, float64(p.KVCache)/1e9, float64(p.Activations)/1e9, err)
 		}

@@ -118,7 +118,7 @@ func drive(p params, n int, python string, w io.Writer) error {
 
 	py := results["python"]
 	fmt.Fprintf(w, "all_sum over ring, %d local ranks, %d CPUs; latency: 4 bytes, mean of %d after %d warm-up; bandwidth: %s float32, mean of %d\n\n",
-		n, runtime.NumCPU(), p.Iters, p.Warmup, units.FormatGB(uint64(p.MB)*1e6), p.BWIters)
+		n, runtime.NumCPU(), p.Iters, p.Warmup, units.FormatGB(int64(p.MB)*1e6), p.BWIters)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "implementation\tlatency µs\tvs python\tbandwidth GB/s\tvs python\t")
 	for _, r := range runs {

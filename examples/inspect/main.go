@@ -106,7 +106,7 @@ func run(w io.Writer, path string, asJSON bool) error {
 		}
 	}
 	_, err = fmt.Fprintf(w, "total: %d tensors, %d bytes (%s), %d files\n",
-		r.Totals.Tensors, r.Totals.Bytes, units.FormatGB(uint64(r.Totals.Bytes)), r.Totals.Files)
+		r.Totals.Tensors, r.Totals.Bytes, units.FormatGB(r.Totals.Bytes), r.Totals.Files)
 	return err
 }
 

@@ -29,7 +29,7 @@ type inference struct {
 	GenerationTPS float64 `json:"generation_tps"`
 	TTFTS         float64 `json:"time_to_first_token_s"`
 	TotalS        float64 `json:"total_inference_s"`
-	PeakMemory    uint64  `json:"peak_memory"`
+	PeakMemory    int64   `json:"peak_memory"`
 	StopReason    string  `json:"stop_reason"`
 }
 

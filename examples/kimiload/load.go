@@ -27,26 +27,26 @@ import (
 type figures struct {
 	Rank      int     `json:"rank"`
 	LoadS     float64 `json:"load_s"`
-	Active    uint64  `json:"active"`
-	Peak      uint64  `json:"mlx_peak"`
-	PeakRSS   uint64  `json:"peak_rss"`
-	BytesRead uint64  `json:"bytes_read"`
+	Active    int64   `json:"active"`
+	Peak      int64   `json:"mlx_peak"`
+	PeakRSS   int64   `json:"peak_rss"`
+	BytesRead int64   `json:"bytes_read"`
 	// Shard is what the plan says the rank keeps; PlanPeak its predicted
 	// peak.
-	Shard    uint64 `json:"shard"`
-	PlanPeak uint64 `json:"plan_peak"`
+	Shard    int64 `json:"shard"`
+	PlanPeak int64 `json:"plan_peak"`
 	// AfterFree is MLX's active memory once every array was freed.
-	AfterFree uint64 `json:"active_after_free"`
-	Physical  uint64 `json:"physical"`
-	Limit     uint64 `json:"guard_limit"`
+	AfterFree int64 `json:"active_after_free"`
+	Physical  int64 `json:"physical"`
+	Limit     int64 `json:"guard_limit"`
 	// GuardUsed is the guard's measurement after the load.
-	GuardUsed uint64 `json:"guard_used"`
+	GuardUsed int64 `json:"guard_used"`
 	// Verified is 1 for PASS, 0 for FAIL, -1 when --verify was not given.
 	Verified int `json:"verified"`
 	Arrays   int `json:"arrays"`
 	// Received and Sent are the bytes of parts streamed over the group.
-	Received uint64 `json:"streamed_in"`
-	Sent     uint64 `json:"streamed_out"`
+	Received int64 `json:"streamed_in"`
+	Sent     int64 `json:"streamed_out"`
 	// StorageRead is what the load fetched from storage (Linux's
 	// /proc/self/io read_bytes; -1 where unknown): on a cold page cache,
 	// over BytesRead it is the load's read amplification.
@@ -96,7 +96,7 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 
 	var guardOpts []memguard.Option
 	if o.memoryGB > 0 {
-		guardOpts = append(guardOpts, memguard.WithPhysical(uint64(o.memoryGB*1e9)))
+		guardOpts = append(guardOpts, memguard.WithPhysical(int64(o.memoryGB*1e9)))
 	} else if local := cluster.LocalRanks(); local > 1 {
 		fmt.Fprintf(stdout, "%s %d ranks share this machine: each guards 1/%d of its memory\n", tag, local, local)
 	}
@@ -176,12 +176,12 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	if sp := l.Stream(); sp != nil && rank == 0 {
 		fmt.Fprintf(stdout, "%s streaming: sources %v, receivers %v\n", tag, sp.Sources, sp.Receivers)
 		for _, lk := range sp.Links {
-			fmt.Fprintf(stdout, "%s   rank %d → rank %d: %d sections, %s\n", tag, lk.Source, lk.Receiver, lk.Sections, units.FormatGB(uint64(lk.Bytes)))
+			fmt.Fprintf(stdout, "%s   rank %d → rank %d: %d sections, %s\n", tag, lk.Source, lk.Receiver, lk.Sections, units.FormatGB(lk.Bytes))
 		}
 	}
 	p := l.Plan()
 	fmt.Fprintf(stdout, "%s plan: %s, %s: read %s, resident %s, peak %s (during %s); %s\n", tag, p.Strategy, p.Rules,
-		units.FormatGB(uint64(p.Read)), units.FormatGB(uint64(p.Resident)), units.FormatGB(uint64(p.Peak)), p.PeakSection, guard)
+		units.FormatGB(p.Read), units.FormatGB(p.Resident), units.FormatGB(p.Peak), p.PeakSection, guard)
 	if o.verbose && rank == 0 {
 		if err := p.WriteTable(stdout); err != nil {
 			return err
@@ -207,9 +207,9 @@ func load(ctx context.Context, o *options, stdout io.Writer) error {
 	}
 
 	ss := l.StreamStats()
-	f := figures{Rank: rank, LoadS: elapsed.Seconds(), BytesRead: uint64(l.BytesRead()), Received: uint64(ss.Received), Sent: uint64(ss.Sent),
+	f := figures{Rank: rank, LoadS: elapsed.Seconds(), BytesRead: int64(l.BytesRead()), Received: int64(ss.Received), Sent: int64(ss.Sent),
 		StorageRead: storage,
-		Shard:       uint64(p.Resident), PlanPeak: uint64(p.Peak), Physical: guard.Physical(), Limit: guard.Limit(), Verified: -1,
+		Shard:       int64(p.Resident), PlanPeak: int64(p.Peak), Physical: guard.Physical(), Limit: guard.Limit(), Verified: -1,
 		Arrays: len(arrays)}
 	m, err := mlx.Memory()
 	if err != nil {

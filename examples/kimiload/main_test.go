@@ -154,14 +154,14 @@ func TestTwoRanksLoadAndVerifyEveryStrategy(t *testing.T) {
 				assert.Zero(t, f.AfterFree, "rank %d: every array freed", f.Rank)
 				assert.LessOrEqual(t, float64(f.Peak), float64(f.Shard)*tt.maxRatio, "rank %d peak / shard", f.Rank)
 				if tt.sharded {
-					assert.Equal(t, uint64(j.Replicated+(j.Checkpoint-j.Replicated)/2), f.Shard, "rank %d keeps half of what is split", f.Rank)
+					assert.Equal(t, int64(j.Replicated+(j.Checkpoint-j.Replicated)/2), f.Shard, "rank %d keeps half of what is split", f.Rank)
 				} else {
-					assert.Equal(t, uint64(j.Checkpoint), f.Shard)
+					assert.Equal(t, int64(j.Checkpoint), f.Shard)
 				}
 				if tt.strategy == "direct" {
 					assert.Equal(t, f.Shard, f.BytesRead, "rank %d reads exactly its shard", f.Rank)
 				} else {
-					assert.Equal(t, uint64(j.Checkpoint), f.BytesRead, "rank %d reads every byte", f.Rank)
+					assert.Equal(t, int64(j.Checkpoint), f.BytesRead, "rank %d reads every byte", f.Rank)
 				}
 			}
 		})
@@ -175,7 +175,7 @@ func TestOneRankRunsWithoutLauncher(t *testing.T) {
 	assert.Contains(t, r.stdout, "[Rank 0/1] verify PASS")
 	j := parseJob(t, r.stdout)
 	require.Len(t, j.PerRank, 1)
-	assert.Equal(t, uint64(j.Checkpoint), j.PerRank[0].Shard, "a group of one keeps everything")
+	assert.Equal(t, int64(j.Checkpoint), j.PerRank[0].Shard, "a group of one keeps everything")
 }
 
 func TestPlanOnlyPrintsKimiK25NextToTheSeed(t *testing.T) {
@@ -343,14 +343,14 @@ func TestThreeStagesLoadTheirLayersAsPlannedAndVerify(t *testing.T) {
 	}
 	j := parseJob(t, r.stdout)
 	require.Len(t, j.PerRank, 3)
-	var held uint64
+	var held int64
 	for _, f := range j.PerRank {
 		held += f.Shard
 		assert.Equal(t, f.Shard, f.BytesRead, "rank %d reads exactly its stage", f.Rank)
 		assert.InDelta(t, float64(f.PlanPeak), float64(f.Peak), 0.02*float64(f.PlanPeak), "rank %d: MLX's peak within 2%% of the plan's", f.Rank)
-		assert.Less(t, f.Shard, uint64(j.Checkpoint)/2, "rank %d holds a stage, not the model", f.Rank)
+		assert.Less(t, f.Shard, int64(j.Checkpoint)/2, "rank %d holds a stage, not the model", f.Rank)
 	}
-	assert.LessOrEqual(t, held, uint64(j.Checkpoint), "the stages hold the language model once, the vision tower nowhere")
+	assert.LessOrEqual(t, held, int64(j.Checkpoint), "the stages hold the language model once, the vision tower nowhere")
 }
 
 func TestPlanOnlyPlacesKimiK25OnTwoThreeAndFourNodes(t *testing.T) {

@@ -23,7 +23,7 @@ var defaultClusters = [][]float64{{512, 512}, {512, 256, 256}, {512, 512, 512, 5
 // usable is what a node of gb GB lets a load hold: its physical memory
 // less the guard's default headroom.
 func usable(gb float64) (int64, error) {
-	g, err := memguard.New(memguard.WithPhysical(uint64(gb * 1e9)))
+	g, err := memguard.New(memguard.WithPhysical(int64(gb * 1e9)))
 	if err != nil {
 		return 0, err
 	}
@@ -117,7 +117,7 @@ const placementMarker = "PLACEMENT "
 func gbList(mem []int64) string {
 	s := make([]string, len(mem))
 	for i, m := range mem {
-		s[i] = units.FormatGB(uint64(m))
+		s[i] = units.FormatGB(m)
 	}
 	return strings.Join(s, " + ")
 }

@@ -20,8 +20,8 @@ const sampleEvery = 20 * time.Millisecond
 // not tell it), in bytes.
 type sample struct {
 	T      float64 `json:"t"`
-	Active uint64  `json:"active"`
-	RSS    uint64  `json:"rss"`
+	Active int64   `json:"active"`
+	RSS    int64   `json:"rss"`
 }
 
 // sampleMemory records memory every sampleEvery until the returned stop

@@ -27,11 +27,11 @@ func writeTable(w io.Writer, j *job) error {
 	}
 	fmt.Fprintf(w, "\nLoad results\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "model\t%s (%s, %s in %d shard files, %d tensors)\n", j.Model, mt, gb(uint64(j.Checkpoint)), j.Files, j.Tensors)
+	fmt.Fprintf(tw, "model\t%s (%s, %s in %d shard files, %d tensors)\n", j.Model, mt, gb(j.Checkpoint), j.Files, j.Tensors)
 	fmt.Fprintf(tw, "ranks\t%d\n", j.Ranks)
 	fmt.Fprintf(tw, "back-end\t%s\n", j.Backend)
 	fmt.Fprintf(tw, "strategy\t%s\n", j.Strategy)
-	fmt.Fprintf(tw, "load time\t%.2f s (slowest rank), %s/s of checkpoint\n", j.WallS, gb(uint64(float64(j.Checkpoint)/max(j.WallS, 1e-9))))
+	fmt.Fprintf(tw, "load time\t%.2f s (slowest rank), %s/s of checkpoint\n", j.WallS, gb(int64(float64(j.Checkpoint)/max(j.WallS, 1e-9))))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func writeTable(w io.Writer, j *job) error {
 	return tw.Flush()
 }
 
-func ratio(a, b uint64) string {
+func ratio(a, b int64) string {
 	if b == 0 {
 		return "-"
 	}
@@ -119,7 +119,7 @@ func planOnly(o *options, w io.Writer) error {
 		}
 		title = fmt.Sprintf("Kimi K2.5, described without files: %d tensors, %s at %d bits, group size %d\n"+
 			"(the seed's checkpoint is %s: its own conversion; the plan's figures are for this tensor list)",
-			len(tensors), units.FormatGB(uint64(sum(tensors))), spec.Quant.Bits, group, units.FormatGB(seedCheckpoint))
+			len(tensors), units.FormatGB(sum(tensors)), spec.Quant.Bits, group, units.FormatGB(seedCheckpoint))
 	} else {
 		d, err := safetensors.OpenDir(o.model)
 		if err != nil {
@@ -127,7 +127,7 @@ func planOnly(o *options, w io.Writer) error {
 		}
 		tensors = d.Tensors()
 		d.Close()
-		title = fmt.Sprintf("%s: %d tensors, %s", o.model, len(tensors), units.FormatGB(uint64(sum(tensors))))
+		title = fmt.Sprintf("%s: %d tensors, %s", o.model, len(tensors), units.FormatGB(sum(tensors)))
 	}
 	if o.pp > 0 || o.placement != "" {
 		var cfg *model.Config
@@ -146,11 +146,11 @@ func planOnly(o *options, w io.Writer) error {
 		fmt.Fprintln(w, title)
 		return planPlacements(o, w, tensors, cfg, rules)
 	}
-	mem := uint64(512e9)
+	mem := int64(512e9)
 	if o.memoryGB > 0 {
-		mem = uint64(o.memoryGB * 1e9)
+		mem = int64(o.memoryGB * 1e9)
 	}
-	zero := func() (uint64, error) { return 0, nil }
+	zero := func() (int64, error) { return 0, nil }
 	guard, err := memguard.New(memguard.WithPhysical(mem), memguard.WithUsed("active", zero), memguard.WithLookupEnv(os.LookupEnv))
 	if err != nil {
 		return err
@@ -168,15 +168,15 @@ func planOnly(o *options, w io.Writer) error {
 				return fmt.Errorf("TP=%d %s: %w", n, s, err)
 			}
 			fits := "yes"
-			if err := guard.Fits(uint64(p.Peak)); err != nil {
+			if err := guard.Fits(p.Peak); err != nil {
 				var ex *memguard.ExceededError
 				if !errors.As(err, &ex) {
 					return err
 				}
 				fits = "NO: over " + units.FormatGB(ex.Limit)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s, n, units.FormatGB(uint64(p.Read)), units.FormatGB(uint64(p.Disk)), units.FormatGB(uint64(p.Resident)),
-				units.FormatGB(uint64(p.Peak)), ratio(uint64(p.Peak), uint64(p.Resident)), fits)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s, n, units.FormatGB(p.Read), units.FormatGB(p.Disk), units.FormatGB(p.Resident),
+				units.FormatGB(p.Peak), ratio(int64(p.Peak), int64(p.Resident)), fits)
 			if o.verbose {
 				var b strings.Builder
 				fmt.Fprintf(&b, "\nTP=%d, %s, rank 0:\n", n, s)
@@ -234,7 +234,7 @@ func streamPlans(o *options, tensors []safetensors.TensorInfo, rules *loader.Rul
 		}
 		copyS := float64(p.Checkpoint) / link
 		fmt.Fprintf(w, "copying the %s checkpoint to each of %d nodes first takes ≥ %.1f s per link before any load\n",
-			units.FormatGB(uint64(p.Checkpoint)), n-1, copyS)
+			units.FormatGB(p.Checkpoint), n-1, copyS)
 	}
 	return nil
 }

@@ -191,12 +191,12 @@ func run(f flags, stdout, stderr io.Writer) error {
 	}
 	if res.Skipped {
 		fmt.Fprintf(stdout, "%s already holds this checkpoint: %d files, %s; nothing written (--force rewrites)\n",
-			res.Dir, len(res.Files), units.FormatGB(uint64(res.FileBytes)))
+			res.Dir, len(res.Files), units.FormatGB(res.FileBytes))
 		return nil
 	}
 	el := time.Since(start)
 	fmt.Fprintf(stdout, "wrote %s: %d files, %s in %s (%.0f MB/s)\n", res.Dir, len(res.Files),
-		units.FormatGB(uint64(res.FileBytes)), el.Round(time.Millisecond), float64(res.FileBytes)/1e6/el.Seconds())
+		units.FormatGB(res.FileBytes), el.Round(time.Millisecond), float64(res.FileBytes)/1e6/el.Seconds())
 	return nil
 }
 
@@ -211,8 +211,8 @@ func describe(w io.Writer, s ckptgen.Spec) {
 	}
 	sum := s.Sum(ts)
 	fmt.Fprintf(w, "total: %d tensors, %d bytes (%s), %d parameters (%.3f T), %d files of about %s\n",
-		sum.Tensors, sum.Bytes, units.FormatGB(uint64(sum.Bytes)), sum.Params, float64(sum.Params)/1e12,
-		s.Files, units.FormatGB(uint64(sum.Bytes/int64(s.Files))))
+		sum.Tensors, sum.Bytes, units.FormatGB(sum.Bytes), sum.Params, float64(sum.Params)/1e12,
+		s.Files, units.FormatGB(sum.Bytes/int64(s.Files)))
 }
 
 // progressBar draws one line on w, at most five times a second:
@@ -255,7 +255,7 @@ func (p *progressBar) draw() {
 	}
 	fmt.Fprintf(p.w, "\r[%s%s] %5.1f%%  %s / %s  %.0f MB/s  ETA %s   ",
 		strings.Repeat("#", n), strings.Repeat("-", width-n), 100*frac,
-		units.FormatGB(uint64(p.done)), units.FormatGB(uint64(p.total)), rate/1e6, eta)
+		units.FormatGB(p.done), units.FormatGB(p.total), rate/1e6, eta)
 	p.drawn = true
 }
 

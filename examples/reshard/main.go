@@ -95,7 +95,7 @@ flags:
 		if !*quiet {
 			progress = func(done, total int64) {
 				pct := 100 * float64(done) / float64(max(total, 1))
-				fmt.Fprintf(stderr, "\rrank %d/%d: %s of %s (%.1f%%)   ", k, *world, units.FormatGB(uint64(done)), units.FormatGB(uint64(total)), pct)
+				fmt.Fprintf(stderr, "\rrank %d/%d: %s of %s (%.1f%%)   ", k, *world, units.FormatGB(done), units.FormatGB(total), pct)
 			}
 		}
 		st, err := shard.Reshard(ctx, *model, dst, shard.PlanOptions{Rank: k, WorldSize: *world}, progress)
@@ -107,7 +107,7 @@ flags:
 		}
 		el := time.Since(start)
 		fmt.Fprintf(stdout, "rank %d/%d: %d tensors, %s in %s (%.0f MB/s), rules %s\n", k, *world, st.Tensors,
-			units.FormatGB(uint64(st.Bytes)), dst, float64(st.Bytes)/1e6/max(el.Seconds(), 1e-9), st.Rules)
+			units.FormatGB(st.Bytes), dst, float64(st.Bytes)/1e6/max(el.Seconds(), 1e-9), st.Rules)
 	}
 	return 0
 }

@@ -14,14 +14,14 @@ import (
 const GB = 1e9
 
 // FormatGB formats n bytes as gigabytes with two decimals: "12.35 GB".
-func FormatGB(n uint64) string { return fmt.Sprintf("%.2f GB", float64(n)/GB) }
+func FormatGB(n int64) string { return fmt.Sprintf("%.2f GB", float64(n)/GB) }
 
 // FormatGBSigned is FormatGB for a difference that may be negative.
 func FormatGBSigned(n int64) string { return fmt.Sprintf("%+.2f GB", float64(n)/GB) }
 
 // ParseGB parses a decimal number of gigabytes ("5", "2.5", " 10 ") into
 // bytes. Negative, non-finite and unparsable values are errors.
-func ParseGB(s string) (uint64, error) {
+func ParseGB(s string) (int64, error) {
 	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a number of GB", s)
@@ -30,8 +30,8 @@ func ParseGB(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q is not a non-negative finite number of GB", s)
 	}
 	b := v * GB
-	if b >= math.MaxUint64 {
+	if b >= math.MaxInt64 {
 		return 0, fmt.Errorf("%q GB does not fit in 64 bits of bytes", s)
 	}
-	return uint64(b), nil
+	return int64(b), nil
 }

@@ -279,7 +279,7 @@ func Place(tensors []Tensor, o PlacementOptions) (*Placement, error) {
 // noFit explains why no split fits: the smallest peak a stage could have
 // (one layer) against its memory, or the whole model against all of it.
 func noFit(o PlacementOptions, pp, tpn, nl int, stage func(s, a, b int) Stage, mem []int64) error {
-	gb := func(n int64) string { return units.FormatGB(uint64(max(n, 0))) }
+	gb := func(n int64) string { return units.FormatGB(max(n, 0)) }
 	var need, have int64
 	whole := stage(0, 0, nl)
 	need = whole.Weights + whole.KVCache + int64(pp)*o.Activations
@@ -322,7 +322,7 @@ func (p *Placement) JSON() ([]byte, error) { return json.MarshalIndent(p, "", " 
 // WriteTable prints one line per stage, figures in GB, then the choice.
 func (p *Placement) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	gb := func(n int64) string { return units.FormatGB(uint64(max(n, 0))) }
+	gb := func(n int64) string { return units.FormatGB(max(n, 0)) }
 	fmt.Fprintf(tw, "stage\tranks\tlayers\tembed\thead\tweights\tload peak\tKV cache\tpeak\tmemory\tfull\tstep reads\t\n")
 	yes := func(b bool) string {
 		if b {

@@ -174,7 +174,7 @@ type PlanError struct {
 
 func (e *PlanError) Error() string {
 	return fmt.Sprintf("loader: rank %d/%d %s load peaks at %s during %s: %v; use more ranks, the direct strategy, or set IgnorePlan",
-		e.Plan.Rank, e.Plan.WorldSize, e.Plan.Strategy, units.FormatGB(uint64(e.Plan.Peak)), e.Plan.PeakSection, e.Err)
+		e.Plan.Rank, e.Plan.WorldSize, e.Plan.Strategy, units.FormatGB(e.Plan.Peak), e.Plan.PeakSection, e.Err)
 }
 
 // Unwrap gives the guard's error.
@@ -331,7 +331,7 @@ func (p *Plan) JSON() ([]byte, error) { return json.MarshalIndent(p, "", "  ") }
 // GB, then the totals.
 func (p *Plan) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	gb := func(n int64) string { return units.FormatGB(uint64(max(n, 0))) }
+	gb := func(n int64) string { return units.FormatGB(max(n, 0)) }
 	fmt.Fprintf(tw, "section\ttensors\tread\tdisk\tfull\tshard\tresident\tpeak\t\n")
 	for _, s := range p.Sections {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name, len(s.Tensors), gb(s.Read), gb(s.Disk), gb(s.Full), gb(s.Shard), gb(s.Resident), gb(s.Peak))
