@@ -182,6 +182,9 @@ func (g *Guard) Check(label string) error {
 // *[ExceededError] labelled "plan".
 func (g *Guard) Fits(extra int64) error {
 	const label = "plan"
+	if extra < 0 {
+		return fmt.Errorf("memguard: %s: %d bytes is not a size", label, extra)
+	}
 	used, err := g.measureUsed(label)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -168,6 +169,17 @@ func TestExceededErrorReadsLikeALogLine(t *testing.T) {
 		"(physical 512.00 GB, headroom 51.20 GB); lower the load or set MLX_MEMORY_GUARD_GB", err.Error())
 }
 
+func TestANegativeSizeIsAnErrorNotAFit(t *testing.T) {
+	g, err := New(WithPhysical(100e9), WithHeadroom(10e9), WithUsed("active", fixed(0)))
+	require.NoError(t, err)
+	err = g.Fits(-1)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrExceeded)
+	ok, err := g.WouldFit(-1)
+	assert.False(t, ok)
+	assert.ErrorContains(t, err, "-1 bytes is not a size")
+}
+
 func TestFitsAsksWhetherMoreBytesWouldFit(t *testing.T) {
 	const physical, used = 100_000_000_000, 60_000_000_000
 	g, err := New(WithPhysical(physical), WithHeadroom(10_000_000_000), WithUsed("active", fixed(used)))
@@ -181,7 +193,7 @@ func TestFitsAsksWhetherMoreBytesWouldFit(t *testing.T) {
 		{"up to the limit fits", 30_000_000_000, true},
 		{"one byte past the limit does not", 30_000_000_001, false},
 		{"more than the limit itself does not", 200_000_000_000, false},
-		{"a size that would overflow the sum does not", ^int64(0), false},
+		{"a size that would overflow the sum does not", math.MaxInt64, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
