@@ -13,7 +13,7 @@ func TestFormatGBPrintsDecimalGigabytesWithTwoDecimals(t *testing.T) {
 }
 
 func TestParseGBAcceptsDecimalsAndRejectsGarbage(t *testing.T) {
-	for in, want := range map[string]uint64{"5": 5e9, "2.5": 2.5e9, " 10 ": 10e9, "0": 0} {
+	for in, want := range map[string]int64{"5": 5e9, "2.5": 2.5e9, " 10 ": 10e9, "0": 0} {
 		got, err := ParseGB(in)
 		assert.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
