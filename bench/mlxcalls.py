@@ -1,6 +1,7 @@
 """Per-call cost of package mlx next to Python mlx.core, same MLX, one run.
 
-Runs the Go benchmarks (BenchmarkTinyOpEval, BenchmarkCreateFree) and the
+Runs the Go benchmarks (BenchmarkCreateFree, BenchmarkTinyOp,
+BenchmarkTinyOpEval, the last and the first also in mlx.Do) and the
 same work in Python, alternating rounds so that both see the same machine
 load, and prints the median of each with the Go/Python ratio.
 
@@ -29,6 +30,17 @@ def py_tiny_op_eval(n):
     return (time.perf_counter() - t) / n * 1e9
 
 
+def py_tiny_op(n):
+    a = mx.array([1.0])
+    b = mx.array([2.0])
+    mx.eval(a, b)
+    t = time.perf_counter()
+    for _ in range(n):
+        c = a + b
+        del c
+    return (time.perf_counter() - t) / n * 1e9
+
+
 def py_create_free(n):
     t = time.perf_counter()
     for _ in range(n):
@@ -39,7 +51,7 @@ def py_create_free(n):
 
 def go_bench(root, n):
     out = subprocess.run(
-        ["go", "test", "-run", "^$", "-bench", "^(BenchmarkTinyOpEval|BenchmarkCreateFree)(Do)?$",
+        ["go", "test", "-run", "^$", "-bench", "^(BenchmarkTinyOp|BenchmarkTinyOpEval|BenchmarkCreateFree)(Do)?$",
          "-benchtime", f"{n}x", "./mlx/"],
         cwd=root, env=dict(os.environ, CGO_ENABLED="0"), capture_output=True, text=True, check=True).stdout
     res = {}
@@ -55,12 +67,13 @@ def main():
     args = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     py_tiny_op_eval(1000)  # warm up
-    rows = {k: ([], []) for k in ("TinyOpEval", "TinyOpEvalDo", "CreateFree", "CreateFreeDo")}
+    rows = {k: ([], []) for k in ("CreateFree", "CreateFreeDo", "TinyOp", "TinyOpEval", "TinyOpEvalDo")}
     for _ in range(args.rounds):
         g = go_bench(root, args.n)
         for k in rows:
             rows[k][0].append(g[k])
-        tiny, cf = py_tiny_op_eval(args.n), py_create_free(args.n)
+        tiny, cf, op = py_tiny_op_eval(args.n), py_create_free(args.n), py_tiny_op(args.n)
+        rows["TinyOp"][1].append(op)
         rows["TinyOpEval"][1].append(tiny)
         rows["TinyOpEvalDo"][1].append(tiny)
         rows["CreateFree"][1].append(cf)
@@ -68,6 +81,7 @@ def main():
     print(f"MLX {mx.__version__}, {args.rounds} rounds of {args.n} calls, median ns per call")
     print(f"{'work':<38}{'Go mlx':>12}{'Python mlx.core':>18}{'Go/Python':>12}")
     labels = {
+        "TinyOp": "tiny op (add) + free, unevaluated",
         "TinyOpEval": "tiny op + eval (+ free)",
         "TinyOpEvalDo": "tiny op + eval, in mlx.Do",
         "CreateFree": "create + free 1-elem array",

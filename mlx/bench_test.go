@@ -28,6 +28,24 @@ func BenchmarkTinyOpEval(b *testing.B) {
 	}
 }
 
+// BenchmarkTinyOp builds a tiny op and frees it unevaluated: the cost of
+// one lazy op through the binding.
+func BenchmarkTinyOp(b *testing.B) {
+	requireMLX(b)
+	x := ok(mlx.FromSlice([]float32{1}))(b)
+	y := ok(mlx.FromSlice([]float32{2}))(b)
+	defer mlx.FreeAll(x, y)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		z, err := mlx.Add(x, y)
+		if err != nil {
+			b.Fatal(err)
+		}
+		z.Free()
+	}
+}
+
 func BenchmarkCreateFree(b *testing.B) {
 	requireMLX(b)
 	data := []float32{1}
