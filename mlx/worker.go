@@ -13,11 +13,14 @@ import (
 	"github.com/ebitengine/purego"
 )
 
-// All C calls run on one goroutine locked to one OS thread: MLX keeps its
+// The C calls run on one goroutine locked to one OS thread: MLX keeps its
 // default streams per thread (and Metal its command encoders), and Go moves
 // goroutines between threads freely. Callers on any goroutine hand the
 // worker a closure and wait for it; the worker runs closures one at a time,
-// which also serialises access to MLX's process-wide state.
+// which also serialises access to MLX's process-wide state. The exceptions,
+// calls that are safe on any thread, are making an array from data (MLX's
+// allocator takes its own lock; the array has no graph) and freeing an
+// array (see freeHandle).
 
 type call struct {
 	fn       func()
@@ -106,12 +109,29 @@ var (
 	// next call.
 	pendingMu    sync.Mutex
 	pendingFrees []uintptr
+	pendingN     atomic.Int32 // len(pendingFrees), read without the lock
+
+	// deferredFrees holds handles freed on other goroutines while a call
+	// was running on the MLX thread (see freeHandle): the MLX thread frees
+	// them when that call ends, or whoever sees it idle first does.
+	deferredMu    sync.Mutex
+	deferredFrees []uintptr
+	deferredN     atomic.Int32
 
 	// workerTID is the MLX thread's id; batching counts the Do calls now
 	// running on it. A call made while batching > 0 from the MLX thread
 	// itself is a call from inside Do and runs at once.
 	workerTID uintptr
 	batching  atomic.Int32
+
+	// running is odd while the MLX thread runs a call (a Do counts as one),
+	// even between calls. See freeHandle.
+	running atomic.Uint64
+
+	// threadErrors holds the MLX error messages reported on threads other
+	// than the MLX thread, by thread id, until the failed call takes its own.
+	threadErrMu  sync.Mutex
+	threadErrors = map[uintptr]string{}
 
 	// trips counts the calls handed to the MLX thread (Do counts one).
 	trips atomic.Int64
@@ -145,10 +165,15 @@ func startWorker() error {
 		for {
 			c := nextCall()
 			drainFrees()
+			running.Add(1)
 			run(c)
+			running.Add(1)
 			if c.done != nil {
 				c.done <- struct{}{}
 			}
+			// Arrays freed on other goroutines during the call wait for
+			// it to end (see freeHandle).
+			drainFrees()
 		}
 	}()
 	<-ready
@@ -323,10 +348,52 @@ func doErr(fn func() error) error {
 	return err
 }
 
+// freeHandle frees the handle of an array that nothing can use any more
+// (its freed flag is set), and does it on the calling thread unless the MLX
+// thread is running a call: freeing an array is safe on any thread (MLX
+// drops a reference count and, for the last one, returns the buffer under
+// its allocator's lock), and a trip to the MLX thread costs more than the
+// free. A call that is running may have read the handle before the flag was
+// set and still be using it; then the handle waits, and the MLX thread frees
+// it as soon as that call ends, before it starts another.
+func freeHandle(h uintptr) {
+	if running.Load()&1 == 0 || onWorker() {
+		mlx_array_free(h)
+		return
+	}
+	deferredMu.Lock()
+	deferredFrees = append(deferredFrees, h)
+	deferredN.Store(int32(len(deferredFrees)))
+	deferredMu.Unlock()
+	// The call may have ended, and the MLX thread drained, before the
+	// append: then nothing running can hold the handle, and it is freed
+	// here. Between calls nothing can hold any handle in the list (each was
+	// flagged freed before it was added), so draining here is safe too.
+	if running.Load()&1 == 0 {
+		drainDeferred()
+	}
+}
+
+func drainDeferred() {
+	if deferredN.Load() == 0 {
+		return
+	}
+	deferredMu.Lock()
+	hs := deferredFrees
+	deferredFrees = nil
+	deferredN.Store(0)
+	deferredMu.Unlock()
+	for _, h := range hs {
+		mlx_array_free(h)
+	}
+}
+
+// enqueueFree hands the freeing of h to the MLX thread, waking it.
 func enqueueFree(h uintptr) {
 	pendingMu.Lock()
 	first := len(pendingFrees) == 0
 	pendingFrees = append(pendingFrees, h)
+	pendingN.Store(int32(len(pendingFrees)))
 	pendingMu.Unlock()
 	if first {
 		// Wake the worker so that memory of collected arrays comes back even
@@ -335,10 +402,16 @@ func enqueueFree(h uintptr) {
 	}
 }
 
+// drainFrees frees, on the MLX thread, the handles waiting for it.
 func drainFrees() {
+	drainDeferred()
+	if pendingN.Load() == 0 {
+		return
+	}
 	pendingMu.Lock()
 	hs := pendingFrees
 	pendingFrees = nil
+	pendingN.Store(0)
 	pendingMu.Unlock()
 	for _, h := range hs {
 		mlx_array_free(h)
@@ -356,10 +429,38 @@ var (
 func errorHandlerCallback() uintptr {
 	errorCallbackOnce.Do(func() {
 		errorCallbackPtr = purego.NewCallback(func(msg *byte, _ unsafe.Pointer) {
-			lastError = goString(uintptr(unsafe.Pointer(msg)))
+			m := goString(uintptr(unsafe.Pointer(msg)))
+			if !haveThreadID {
+				lastError = m
+				return
+			}
+			if tid := threadID(); tid == workerTID {
+				lastError = m
+			} else {
+				threadErrMu.Lock()
+				threadErrors[tid] = m
+				threadErrMu.Unlock()
+			}
 		})
 	})
 	return errorCallbackPtr
+}
+
+// takeThreadError is takeError for a call made on any thread; the caller
+// has its goroutine locked to the thread the failed call ran on.
+func takeThreadError() string {
+	tid := threadID()
+	if tid == workerTID {
+		return takeError()
+	}
+	threadErrMu.Lock()
+	m, ok := threadErrors[tid]
+	delete(threadErrors, tid)
+	threadErrMu.Unlock()
+	if !ok || m == "" {
+		m = "MLX reported an error without a message"
+	}
+	return m
 }
 
 // takeError returns and clears the message of the last MLX error.
