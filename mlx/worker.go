@@ -24,8 +24,9 @@ import (
 
 type call struct {
 	fn       func()
-	done     chan struct{} // nil for a posted (fire-and-forget) call
-	panicked *ThreadPanic  // set when fn panicked
+	posted   bool         // fire-and-forget: nobody waits for it
+	panicked *ThreadPanic // set when fn panicked
+	handoff               // how the caller learns the call is done
 }
 
 // ThreadPanic is what a panic on the MLX thread becomes: it is raised again
@@ -91,8 +92,7 @@ func (b *spinBudget) done(spun bool, polls int) {
 var workerSpin, callerSpin spinBudget
 
 var (
-	calls    chan *call
-	callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+	callPool = sync.Pool{New: func() any { return newCall() }}
 
 	// lastError is the message the error handler received during the call
 	// now running on the worker; only the worker thread touches it.
@@ -153,7 +153,6 @@ func waitingFor() func() {
 }
 
 func startWorker() error {
-	calls = make(chan *call, 1024)
 	ready := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
@@ -168,8 +167,8 @@ func startWorker() error {
 			running.Add(1)
 			run(c)
 			running.Add(1)
-			if c.done != nil {
-				c.done <- struct{}{}
+			if !c.posted {
+				signalDone(c)
 			}
 			// Arrays freed on other goroutines during the call wait for
 			// it to end (see freeHandle).
@@ -189,7 +188,7 @@ func run(c *call) {
 			if !ok {
 				tp = &ThreadPanic{Value: p, Stack: debug.Stack()}
 			}
-			if c.done == nil {
+			if c.posted {
 				// Nobody waits for a posted call: there is no caller to
 				// hand the panic to, and a silent failure would hide a bug.
 				panic(tp)
@@ -204,18 +203,16 @@ func run(c *call) {
 func nextCall() *call {
 	n := workerSpin.polls()
 	for i := 0; i < n; i++ {
-		select {
-		case c := <-calls:
+		if c := tryDequeue(); c != nil {
 			workerSpin.done(true, n)
 			return c
-		default:
 		}
 		if i%yieldEvery == yieldEvery-1 {
 			osYield()
 		}
 	}
 	workerSpin.done(false, n)
-	return <-calls
+	return sleepForCall()
 }
 
 // onWorker reports whether the caller is code running inside Do on the MLX
@@ -236,9 +233,10 @@ func do(fn func()) {
 	}
 	c := callPool.Get().(*call)
 	c.fn = fn
+	c.reset()
 	trips.Add(1)
-	calls <- c
-	waitDone(c.done)
+	enqueue(c)
+	waitDone(c)
 	p := c.panicked
 	c.fn, c.panicked = nil, nil
 	callPool.Put(c)
@@ -252,28 +250,22 @@ func do(fn func()) {
 // package, and when it does the process deadlocks silently.
 var stuckAfter = 5 * time.Second
 
-func waitDone(done chan struct{}) {
+func waitDone(c *call) {
 	n := callerSpin.polls()
 	for i := 0; i < n; i++ {
-		select {
-		case <-done:
+		if pollDone(c) {
 			callerSpin.done(true, n)
 			return
-		default:
 		}
 		if i%yieldEvery == yieldEvery-1 {
 			osYield()
 		}
 	}
 	callerSpin.done(false, n)
-	t := time.NewTimer(stuckAfter)
-	defer t.Stop()
 	seen := waits.Load()
 	for {
-		select {
-		case <-done:
+		if sleepUntilDone(c, stuckAfter) {
 			return
-		case <-t.C:
 		}
 		// Reported once, and only when the thread has spent the whole
 		// interval in a Do without waiting for MLX at all: a Do that
@@ -283,11 +275,11 @@ func waitDone(done chan struct{}) {
 			logger().Warn("mlx: a call has waited " + stuckAfter.String() + " for the MLX thread, which is running a Do that is not waiting for MLX: " +
 				"if that Do's fn waits for this goroutine (or for anything that calls mlx), the process is deadlocked; " +
 				"fn must not wait for goroutines that call mlx")
-			<-done
+			for !sleepUntilDone(c, time.Hour) {
+			}
 			return
 		}
 		seen = now
-		t.Reset(stuckAfter)
 	}
 }
 
@@ -300,7 +292,9 @@ func post(fn func()) {
 		return
 	}
 	trips.Add(1)
-	calls <- &call{fn: fn}
+	c := newCall()
+	c.fn, c.posted = fn, true
+	enqueue(c)
 }
 
 // Do runs fn on the MLX thread: every call fn makes to this package runs
