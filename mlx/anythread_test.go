@@ -32,6 +32,21 @@ func TestMakingAndFreeingAnArrayFromDataNeedNoTrip(t *testing.T) {
 	assert.Equal(t, Float32, a.Dtype())
 	FreeAll(a, b, s)
 	assert.Equal(t, int64(0), trips.Load()-before, "no call went to the MLX thread")
+
+	if sym._mlx_array_new_uninitialized == 0 {
+		return // an official libmlxc: NewArrayFill zeroes on the MLX thread
+	}
+	before = trips.Load()
+	f, err := NewArrayFill([]int{3}, Uint8, func(dst []byte) error {
+		copy(dst, []byte{7, 8, 9})
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), trips.Load()-before, "NewArrayFill made no trip")
+	v, err := ToSlice[uint8](f)
+	require.NoError(t, err)
+	assert.Equal(t, []uint8{7, 8, 9}, v)
+	f.Free()
 }
 
 func TestAnArrayFromDataHoldsItsDataAndShape(t *testing.T) {

@@ -319,6 +319,29 @@ func newUninitializedLocked(shape []int32, dt Dtype) (*Array, error) {
 	return out, nil
 }
 
+// newUninitializedAnyThread is newUninitializedLocked with this project's
+// library, on the calling thread, and returns the array's data pointer too
+// (0 for an empty array).
+func newUninitializedAnyThread(cs []int32, shape []int, dt Dtype, nbytes int) (*Array, uintptr, error) {
+	res := new(uintptr)
+	escape(unsafe.Pointer(res))
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if rc := _mlx_array_new_uninitialized(res, cs, int32(dt)); rc != 0 {
+		return nil, 0, &Error{Op: "_mlx_array_new_uninitialized", Msg: takeThreadError()}
+	}
+	out := ownArray(*res, append(make([]int, 0, len(shape)), shape...), dt, false)
+	var ptr uintptr
+	if nbytes > 0 {
+		if ptr = mlx_array_data_uint8(out.r.h); ptr == 0 {
+			msg := takeThreadError()
+			out.Free()
+			return nil, 0, &Error{Op: "mlx_array_data_uint8", Msg: msg}
+		}
+	}
+	return out, ptr, nil
+}
+
 // NewArrayFill allocates an evaluated, row-contiguous array of the given
 // shape and dtype in MLX's own memory and lets fill write its bytes in
 // place, on the caller's goroutine (so that several arrays can be filled at
@@ -340,22 +363,30 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 	}
 	nbytes := n * dt.Size()
 	cs := cInts(shape)
+	if err := Load(); err != nil {
+		return nil, err
+	}
 	var out *Array
 	var ptr uintptr
-	err = doErr(func() error {
-		var err error
-		out, err = newUninitializedLocked(cs, dt)
-		if err != nil {
-			return err
-		}
-		if nbytes > 0 {
-			ptr = mlx_array_data_uint8(out.r.h)
-			if ptr == 0 {
-				return &Error{Op: "mlx_array_data_uint8", Msg: takeError()}
+	if haveThreadID && sym._mlx_array_new_uninitialized != 0 {
+		// An allocation with no graph, like NewArrayBytes: safe here.
+		out, ptr, err = newUninitializedAnyThread(cs, shape, dt, nbytes)
+	} else {
+		err = doErr(func() error {
+			var err error
+			out, err = newUninitializedLocked(cs, dt)
+			if err != nil {
+				return err
 			}
-		}
-		return nil
-	})
+			if nbytes > 0 {
+				ptr = mlx_array_data_uint8(out.r.h)
+				if ptr == 0 {
+					return &Error{Op: "mlx_array_data_uint8", Msg: takeError()}
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		out.Free()
 		return nil, err

@@ -16,6 +16,8 @@ func BenchmarkTinyOpEval(b *testing.B) {
 	defer mlx.FreeAll(x, y)
 	b.ReportAllocs()
 	b.ResetTimer()
+	vol0, _ := contextSwitches()
+	defer func() { reportSwitches(b, vol0) }()
 	for i := 0; i < b.N; i++ {
 		z, err := mlx.Add(x, y)
 		if err != nil {
@@ -37,6 +39,8 @@ func BenchmarkTinyOp(b *testing.B) {
 	defer mlx.FreeAll(x, y)
 	b.ReportAllocs()
 	b.ResetTimer()
+	vol0, _ := contextSwitches()
+	defer func() { reportSwitches(b, vol0) }()
 	for i := 0; i < b.N; i++ {
 		z, err := mlx.Add(x, y)
 		if err != nil {
@@ -51,6 +55,8 @@ func BenchmarkCreateFree(b *testing.B) {
 	data := []float32{1}
 	b.ReportAllocs()
 	b.ResetTimer()
+	vol0, _ := contextSwitches()
+	defer func() { reportSwitches(b, vol0) }()
 	for i := 0; i < b.N; i++ {
 		a, err := mlx.FromSlice(data)
 		if err != nil {
@@ -64,6 +70,8 @@ func BenchmarkCreateFree(b *testing.B) {
 func BenchmarkDispatch(b *testing.B) {
 	requireMLX(b)
 	b.ReportAllocs()
+	vol0, _ := contextSwitches()
+	defer func() { reportSwitches(b, vol0) }()
 	for i := 0; i < b.N; i++ {
 		if _, err := mlx.ActiveMemory(); err != nil {
 			b.Fatal(err)
