@@ -67,7 +67,7 @@ func TestAnArrayFromDataHoldsItsDataAndShape(t *testing.T) {
 
 // A free made while the MLX thread runs a call waits for that call to end
 // (the call may have read the handle before it was freed), and is done
-// before the next call starts.
+// before the calls queued after it.
 func TestAFreeDuringACallWaitsForItToEnd(t *testing.T) {
 	loadOrSkip(t)
 	const n = 1 << 20
@@ -89,7 +89,6 @@ func TestAFreeDuringACallWaitsForItToEnd(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, with, during, "the array is not freed while the call that was running when Free came is still running")
 	assert.Equal(t, with-n, after, "the array is freed as soon as that call ends")
-	assert.Zero(t, deferredN.Load())
 }
 
 func TestAnMLXErrorOnAnotherThreadReachesItsOwnCall(t *testing.T) {
@@ -242,5 +241,4 @@ func TestArraysMadeAndFreedOnManyGoroutinesBesideTheMLXThread(t *testing.T) {
 	after, err := ActiveMemory()
 	require.NoError(t, err)
 	assert.LessOrEqual(t, after, base, "every array made during the test was freed")
-	assert.Zero(t, deferredN.Load(), "no free is left waiting")
 }

@@ -92,8 +92,8 @@ func (a *Array) Free() {
 	}
 	a.r.cleanup.Stop()
 	// Free does not wait, and every later call sees the memory already
-	// returned: either it is freed right here, or the call now running on
-	// the MLX thread frees it when it ends, before any other call starts.
+	// returned: either it is freed right here, or it is queued behind the
+	// calls already handed to the MLX thread (see freeHandle).
 	freeRef(a.r)
 }
 

@@ -27,9 +27,10 @@
 // run on one goroutine locked to one OS thread; callers on any goroutine
 // wait for it. Calls from many goroutines are safe and serialised. Two
 // kinds of call skip that trip, being safe on any thread and cheaper than
-// the trip: making an array from data (FromSlice, NewArrayBytes) and
-// freeing one, which happens on the caller's thread unless the MLX thread
-// is running a call, and then as soon as that call ends.
+// the trip: making an array from data (FromSlice, NewArrayBytes,
+// NewArrayFill) and freeing one, which happens on the caller's thread
+// unless the MLX thread is busy, and then in order behind the calls handed
+// to it before.
 //
 // # Errors
 //

@@ -18,6 +18,9 @@ func (c *call) reset() {}
 
 func enqueue(c *call) { calls <- c }
 
+// queueEmpty reports whether no call waits for the MLX thread.
+func queueEmpty() bool { return len(calls) == 0 }
+
 // tryDequeue returns the next call, or nil when none is queued.
 func tryDequeue() *call {
 	select {

@@ -64,6 +64,9 @@ func enqueue(c *call) {
 	}
 }
 
+// queueEmpty reports whether no call waits for the MLX thread.
+func queueEmpty() bool { return queued.Load() == 0 }
+
 // tryDequeue returns the next call, or nil when none is queued.
 func tryDequeue() *call {
 	if queued.Load() == 0 {

@@ -111,13 +111,6 @@ var (
 	pendingFrees []uintptr
 	pendingN     atomic.Int32 // len(pendingFrees), read without the lock
 
-	// deferredFrees holds handles freed on other goroutines while a call
-	// was running on the MLX thread (see freeHandle): the MLX thread frees
-	// them when that call ends, or whoever sees it idle first does.
-	deferredMu    sync.Mutex
-	deferredFrees []uintptr
-	deferredN     atomic.Int32
-
 	// workerTID is the MLX thread's id; batching counts the Do calls now
 	// running on it. A call made while batching > 0 from the MLX thread
 	// itself is a call from inside Do and runs at once.
@@ -170,9 +163,6 @@ func startWorker() error {
 			if !c.posted {
 				signalDone(c)
 			}
-			// Arrays freed on other goroutines during the call wait for
-			// it to end (see freeHandle).
-			drainFrees()
 		}
 	}()
 	<-ready
@@ -343,43 +333,20 @@ func doErr(fn func() error) error {
 }
 
 // freeHandle frees the handle of an array that nothing can use any more
-// (its freed flag is set), and does it on the calling thread unless the MLX
-// thread is running a call: freeing an array is safe on any thread (MLX
-// drops a reference count and, for the last one, returns the buffer under
-// its allocator's lock), and a trip to the MLX thread costs more than the
-// free. A call that is running may have read the handle before the flag was
-// set and still be using it; then the handle waits, and the MLX thread frees
-// it as soon as that call ends, before it starts another.
+// (its freed flag is set). When the MLX thread is between calls with none
+// queued, it frees it on the calling thread: freeing an array is safe on
+// any thread (MLX drops a reference count and, for the last one, returns
+// the buffer under its allocator's lock), and a trip to the MLX thread costs
+// more than the free. Otherwise the free is queued behind the calls before
+// it, as a call of its own: the running call may have read the handle
+// before the flag was set, and frees keep their order with other calls (a
+// load's peak memory depends on it).
 func freeHandle(h uintptr) {
-	if running.Load()&1 == 0 || onWorker() {
+	if running.Load()&1 == 0 && queueEmpty() || onWorker() {
 		mlx_array_free(h)
 		return
 	}
-	deferredMu.Lock()
-	deferredFrees = append(deferredFrees, h)
-	deferredN.Store(int32(len(deferredFrees)))
-	deferredMu.Unlock()
-	// The call may have ended, and the MLX thread drained, before the
-	// append: then nothing running can hold the handle, and it is freed
-	// here. Between calls nothing can hold any handle in the list (each was
-	// flagged freed before it was added), so draining here is safe too.
-	if running.Load()&1 == 0 {
-		drainDeferred()
-	}
-}
-
-func drainDeferred() {
-	if deferredN.Load() == 0 {
-		return
-	}
-	deferredMu.Lock()
-	hs := deferredFrees
-	deferredFrees = nil
-	deferredN.Store(0)
-	deferredMu.Unlock()
-	for _, h := range hs {
-		mlx_array_free(h)
-	}
+	post(func() { mlx_array_free(h) })
 }
 
 // enqueueFree hands the freeing of h to the MLX thread, waking it.
@@ -398,7 +365,6 @@ func enqueueFree(h uintptr) {
 
 // drainFrees frees, on the MLX thread, the handles waiting for it.
 func drainFrees() {
-	drainDeferred()
 	if pendingN.Load() == 0 {
 		return
 	}
