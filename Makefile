@@ -24,7 +24,7 @@ STAMP  := $(VENV)/.mlxdist-$(MLX_VERSION)-$(MLX_LM_VERSION)-$(SAFETENSORS_VERSIO
 
 export MLX_REQUIRED ?= 1
 
-.PHONY: setup venv capi mlx-version test bins demo bench bench-load bench-generate bench-serve bench-stream bench-pipeline fuzz clean help
+.PHONY: setup venv capi mlx-version test bins demo bench bench-calls bench-load bench-generate bench-serve bench-stream bench-pipeline fuzz clean help
 
 help:
 	@echo "make setup   project venv (pip MLX $(MLX_VERSION)) and the C ABI library"
@@ -90,8 +90,7 @@ demo: bins
 	bin/launch -n 2 -- bin/kimiload --model $(DEMO_CKPT)-f32 --prompt "What is 2+2? Answer in one sentence." --max-tokens 16
 
 bench: setup
-	@echo "== per-call cost: package mlx vs Python mlx.core =="
-	$(PY) bench/mlxcalls.py
+	$(MAKE) --no-print-directory bench-calls
 	@echo
 	@echo "== AllSum latency and bandwidth: Go vs Python, ring, 2 local ranks =="
 	PYTHON=$(abspath $(PY)) sh bench/allsum/run.sh
@@ -113,6 +112,16 @@ bench: setup
 	$(MAKE) --no-print-directory bench-serve
 	$(MAKE) --no-print-directory bench-stream
 	$(MAKE) --no-print-directory bench-pipeline
+
+# The binding's per-call cost beside Python's, one run: create + free, a
+# tiny op, a tiny op + eval, and a 4-byte all-sum once per trip to the MLX
+# thread (ring, 2 local ranks).
+bench-calls: setup
+	@echo "== per-call cost: package mlx vs Python mlx.core =="
+	$(PY) bench/mlxcalls.py
+	@echo
+	@echo "== a 4-byte all-sum per call: Go vs Python, ring, 2 local ranks =="
+	PYTHON=$(abspath $(PY)) sh bench/allsum/run.sh --mb 16 --bw-iters 3
 
 # Generation side by side: ours against mlx_lm.benchmark at TP=1 and TP=2
 # over ring, on one float32 checkpoint.

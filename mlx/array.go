@@ -27,22 +27,50 @@ type Array struct {
 }
 
 type arrayRef struct {
-	h     uintptr // mlx_array.ctx; read and freed only on the MLX thread
+	h     uintptr // mlx_array.ctx; used on the MLX thread (see freeHandle)
 	freed atomic.Bool
-	shape []int // read once at creation: shapes and dtypes never change
-	dtype Dtype
+	// siblings is set for the outputs of a multi-output op: MLX's
+	// destructor of such an array looks at its siblings, which an
+	// evaluation on the MLX thread may be rewriting, so it is freed there.
+	siblings bool
+	shape    []int // read once at creation: shapes and dtypes never change
+	dtype    Dtype
+	// cleanup frees the handle if the Array is collected without Free;
+	// Free stops it (a pending cleanup costs every later AddCleanup on the
+	// same memory span a longer walk).
+	cleanup runtime.Cleanup
 }
 
 // newArray takes ownership of handle h; call it on the MLX thread only.
 func newArray(h uintptr) *Array {
-	r := &arrayRef{h: h, shape: shapeLocked(h), dtype: Dtype(mlx_array_dtype(h))}
+	return ownArray(h, shapeLocked(h), Dtype(mlx_array_dtype(h)), false)
+}
+
+// ownArray takes ownership of handle h whose shape and dtype are known (the
+// shape slice becomes the array's). It makes no C call, so it runs on any
+// thread.
+func ownArray(h uintptr, shape []int, dt Dtype, siblings bool) *Array {
+	r := &arrayRef{h: h, shape: shape, dtype: dt, siblings: siblings}
 	a := &Array{r: r}
-	runtime.AddCleanup(a, func(r *arrayRef) {
-		if r.freed.CompareAndSwap(false, true) {
-			enqueueFree(r.h)
-		}
-	}, r)
+	r.cleanup = runtime.AddCleanup(a, collectArray, r)
 	return a
+}
+
+// collectArray is the cleanup of an Array the garbage collector found
+// unreachable without Free.
+func collectArray(r *arrayRef) {
+	if r.freed.CompareAndSwap(false, true) {
+		freeRef(r)
+	}
+}
+
+// freeRef frees r's handle, which nothing can use any more (r.freed is set).
+func freeRef(r *arrayRef) {
+	if r.siblings {
+		enqueueFree(r.h)
+		return
+	}
+	freeHandle(r.h)
 }
 
 // handle returns the C handle; call it on the MLX thread only.
@@ -62,10 +90,11 @@ func (a *Array) Free() {
 	if a == nil || a.r == nil || !a.r.freed.CompareAndSwap(false, true) {
 		return
 	}
-	h := a.r.h
-	// Free does not wait: calls run in order, so every later call sees the
-	// memory already returned.
-	post(func() { mlx_array_free(h) })
+	a.r.cleanup.Stop()
+	// Free does not wait, and every later call sees the memory already
+	// returned: either it is freed right here, or it is queued behind the
+	// calls already handed to the MLX thread (see freeHandle).
+	freeRef(a.r)
 }
 
 // FreeAll frees every array given; nil entries are skipped.
@@ -124,9 +153,39 @@ func NewArrayBytes(data []byte, shape []int, dt Dtype) (*Array, error) {
 	if want := n * dt.Size(); len(data) != want {
 		return nil, shapeErr("%d bytes given for shape %v of %s (%d bytes)", len(data), shape, dt, want)
 	}
+	if err := Load(); err != nil {
+		return nil, err
+	}
+	if !haveThreadID {
+		return newArrayBytesOnWorker(data, shape, dt)
+	}
+	// Making an array from data is safe on any thread (it takes MLX's
+	// allocator lock and builds an array with no graph), so it runs here,
+	// without a trip to the MLX thread: that trip cost several times the
+	// call itself.
+	own := append(make([]int, 0, len(shape)), shape...)
+	cs := cInts(shape)
+	p := unsafe.Pointer(unsafe.SliceData(data))
+	escape(p)
+	runtime.LockOSThread()
+	h := mlx_array_new_data(p, cs, int32(dt))
+	var msg string
+	if h == 0 {
+		msg = takeThreadError()
+	}
+	runtime.UnlockOSThread()
+	if h == 0 {
+		return nil, &Error{Op: "mlx_array_new_data", Msg: msg}
+	}
+	return ownArray(h, own, dt, false), nil
+}
+
+// newArrayBytesOnWorker is NewArrayBytes where the calling thread cannot be
+// told from the MLX thread, so that an error could not be matched to its call.
+func newArrayBytesOnWorker(data []byte, shape []int, dt Dtype) (*Array, error) {
 	cs := cInts(shape)
 	var out *Array
-	err = doErr(func() error {
+	err := doErr(func() error {
 		h := mlx_array_new_data(unsafe.Pointer(unsafe.SliceData(data)), cs, int32(dt))
 		if err := checkHandle("mlx_array_new_data", h); err != nil {
 			return err
@@ -260,6 +319,29 @@ func newUninitializedLocked(shape []int32, dt Dtype) (*Array, error) {
 	return out, nil
 }
 
+// newUninitializedAnyThread is newUninitializedLocked with this project's
+// library, on the calling thread, and returns the array's data pointer too
+// (0 for an empty array).
+func newUninitializedAnyThread(cs []int32, shape []int, dt Dtype, nbytes int) (*Array, uintptr, error) {
+	res := new(uintptr)
+	escape(unsafe.Pointer(res))
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if rc := _mlx_array_new_uninitialized(res, cs, int32(dt)); rc != 0 {
+		return nil, 0, &Error{Op: "_mlx_array_new_uninitialized", Msg: takeThreadError()}
+	}
+	out := ownArray(*res, append(make([]int, 0, len(shape)), shape...), dt, false)
+	var ptr uintptr
+	if nbytes > 0 {
+		if ptr = mlx_array_data_uint8(out.r.h); ptr == 0 {
+			msg := takeThreadError()
+			out.Free()
+			return nil, 0, &Error{Op: "mlx_array_data_uint8", Msg: msg}
+		}
+	}
+	return out, ptr, nil
+}
+
 // NewArrayFill allocates an evaluated, row-contiguous array of the given
 // shape and dtype in MLX's own memory and lets fill write its bytes in
 // place, on the caller's goroutine (so that several arrays can be filled at
@@ -281,22 +363,30 @@ func NewArrayFill(shape []int, dt Dtype, fill func(dst []byte) error) (*Array, e
 	}
 	nbytes := n * dt.Size()
 	cs := cInts(shape)
+	if err := Load(); err != nil {
+		return nil, err
+	}
 	var out *Array
 	var ptr uintptr
-	err = doErr(func() error {
-		var err error
-		out, err = newUninitializedLocked(cs, dt)
-		if err != nil {
-			return err
-		}
-		if nbytes > 0 {
-			ptr = mlx_array_data_uint8(out.r.h)
-			if ptr == 0 {
-				return &Error{Op: "mlx_array_data_uint8", Msg: takeError()}
+	if haveThreadID && sym._mlx_array_new_uninitialized != 0 {
+		// An allocation with no graph, like NewArrayBytes: safe here.
+		out, ptr, err = newUninitializedAnyThread(cs, shape, dt, nbytes)
+	} else {
+		err = doErr(func() error {
+			var err error
+			out, err = newUninitializedLocked(cs, dt)
+			if err != nil {
+				return err
 			}
-		}
-		return nil
-	})
+			if nbytes > 0 {
+				ptr = mlx_array_data_uint8(out.r.h)
+				if ptr == 0 {
+					return &Error{Op: "mlx_array_data_uint8", Msg: takeError()}
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		out.Free()
 		return nil, err
@@ -547,7 +637,8 @@ func unpackVectorLocked(v uintptr) ([]*Array, error) {
 			}
 			return nil, err
 		}
-		out = append(out, newArray(*h))
+		hv := *h
+		out = append(out, ownArray(hv, shapeLocked(hv), Dtype(mlx_array_dtype(hv)), true))
 	}
 	return out, nil
 }

@@ -16,6 +16,8 @@ func BenchmarkTinyOpEval(b *testing.B) {
 	defer mlx.FreeAll(x, y)
 	b.ReportAllocs()
 	b.ResetTimer()
+	vol0, _ := contextSwitches()
+	defer func() { reportSwitches(b, vol0) }()
 	for i := 0; i < b.N; i++ {
 		z, err := mlx.Add(x, y)
 		if err != nil {
@@ -28,11 +30,33 @@ func BenchmarkTinyOpEval(b *testing.B) {
 	}
 }
 
+// BenchmarkTinyOp builds a tiny op and frees it unevaluated: the cost of
+// one lazy op through the binding.
+func BenchmarkTinyOp(b *testing.B) {
+	requireMLX(b)
+	x := ok(mlx.FromSlice([]float32{1}))(b)
+	y := ok(mlx.FromSlice([]float32{2}))(b)
+	defer mlx.FreeAll(x, y)
+	b.ReportAllocs()
+	b.ResetTimer()
+	vol0, _ := contextSwitches()
+	defer func() { reportSwitches(b, vol0) }()
+	for i := 0; i < b.N; i++ {
+		z, err := mlx.Add(x, y)
+		if err != nil {
+			b.Fatal(err)
+		}
+		z.Free()
+	}
+}
+
 func BenchmarkCreateFree(b *testing.B) {
 	requireMLX(b)
 	data := []float32{1}
 	b.ReportAllocs()
 	b.ResetTimer()
+	vol0, _ := contextSwitches()
+	defer func() { reportSwitches(b, vol0) }()
 	for i := 0; i < b.N; i++ {
 		a, err := mlx.FromSlice(data)
 		if err != nil {
@@ -46,6 +70,8 @@ func BenchmarkCreateFree(b *testing.B) {
 func BenchmarkDispatch(b *testing.B) {
 	requireMLX(b)
 	b.ReportAllocs()
+	vol0, _ := contextSwitches()
+	defer func() { reportSwitches(b, vol0) }()
 	for i := 0; i < b.N; i++ {
 		if _, err := mlx.ActiveMemory(); err != nil {
 			b.Fatal(err)

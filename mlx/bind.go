@@ -79,6 +79,20 @@ func slot(i int) *uintptr {
 	return &slots[i]
 }
 
+// escapeSink and escape make the compiler keep memory whose address is
+// handed to C on the heap: a caller's stack can move while its address,
+// already a uintptr, travels to the C call, but heap memory never moves.
+var (
+	escapeNever bool
+	escapeSink  unsafe.Pointer
+)
+
+func escape(p unsafe.Pointer) {
+	if escapeNever {
+		escapeSink = p
+	}
+}
+
 // cInts converts Go ints (shapes, axes, indices) to C ints.
 func cInts(v []int) []int32 {
 	out := make([]int32, len(v))

@@ -23,9 +23,14 @@
 // # Threads
 //
 // MLX keeps default streams per OS thread and Metal's encoders are
-// thread-local, while Go moves goroutines between threads. So every C call
-// runs on one goroutine locked to one OS thread; callers on any goroutine
-// wait for it. Calls from many goroutines are safe and serialised.
+// thread-local, while Go moves goroutines between threads. So the C calls
+// run on one goroutine locked to one OS thread; callers on any goroutine
+// wait for it. Calls from many goroutines are safe and serialised. Two
+// kinds of call skip that trip, being safe on any thread and cheaper than
+// the trip: making an array from data (FromSlice, NewArrayBytes,
+// NewArrayFill) and freeing one, which happens on the caller's thread
+// unless the MLX thread is busy, and then in order behind the calls handed
+// to it before.
 //
 // # Errors
 //

@@ -13,16 +13,20 @@ import (
 	"github.com/ebitengine/purego"
 )
 
-// All C calls run on one goroutine locked to one OS thread: MLX keeps its
+// The C calls run on one goroutine locked to one OS thread: MLX keeps its
 // default streams per thread (and Metal its command encoders), and Go moves
 // goroutines between threads freely. Callers on any goroutine hand the
 // worker a closure and wait for it; the worker runs closures one at a time,
-// which also serialises access to MLX's process-wide state.
+// which also serialises access to MLX's process-wide state. The exceptions,
+// calls that are safe on any thread, are making an array from data (MLX's
+// allocator takes its own lock; the array has no graph) and freeing an
+// array (see freeHandle).
 
 type call struct {
 	fn       func()
-	done     chan struct{} // nil for a posted (fire-and-forget) call
-	panicked *ThreadPanic  // set when fn panicked
+	posted   bool         // fire-and-forget: nobody waits for it
+	panicked *ThreadPanic // set when fn panicked
+	handoff               // how the caller learns the call is done
 }
 
 // ThreadPanic is what a panic on the MLX thread becomes: it is raised again
@@ -88,8 +92,7 @@ func (b *spinBudget) done(spun bool, polls int) {
 var workerSpin, callerSpin spinBudget
 
 var (
-	calls    chan *call
-	callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+	callPool = sync.Pool{New: func() any { return newCall() }}
 
 	// lastError is the message the error handler received during the call
 	// now running on the worker; only the worker thread touches it.
@@ -106,12 +109,22 @@ var (
 	// next call.
 	pendingMu    sync.Mutex
 	pendingFrees []uintptr
+	pendingN     atomic.Int32 // len(pendingFrees), read without the lock
 
 	// workerTID is the MLX thread's id; batching counts the Do calls now
 	// running on it. A call made while batching > 0 from the MLX thread
 	// itself is a call from inside Do and runs at once.
 	workerTID uintptr
 	batching  atomic.Int32
+
+	// running is odd while the MLX thread runs a call (a Do counts as one),
+	// even between calls. See freeHandle.
+	running atomic.Uint64
+
+	// threadErrors holds the MLX error messages reported on threads other
+	// than the MLX thread, by thread id, until the failed call takes its own.
+	threadErrMu  sync.Mutex
+	threadErrors = map[uintptr]string{}
 
 	// trips counts the calls handed to the MLX thread (Do counts one).
 	trips atomic.Int64
@@ -133,7 +146,6 @@ func waitingFor() func() {
 }
 
 func startWorker() error {
-	calls = make(chan *call, 1024)
 	ready := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
@@ -145,9 +157,11 @@ func startWorker() error {
 		for {
 			c := nextCall()
 			drainFrees()
+			running.Add(1)
 			run(c)
-			if c.done != nil {
-				c.done <- struct{}{}
+			running.Add(1)
+			if !c.posted {
+				signalDone(c)
 			}
 		}
 	}()
@@ -164,7 +178,7 @@ func run(c *call) {
 			if !ok {
 				tp = &ThreadPanic{Value: p, Stack: debug.Stack()}
 			}
-			if c.done == nil {
+			if c.posted {
 				// Nobody waits for a posted call: there is no caller to
 				// hand the panic to, and a silent failure would hide a bug.
 				panic(tp)
@@ -179,18 +193,16 @@ func run(c *call) {
 func nextCall() *call {
 	n := workerSpin.polls()
 	for i := 0; i < n; i++ {
-		select {
-		case c := <-calls:
+		if c := tryDequeue(); c != nil {
 			workerSpin.done(true, n)
 			return c
-		default:
 		}
 		if i%yieldEvery == yieldEvery-1 {
 			osYield()
 		}
 	}
 	workerSpin.done(false, n)
-	return <-calls
+	return sleepForCall()
 }
 
 // onWorker reports whether the caller is code running inside Do on the MLX
@@ -211,9 +223,10 @@ func do(fn func()) {
 	}
 	c := callPool.Get().(*call)
 	c.fn = fn
+	c.reset()
 	trips.Add(1)
-	calls <- c
-	waitDone(c.done)
+	enqueue(c)
+	waitDone(c)
 	p := c.panicked
 	c.fn, c.panicked = nil, nil
 	callPool.Put(c)
@@ -227,28 +240,22 @@ func do(fn func()) {
 // package, and when it does the process deadlocks silently.
 var stuckAfter = 5 * time.Second
 
-func waitDone(done chan struct{}) {
+func waitDone(c *call) {
 	n := callerSpin.polls()
 	for i := 0; i < n; i++ {
-		select {
-		case <-done:
+		if pollDone(c) {
 			callerSpin.done(true, n)
 			return
-		default:
 		}
 		if i%yieldEvery == yieldEvery-1 {
 			osYield()
 		}
 	}
 	callerSpin.done(false, n)
-	t := time.NewTimer(stuckAfter)
-	defer t.Stop()
 	seen := waits.Load()
 	for {
-		select {
-		case <-done:
+		if sleepUntilDone(c, stuckAfter) {
 			return
-		case <-t.C:
 		}
 		// Reported once, and only when the thread has spent the whole
 		// interval in a Do without waiting for MLX at all: a Do that
@@ -258,11 +265,11 @@ func waitDone(done chan struct{}) {
 			logger().Warn("mlx: a call has waited " + stuckAfter.String() + " for the MLX thread, which is running a Do that is not waiting for MLX: " +
 				"if that Do's fn waits for this goroutine (or for anything that calls mlx), the process is deadlocked; " +
 				"fn must not wait for goroutines that call mlx")
-			<-done
+			for !sleepUntilDone(c, time.Hour) {
+			}
 			return
 		}
 		seen = now
-		t.Reset(stuckAfter)
 	}
 }
 
@@ -275,7 +282,9 @@ func post(fn func()) {
 		return
 	}
 	trips.Add(1)
-	calls <- &call{fn: fn}
+	c := newCall()
+	c.fn, c.posted = fn, true
+	enqueue(c)
 }
 
 // Do runs fn on the MLX thread: every call fn makes to this package runs
@@ -323,10 +332,29 @@ func doErr(fn func() error) error {
 	return err
 }
 
+// freeHandle frees the handle of an array that nothing can use any more
+// (its freed flag is set). When the MLX thread is between calls with none
+// queued, it frees it on the calling thread: freeing an array is safe on
+// any thread (MLX drops a reference count and, for the last one, returns
+// the buffer under its allocator's lock), and a trip to the MLX thread costs
+// more than the free. Otherwise the free is queued behind the calls before
+// it, as a call of its own: the running call may have read the handle
+// before the flag was set, and frees keep their order with other calls (a
+// load's peak memory depends on it).
+func freeHandle(h uintptr) {
+	if running.Load()&1 == 0 && queueEmpty() || onWorker() {
+		mlx_array_free(h)
+		return
+	}
+	post(func() { mlx_array_free(h) })
+}
+
+// enqueueFree hands the freeing of h to the MLX thread, waking it.
 func enqueueFree(h uintptr) {
 	pendingMu.Lock()
 	first := len(pendingFrees) == 0
 	pendingFrees = append(pendingFrees, h)
+	pendingN.Store(int32(len(pendingFrees)))
 	pendingMu.Unlock()
 	if first {
 		// Wake the worker so that memory of collected arrays comes back even
@@ -335,10 +363,15 @@ func enqueueFree(h uintptr) {
 	}
 }
 
+// drainFrees frees, on the MLX thread, the handles waiting for it.
 func drainFrees() {
+	if pendingN.Load() == 0 {
+		return
+	}
 	pendingMu.Lock()
 	hs := pendingFrees
 	pendingFrees = nil
+	pendingN.Store(0)
 	pendingMu.Unlock()
 	for _, h := range hs {
 		mlx_array_free(h)
@@ -356,10 +389,38 @@ var (
 func errorHandlerCallback() uintptr {
 	errorCallbackOnce.Do(func() {
 		errorCallbackPtr = purego.NewCallback(func(msg *byte, _ unsafe.Pointer) {
-			lastError = goString(uintptr(unsafe.Pointer(msg)))
+			m := goString(uintptr(unsafe.Pointer(msg)))
+			if !haveThreadID {
+				lastError = m
+				return
+			}
+			if tid := threadID(); tid == workerTID {
+				lastError = m
+			} else {
+				threadErrMu.Lock()
+				threadErrors[tid] = m
+				threadErrMu.Unlock()
+			}
 		})
 	})
 	return errorCallbackPtr
+}
+
+// takeThreadError is takeError for a call made on any thread; the caller
+// has its goroutine locked to the thread the failed call ran on.
+func takeThreadError() string {
+	tid := threadID()
+	if tid == workerTID {
+		return takeError()
+	}
+	threadErrMu.Lock()
+	m, ok := threadErrors[tid]
+	delete(threadErrors, tid)
+	threadErrMu.Unlock()
+	if !ok || m == "" {
+		m = "MLX reported an error without a message"
+	}
+	return m
 }
 
 // takeError returns and clears the message of the last MLX error.

@@ -48,12 +48,17 @@ func TestDoIsOneTripAndOtherGoroutinesWaitUntilItReturns(t *testing.T) {
 	}))
 	assert.Equal(t, int64(1), trips.Load()-before, "150 calls inside one Do are one trip to the MLX thread")
 
+	one, err := Scalar(int32(1))
+	require.NoError(t, err)
+	defer one.Free()
 	var otherDone atomic.Bool
 	var sawOtherFinish bool
 	require.NoError(t, Do(func() error {
 		queued := trips.Load()
 		go func() {
-			a, err := Scalar(int32(1))
+			// An op needs the MLX thread (making an array from data
+			// does not: it would run at once).
+			a, err := Negative(one)
 			if err == nil {
 				a.Free()
 			}

@@ -410,62 +410,62 @@ func bindSymbols(h uintptr, sym *symbolTable) (missing []string) {
 
 // mlx_set_error_handler calls C's void mlx_set_error_handler(mlx_error_handler_func, void*, funcptr).
 func mlx_set_error_handler(handler uintptr, data uintptr, dtor uintptr) {
-	purego.SyscallN(sym.mlx_set_error_handler, handler, data, dtor)
+	ccall(sym.mlx_set_error_handler, handler, data, dtor)
 }
 
 // mlx_string_new calls C's mlx_string mlx_string_new().
 func mlx_string_new() uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_string_new)
+	r := ccall(sym.mlx_string_new)
 	return r
 }
 
 // mlx_string_data calls C's const char* mlx_string_data(mlx_string).
 func mlx_string_data(str uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_string_data, str)
+	r := ccall(sym.mlx_string_data, str)
 	return r
 }
 
 // mlx_string_free calls C's int mlx_string_free(mlx_string).
 func mlx_string_free(str uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_string_free, str)
+	r := ccall(sym.mlx_string_free, str)
 	return int32(r)
 }
 
 // mlx_version calls C's int mlx_version(mlx_string*).
 func mlx_version(str *uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_version, uintptr(unsafe.Pointer(str)))
+	r := ccall(sym.mlx_version, uintptr(unsafe.Pointer(str)))
 	runtime.KeepAlive(str)
 	return int32(r)
 }
 
 // mlx_dtype_size calls C's size_t mlx_dtype_size(mlx_dtype).
 func mlx_dtype_size(dtype int32) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_dtype_size, uintptr(dtype))
+	r := ccall(sym.mlx_dtype_size, uintptr(dtype))
 	return r
 }
 
 // mlx_array_new calls C's mlx_array mlx_array_new().
 func mlx_array_new() uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_new)
+	r := ccall(sym.mlx_array_new)
 	return r
 }
 
 // mlx_array_free calls C's int mlx_array_free(mlx_array).
 func mlx_array_free(arr uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_array_free, arr)
+	r := ccall(sym.mlx_array_free, arr)
 	return int32(r)
 }
 
 // mlx_array_tostring calls C's int mlx_array_tostring(mlx_string*, mlx_array).
 func mlx_array_tostring(str *uintptr, arr uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_array_tostring, uintptr(unsafe.Pointer(str)), arr)
+	r := ccall(sym.mlx_array_tostring, uintptr(unsafe.Pointer(str)), arr)
 	runtime.KeepAlive(str)
 	return int32(r)
 }
 
 // mlx_array_new_data calls C's mlx_array mlx_array_new_data(const void*, const int*, int, mlx_dtype).
 func mlx_array_new_data(data unsafe.Pointer, shape []int32, dtype int32) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_new_data, uintptr(data), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype))
+	r := ccall(sym.mlx_array_new_data, uintptr(data), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype))
 	runtime.KeepAlive(data)
 	runtime.KeepAlive(shape)
 	return r
@@ -473,7 +473,7 @@ func mlx_array_new_data(data unsafe.Pointer, shape []int32, dtype int32) uintptr
 
 // mlx_array_new_data_managed calls C's mlx_array mlx_array_new_data_managed(void*, const int*, int, mlx_dtype, funcptr).
 func mlx_array_new_data_managed(data uintptr, shape []int32, dtype int32, dtor uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_new_data_managed, data, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), dtor)
+	r := ccall(sym.mlx_array_new_data_managed, data, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), dtor)
 	runtime.KeepAlive(shape)
 	return r
 }
@@ -483,63 +483,63 @@ func mlx_array_new_data_managed_payload(data uintptr, shape []int32, dtype int32
 	if sym.mlx_array_new_data_managed_payload == 0 {
 		panic("mlx: " + lib.path + " has no mlx_array_new_data_managed_payload")
 	}
-	r, _, _ := purego.SyscallN(sym.mlx_array_new_data_managed_payload, data, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), payload, dtor)
+	r := ccall(sym.mlx_array_new_data_managed_payload, data, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), payload, dtor)
 	runtime.KeepAlive(shape)
 	return r
 }
 
 // mlx_array_set calls C's int mlx_array_set(mlx_array*, mlx_array).
 func mlx_array_set(arr *uintptr, src uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_array_set, uintptr(unsafe.Pointer(arr)), src)
+	r := ccall(sym.mlx_array_set, uintptr(unsafe.Pointer(arr)), src)
 	runtime.KeepAlive(arr)
 	return int32(r)
 }
 
 // mlx_array_itemsize calls C's size_t mlx_array_itemsize(mlx_array).
 func mlx_array_itemsize(arr uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_itemsize, arr)
+	r := ccall(sym.mlx_array_itemsize, arr)
 	return r
 }
 
 // mlx_array_size calls C's size_t mlx_array_size(mlx_array).
 func mlx_array_size(arr uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_size, arr)
+	r := ccall(sym.mlx_array_size, arr)
 	return r
 }
 
 // mlx_array_nbytes calls C's size_t mlx_array_nbytes(mlx_array).
 func mlx_array_nbytes(arr uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_nbytes, arr)
+	r := ccall(sym.mlx_array_nbytes, arr)
 	return r
 }
 
 // mlx_array_ndim calls C's size_t mlx_array_ndim(mlx_array).
 func mlx_array_ndim(arr uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_ndim, arr)
+	r := ccall(sym.mlx_array_ndim, arr)
 	return r
 }
 
 // mlx_array_shape calls C's const int* mlx_array_shape(mlx_array).
 func mlx_array_shape(arr uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_shape, arr)
+	r := ccall(sym.mlx_array_shape, arr)
 	return r
 }
 
 // mlx_array_dtype calls C's mlx_dtype mlx_array_dtype(mlx_array).
 func mlx_array_dtype(arr uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_array_dtype, arr)
+	r := ccall(sym.mlx_array_dtype, arr)
 	return int32(r)
 }
 
 // mlx_array_eval calls C's int mlx_array_eval(mlx_array).
 func mlx_array_eval(arr uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_array_eval, arr)
+	r := ccall(sym.mlx_array_eval, arr)
 	return int32(r)
 }
 
 // mlx_array_data_uint8 calls C's const uint8_t* mlx_array_data_uint8(mlx_array).
 func mlx_array_data_uint8(arr uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_array_data_uint8, arr)
+	r := ccall(sym.mlx_array_data_uint8, arr)
 	return r
 }
 
@@ -548,7 +548,7 @@ func _mlx_array_is_row_contiguous(res *bool, arr uintptr) int32 {
 	if sym._mlx_array_is_row_contiguous == 0 {
 		return missingSymbol("_mlx_array_is_row_contiguous")
 	}
-	r, _, _ := purego.SyscallN(sym._mlx_array_is_row_contiguous, uintptr(unsafe.Pointer(res)), arr)
+	r := ccall(sym._mlx_array_is_row_contiguous, uintptr(unsafe.Pointer(res)), arr)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
@@ -558,7 +558,7 @@ func _mlx_array_new_uninitialized(res *uintptr, shape []int32, dtype int32) int3
 	if sym._mlx_array_new_uninitialized == 0 {
 		return missingSymbol("_mlx_array_new_uninitialized")
 	}
-	r, _, _ := purego.SyscallN(sym._mlx_array_new_uninitialized, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype))
+	r := ccall(sym._mlx_array_new_uninitialized, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype))
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -566,77 +566,77 @@ func _mlx_array_new_uninitialized(res *uintptr, shape []int32, dtype int32) int3
 
 // mlx_vector_array_new calls C's mlx_vector_array mlx_vector_array_new().
 func mlx_vector_array_new() uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_vector_array_new)
+	r := ccall(sym.mlx_vector_array_new)
 	return r
 }
 
 // mlx_vector_array_free calls C's int mlx_vector_array_free(mlx_vector_array).
 func mlx_vector_array_free(vec uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_vector_array_free, vec)
+	r := ccall(sym.mlx_vector_array_free, vec)
 	return int32(r)
 }
 
 // mlx_vector_array_new_data calls C's mlx_vector_array mlx_vector_array_new_data(const mlx_array*, size_t).
 func mlx_vector_array_new_data(data []uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_vector_array_new_data, uintptr(unsafe.Pointer(unsafe.SliceData(data))), uintptr(len(data)))
+	r := ccall(sym.mlx_vector_array_new_data, uintptr(unsafe.Pointer(unsafe.SliceData(data))), uintptr(len(data)))
 	runtime.KeepAlive(data)
 	return r
 }
 
 // mlx_vector_array_append_value calls C's int mlx_vector_array_append_value(mlx_vector_array, mlx_array).
 func mlx_vector_array_append_value(vec uintptr, val uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_vector_array_append_value, vec, val)
+	r := ccall(sym.mlx_vector_array_append_value, vec, val)
 	return int32(r)
 }
 
 // mlx_vector_array_size calls C's size_t mlx_vector_array_size(mlx_vector_array).
 func mlx_vector_array_size(vec uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_vector_array_size, vec)
+	r := ccall(sym.mlx_vector_array_size, vec)
 	return r
 }
 
 // mlx_vector_array_get calls C's int mlx_vector_array_get(mlx_array*, mlx_vector_array, size_t).
 func mlx_vector_array_get(res *uintptr, vec uintptr, idx uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_vector_array_get, uintptr(unsafe.Pointer(res)), vec, idx)
+	r := ccall(sym.mlx_vector_array_get, uintptr(unsafe.Pointer(res)), vec, idx)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_map_string_to_array_new calls C's mlx_map_string_to_array mlx_map_string_to_array_new().
 func mlx_map_string_to_array_new() uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_array_new)
+	r := ccall(sym.mlx_map_string_to_array_new)
 	return r
 }
 
 // mlx_map_string_to_array_free calls C's int mlx_map_string_to_array_free(mlx_map_string_to_array).
 func mlx_map_string_to_array_free(map_ uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_array_free, map_)
+	r := ccall(sym.mlx_map_string_to_array_free, map_)
 	return int32(r)
 }
 
 // mlx_map_string_to_array_insert calls C's int mlx_map_string_to_array_insert(mlx_map_string_to_array, const char*, mlx_array).
 func mlx_map_string_to_array_insert(map_ uintptr, key string, value uintptr) int32 {
 	keyC := cString(key)
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_array_insert, map_, uintptr(unsafe.Pointer(unsafe.SliceData(keyC))), value)
+	r := ccall(sym.mlx_map_string_to_array_insert, map_, uintptr(unsafe.Pointer(unsafe.SliceData(keyC))), value)
 	runtime.KeepAlive(keyC)
 	return int32(r)
 }
 
 // mlx_map_string_to_array_iterator_new calls C's mlx_map_string_to_array_iterator mlx_map_string_to_array_iterator_new(mlx_map_string_to_array).
 func mlx_map_string_to_array_iterator_new(map_ uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_array_iterator_new, map_)
+	r := ccall(sym.mlx_map_string_to_array_iterator_new, map_)
 	return r
 }
 
 // mlx_map_string_to_array_iterator_free calls C's int mlx_map_string_to_array_iterator_free(mlx_map_string_to_array_iterator).
 func mlx_map_string_to_array_iterator_free(it uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_array_iterator_free, it)
+	r := ccall(sym.mlx_map_string_to_array_iterator_free, it)
 	return int32(r)
 }
 
 // mlx_map_string_to_array_iterator_next calls C's int mlx_map_string_to_array_iterator_next(const char**, mlx_array*, mlx_map_string_to_array_iterator).
 func mlx_map_string_to_array_iterator_next(key *uintptr, value *uintptr, it uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_array_iterator_next, uintptr(unsafe.Pointer(key)), uintptr(unsafe.Pointer(value)), it)
+	r := ccall(sym.mlx_map_string_to_array_iterator_next, uintptr(unsafe.Pointer(key)), uintptr(unsafe.Pointer(value)), it)
 	runtime.KeepAlive(key)
 	runtime.KeepAlive(value)
 	return int32(r)
@@ -644,13 +644,13 @@ func mlx_map_string_to_array_iterator_next(key *uintptr, value *uintptr, it uint
 
 // mlx_map_string_to_string_new calls C's mlx_map_string_to_string mlx_map_string_to_string_new().
 func mlx_map_string_to_string_new() uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_string_new)
+	r := ccall(sym.mlx_map_string_to_string_new)
 	return r
 }
 
 // mlx_map_string_to_string_free calls C's int mlx_map_string_to_string_free(mlx_map_string_to_string).
 func mlx_map_string_to_string_free(map_ uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_string_free, map_)
+	r := ccall(sym.mlx_map_string_to_string_free, map_)
 	return int32(r)
 }
 
@@ -658,7 +658,7 @@ func mlx_map_string_to_string_free(map_ uintptr) int32 {
 func mlx_map_string_to_string_insert(map_ uintptr, key string, value string) int32 {
 	keyC := cString(key)
 	valueC := cString(value)
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_string_insert, map_, uintptr(unsafe.Pointer(unsafe.SliceData(keyC))), uintptr(unsafe.Pointer(unsafe.SliceData(valueC))))
+	r := ccall(sym.mlx_map_string_to_string_insert, map_, uintptr(unsafe.Pointer(unsafe.SliceData(keyC))), uintptr(unsafe.Pointer(unsafe.SliceData(valueC))))
 	runtime.KeepAlive(keyC)
 	runtime.KeepAlive(valueC)
 	return int32(r)
@@ -666,19 +666,19 @@ func mlx_map_string_to_string_insert(map_ uintptr, key string, value string) int
 
 // mlx_map_string_to_string_iterator_new calls C's mlx_map_string_to_string_iterator mlx_map_string_to_string_iterator_new(mlx_map_string_to_string).
 func mlx_map_string_to_string_iterator_new(map_ uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_string_iterator_new, map_)
+	r := ccall(sym.mlx_map_string_to_string_iterator_new, map_)
 	return r
 }
 
 // mlx_map_string_to_string_iterator_free calls C's int mlx_map_string_to_string_iterator_free(mlx_map_string_to_string_iterator).
 func mlx_map_string_to_string_iterator_free(it uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_string_iterator_free, it)
+	r := ccall(sym.mlx_map_string_to_string_iterator_free, it)
 	return int32(r)
 }
 
 // mlx_map_string_to_string_iterator_next calls C's int mlx_map_string_to_string_iterator_next(const char**, const char**, mlx_map_string_to_string_iterator).
 func mlx_map_string_to_string_iterator_next(key *uintptr, value *uintptr, it uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_map_string_to_string_iterator_next, uintptr(unsafe.Pointer(key)), uintptr(unsafe.Pointer(value)), it)
+	r := ccall(sym.mlx_map_string_to_string_iterator_next, uintptr(unsafe.Pointer(key)), uintptr(unsafe.Pointer(value)), it)
 	runtime.KeepAlive(key)
 	runtime.KeepAlive(value)
 	return int32(r)
@@ -686,39 +686,39 @@ func mlx_map_string_to_string_iterator_next(key *uintptr, value *uintptr, it uin
 
 // mlx_device_new_type calls C's mlx_device mlx_device_new_type(mlx_device_type, int).
 func mlx_device_new_type(type_ int32, index int32) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_device_new_type, uintptr(type_), uintptr(index))
+	r := ccall(sym.mlx_device_new_type, uintptr(type_), uintptr(index))
 	return r
 }
 
 // mlx_device_free calls C's int mlx_device_free(mlx_device).
 func mlx_device_free(dev uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_device_free, dev)
+	r := ccall(sym.mlx_device_free, dev)
 	return int32(r)
 }
 
 // mlx_get_default_device calls C's int mlx_get_default_device(mlx_device*).
 func mlx_get_default_device(dev *uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_get_default_device, uintptr(unsafe.Pointer(dev)))
+	r := ccall(sym.mlx_get_default_device, uintptr(unsafe.Pointer(dev)))
 	runtime.KeepAlive(dev)
 	return int32(r)
 }
 
 // mlx_set_default_device calls C's int mlx_set_default_device(mlx_device).
 func mlx_set_default_device(dev uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_set_default_device, dev)
+	r := ccall(sym.mlx_set_default_device, dev)
 	return int32(r)
 }
 
 // mlx_device_get_type calls C's int mlx_device_get_type(mlx_device_type*, mlx_device).
 func mlx_device_get_type(type_ *int32, dev uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_device_get_type, uintptr(unsafe.Pointer(type_)), dev)
+	r := ccall(sym.mlx_device_get_type, uintptr(unsafe.Pointer(type_)), dev)
 	runtime.KeepAlive(type_)
 	return int32(r)
 }
 
 // mlx_device_get_index calls C's int mlx_device_get_index(int*, mlx_device).
 func mlx_device_get_index(index *int32, dev uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_device_get_index, uintptr(unsafe.Pointer(index)), dev)
+	r := ccall(sym.mlx_device_get_index, uintptr(unsafe.Pointer(index)), dev)
 	runtime.KeepAlive(index)
 	return int32(r)
 }
@@ -728,7 +728,7 @@ func mlx_device_is_available(avail *bool, dev uintptr) int32 {
 	if sym.mlx_device_is_available == 0 {
 		return missingSymbol("mlx_device_is_available")
 	}
-	r, _, _ := purego.SyscallN(sym.mlx_device_is_available, uintptr(unsafe.Pointer(avail)), dev)
+	r := ccall(sym.mlx_device_is_available, uintptr(unsafe.Pointer(avail)), dev)
 	runtime.KeepAlive(avail)
 	return int32(r)
 }
@@ -738,51 +738,51 @@ func mlx_device_count(count *int32, type_ int32) int32 {
 	if sym.mlx_device_count == 0 {
 		return missingSymbol("mlx_device_count")
 	}
-	r, _, _ := purego.SyscallN(sym.mlx_device_count, uintptr(unsafe.Pointer(count)), uintptr(type_))
+	r := ccall(sym.mlx_device_count, uintptr(unsafe.Pointer(count)), uintptr(type_))
 	runtime.KeepAlive(count)
 	return int32(r)
 }
 
 // mlx_stream_new_device calls C's mlx_stream mlx_stream_new_device(mlx_device).
 func mlx_stream_new_device(dev uintptr) uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_stream_new_device, dev)
+	r := ccall(sym.mlx_stream_new_device, dev)
 	return r
 }
 
 // mlx_stream_free calls C's int mlx_stream_free(mlx_stream).
 func mlx_stream_free(stream uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_stream_free, stream)
+	r := ccall(sym.mlx_stream_free, stream)
 	return int32(r)
 }
 
 // mlx_stream_get_device calls C's int mlx_stream_get_device(mlx_device*, mlx_stream).
 func mlx_stream_get_device(dev *uintptr, stream uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_stream_get_device, uintptr(unsafe.Pointer(dev)), stream)
+	r := ccall(sym.mlx_stream_get_device, uintptr(unsafe.Pointer(dev)), stream)
 	runtime.KeepAlive(dev)
 	return int32(r)
 }
 
 // mlx_synchronize calls C's int mlx_synchronize(mlx_stream).
 func mlx_synchronize(stream uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_synchronize, stream)
+	r := ccall(sym.mlx_synchronize, stream)
 	return int32(r)
 }
 
 // mlx_default_cpu_stream_new calls C's mlx_stream mlx_default_cpu_stream_new().
 func mlx_default_cpu_stream_new() uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_default_cpu_stream_new)
+	r := ccall(sym.mlx_default_cpu_stream_new)
 	return r
 }
 
 // mlx_default_gpu_stream_new calls C's mlx_stream mlx_default_gpu_stream_new().
 func mlx_default_gpu_stream_new() uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_default_gpu_stream_new)
+	r := ccall(sym.mlx_default_gpu_stream_new)
 	return r
 }
 
 // mlx_metal_is_available calls C's int mlx_metal_is_available(bool*).
 func mlx_metal_is_available(res *bool) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_metal_is_available, uintptr(unsafe.Pointer(res)))
+	r := ccall(sym.mlx_metal_is_available, uintptr(unsafe.Pointer(res)))
 	runtime.KeepAlive(res)
 	return int32(r)
 }
@@ -792,87 +792,87 @@ func mlx_cuda_is_available(res *bool) int32 {
 	if sym.mlx_cuda_is_available == 0 {
 		return missingSymbol("mlx_cuda_is_available")
 	}
-	r, _, _ := purego.SyscallN(sym.mlx_cuda_is_available, uintptr(unsafe.Pointer(res)))
+	r := ccall(sym.mlx_cuda_is_available, uintptr(unsafe.Pointer(res)))
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_eval calls C's int mlx_eval(mlx_vector_array).
 func mlx_eval(outputs uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_eval, outputs)
+	r := ccall(sym.mlx_eval, outputs)
 	return int32(r)
 }
 
 // mlx_async_eval calls C's int mlx_async_eval(mlx_vector_array).
 func mlx_async_eval(outputs uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_async_eval, outputs)
+	r := ccall(sym.mlx_async_eval, outputs)
 	return int32(r)
 }
 
 // mlx_clear_cache calls C's int mlx_clear_cache().
 func mlx_clear_cache() int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_clear_cache)
+	r := ccall(sym.mlx_clear_cache)
 	return int32(r)
 }
 
 // mlx_get_active_memory calls C's int mlx_get_active_memory(size_t*).
 func mlx_get_active_memory(res *uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_get_active_memory, uintptr(unsafe.Pointer(res)))
+	r := ccall(sym.mlx_get_active_memory, uintptr(unsafe.Pointer(res)))
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_get_cache_memory calls C's int mlx_get_cache_memory(size_t*).
 func mlx_get_cache_memory(res *uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_get_cache_memory, uintptr(unsafe.Pointer(res)))
+	r := ccall(sym.mlx_get_cache_memory, uintptr(unsafe.Pointer(res)))
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_get_memory_limit calls C's int mlx_get_memory_limit(size_t*).
 func mlx_get_memory_limit(res *uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_get_memory_limit, uintptr(unsafe.Pointer(res)))
+	r := ccall(sym.mlx_get_memory_limit, uintptr(unsafe.Pointer(res)))
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_get_peak_memory calls C's int mlx_get_peak_memory(size_t*).
 func mlx_get_peak_memory(res *uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_get_peak_memory, uintptr(unsafe.Pointer(res)))
+	r := ccall(sym.mlx_get_peak_memory, uintptr(unsafe.Pointer(res)))
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_reset_peak_memory calls C's int mlx_reset_peak_memory().
 func mlx_reset_peak_memory() int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_reset_peak_memory)
+	r := ccall(sym.mlx_reset_peak_memory)
 	return int32(r)
 }
 
 // mlx_set_cache_limit calls C's int mlx_set_cache_limit(size_t*, size_t).
 func mlx_set_cache_limit(res *uintptr, limit uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_set_cache_limit, uintptr(unsafe.Pointer(res)), limit)
+	r := ccall(sym.mlx_set_cache_limit, uintptr(unsafe.Pointer(res)), limit)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_set_memory_limit calls C's int mlx_set_memory_limit(size_t*, size_t).
 func mlx_set_memory_limit(res *uintptr, limit uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_set_memory_limit, uintptr(unsafe.Pointer(res)), limit)
+	r := ccall(sym.mlx_set_memory_limit, uintptr(unsafe.Pointer(res)), limit)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_set_wired_limit calls C's int mlx_set_wired_limit(size_t*, size_t).
 func mlx_set_wired_limit(res *uintptr, limit uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_set_wired_limit, uintptr(unsafe.Pointer(res)), limit)
+	r := ccall(sym.mlx_set_wired_limit, uintptr(unsafe.Pointer(res)), limit)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_slice calls C's int mlx_slice(mlx_array*, mlx_array, const int*, size_t, const int*, size_t, const int*, size_t, mlx_stream).
 func mlx_slice(res *uintptr, a uintptr, start []int32, stop []int32, strides []int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_slice, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(start))), uintptr(len(start)), uintptr(unsafe.Pointer(unsafe.SliceData(stop))), uintptr(len(stop)), uintptr(unsafe.Pointer(unsafe.SliceData(strides))), uintptr(len(strides)), s)
+	r := ccall(sym.mlx_slice, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(start))), uintptr(len(start)), uintptr(unsafe.Pointer(unsafe.SliceData(stop))), uintptr(len(stop)), uintptr(unsafe.Pointer(unsafe.SliceData(strides))), uintptr(len(strides)), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(start)
 	runtime.KeepAlive(stop)
@@ -882,14 +882,14 @@ func mlx_slice(res *uintptr, a uintptr, start []int32, stop []int32, strides []i
 
 // mlx_split calls C's int mlx_split(mlx_vector_array*, mlx_array, int, int, mlx_stream).
 func mlx_split(res *uintptr, a uintptr, num_splits int32, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_split, uintptr(unsafe.Pointer(res)), a, uintptr(num_splits), uintptr(axis), s)
+	r := ccall(sym.mlx_split, uintptr(unsafe.Pointer(res)), a, uintptr(num_splits), uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_split_sections calls C's int mlx_split_sections(mlx_vector_array*, mlx_array, const int*, size_t, int, mlx_stream).
 func mlx_split_sections(res *uintptr, a uintptr, indices []int32, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_split_sections, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(indices))), uintptr(len(indices)), uintptr(axis), s)
+	r := ccall(sym.mlx_split_sections, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(indices))), uintptr(len(indices)), uintptr(axis), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(indices)
 	return int32(r)
@@ -897,21 +897,21 @@ func mlx_split_sections(res *uintptr, a uintptr, indices []int32, axis int32, s 
 
 // mlx_concatenate_axis calls C's int mlx_concatenate_axis(mlx_array*, mlx_vector_array, int, mlx_stream).
 func mlx_concatenate_axis(res *uintptr, arrays uintptr, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_concatenate_axis, uintptr(unsafe.Pointer(res)), arrays, uintptr(axis), s)
+	r := ccall(sym.mlx_concatenate_axis, uintptr(unsafe.Pointer(res)), arrays, uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_contiguous calls C's int mlx_contiguous(mlx_array*, mlx_array, bool, mlx_stream).
 func mlx_contiguous(res *uintptr, a uintptr, allow_col_major bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_contiguous, uintptr(unsafe.Pointer(res)), a, boolWord(allow_col_major), s)
+	r := ccall(sym.mlx_contiguous, uintptr(unsafe.Pointer(res)), a, boolWord(allow_col_major), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_reshape calls C's int mlx_reshape(mlx_array*, mlx_array, const int*, size_t, mlx_stream).
 func mlx_reshape(res *uintptr, a uintptr, shape []int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_reshape, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), s)
+	r := ccall(sym.mlx_reshape, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -919,7 +919,7 @@ func mlx_reshape(res *uintptr, a uintptr, shape []int32, s uintptr) int32 {
 
 // mlx_transpose_axes calls C's int mlx_transpose_axes(mlx_array*, mlx_array, const int*, size_t, mlx_stream).
 func mlx_transpose_axes(res *uintptr, a uintptr, axes []int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_transpose_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), s)
+	r := ccall(sym.mlx_transpose_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -927,42 +927,42 @@ func mlx_transpose_axes(res *uintptr, a uintptr, axes []int32, s uintptr) int32 
 
 // mlx_astype calls C's int mlx_astype(mlx_array*, mlx_array, mlx_dtype, mlx_stream).
 func mlx_astype(res *uintptr, a uintptr, dtype int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_astype, uintptr(unsafe.Pointer(res)), a, uintptr(dtype), s)
+	r := ccall(sym.mlx_astype, uintptr(unsafe.Pointer(res)), a, uintptr(dtype), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_view calls C's int mlx_view(mlx_array*, mlx_array, mlx_dtype, mlx_stream).
 func mlx_view(res *uintptr, a uintptr, dtype int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_view, uintptr(unsafe.Pointer(res)), a, uintptr(dtype), s)
+	r := ccall(sym.mlx_view, uintptr(unsafe.Pointer(res)), a, uintptr(dtype), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_matmul calls C's int mlx_matmul(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_matmul(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_matmul, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_matmul, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_add calls C's int mlx_add(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_add(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_add, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_add, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_multiply calls C's int mlx_multiply(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_multiply(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_multiply, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_multiply, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_sum_axes calls C's int mlx_sum_axes(mlx_array*, mlx_array, const int*, size_t, bool, mlx_stream).
 func mlx_sum_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_sum_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
+	r := ccall(sym.mlx_sum_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -971,7 +971,7 @@ func mlx_sum_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintpt
 // mlx_quantize calls C's int mlx_quantize(mlx_vector_array*, mlx_array, mlx_optional_int, mlx_optional_int, const char*, mlx_array, mlx_stream).
 func mlx_quantize(res *uintptr, w uintptr, group_size uint64, bits uint64, mode string, global_scale uintptr, s uintptr) int32 {
 	modeC := cString(mode)
-	r, _, _ := purego.SyscallN(sym.mlx_quantize, uintptr(unsafe.Pointer(res)), w, uintptr(group_size), uintptr(bits), uintptr(unsafe.Pointer(unsafe.SliceData(modeC))), global_scale, s)
+	r := ccall(sym.mlx_quantize, uintptr(unsafe.Pointer(res)), w, uintptr(group_size), uintptr(bits), uintptr(unsafe.Pointer(unsafe.SliceData(modeC))), global_scale, s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(modeC)
 	return int32(r)
@@ -980,7 +980,7 @@ func mlx_quantize(res *uintptr, w uintptr, group_size uint64, bits uint64, mode 
 // mlx_dequantize calls C's int mlx_dequantize(mlx_array*, mlx_array, mlx_array, mlx_array, mlx_optional_int, mlx_optional_int, const char*, mlx_array, mlx_optional_dtype, mlx_stream).
 func mlx_dequantize(res *uintptr, w uintptr, scales uintptr, biases uintptr, group_size uint64, bits uint64, mode string, global_scale uintptr, dtype uint64, s uintptr) int32 {
 	modeC := cString(mode)
-	r, _, _ := purego.SyscallN(sym.mlx_dequantize, uintptr(unsafe.Pointer(res)), w, scales, biases, uintptr(group_size), uintptr(bits), uintptr(unsafe.Pointer(unsafe.SliceData(modeC))), global_scale, uintptr(dtype), s)
+	r := ccall(sym.mlx_dequantize, uintptr(unsafe.Pointer(res)), w, scales, biases, uintptr(group_size), uintptr(bits), uintptr(unsafe.Pointer(unsafe.SliceData(modeC))), global_scale, uintptr(dtype), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(modeC)
 	return int32(r)
@@ -989,7 +989,7 @@ func mlx_dequantize(res *uintptr, w uintptr, scales uintptr, biases uintptr, gro
 // mlx_quantized_matmul calls C's int mlx_quantized_matmul(mlx_array*, mlx_array, mlx_array, mlx_array, mlx_array, bool, mlx_optional_int, mlx_optional_int, const char*, mlx_stream).
 func mlx_quantized_matmul(res *uintptr, x uintptr, w uintptr, scales uintptr, biases uintptr, transpose bool, group_size uint64, bits uint64, mode string, s uintptr) int32 {
 	modeC := cString(mode)
-	r, _, _ := purego.SyscallN(sym.mlx_quantized_matmul, uintptr(unsafe.Pointer(res)), x, w, scales, biases, boolWord(transpose), uintptr(group_size), uintptr(bits), uintptr(unsafe.Pointer(unsafe.SliceData(modeC))), s)
+	r := ccall(sym.mlx_quantized_matmul, uintptr(unsafe.Pointer(res)), x, w, scales, biases, boolWord(transpose), uintptr(group_size), uintptr(bits), uintptr(unsafe.Pointer(unsafe.SliceData(modeC))), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(modeC)
 	return int32(r)
@@ -997,7 +997,7 @@ func mlx_quantized_matmul(res *uintptr, x uintptr, w uintptr, scales uintptr, bi
 
 // mlx_zeros calls C's int mlx_zeros(mlx_array*, const int*, size_t, mlx_dtype, mlx_stream).
 func mlx_zeros(res *uintptr, shape []int32, dtype int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_zeros, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), s)
+	r := ccall(sym.mlx_zeros, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -1005,238 +1005,238 @@ func mlx_zeros(res *uintptr, shape []int32, dtype int32, s uintptr) int32 {
 
 // mlx_take_axis calls C's int mlx_take_axis(mlx_array*, mlx_array, mlx_array, int, mlx_stream).
 func mlx_take_axis(res *uintptr, a uintptr, indices uintptr, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_take_axis, uintptr(unsafe.Pointer(res)), a, indices, uintptr(axis), s)
+	r := ccall(sym.mlx_take_axis, uintptr(unsafe.Pointer(res)), a, indices, uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_sigmoid calls C's int mlx_sigmoid(mlx_array*, mlx_array, mlx_stream).
 func mlx_sigmoid(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_sigmoid, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_sigmoid, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_exp calls C's int mlx_exp(mlx_array*, mlx_array, mlx_stream).
 func mlx_exp(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_exp, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_exp, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_log calls C's int mlx_log(mlx_array*, mlx_array, mlx_stream).
 func mlx_log(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_log, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_log, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_negative calls C's int mlx_negative(mlx_array*, mlx_array, mlx_stream).
 func mlx_negative(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_negative, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_negative, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_sqrt calls C's int mlx_sqrt(mlx_array*, mlx_array, mlx_stream).
 func mlx_sqrt(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_sqrt, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_sqrt, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_rsqrt calls C's int mlx_rsqrt(mlx_array*, mlx_array, mlx_stream).
 func mlx_rsqrt(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_rsqrt, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_rsqrt, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_square calls C's int mlx_square(mlx_array*, mlx_array, mlx_stream).
 func mlx_square(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_square, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_square, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_abs calls C's int mlx_abs(mlx_array*, mlx_array, mlx_stream).
 func mlx_abs(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_abs, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_abs, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_tanh calls C's int mlx_tanh(mlx_array*, mlx_array, mlx_stream).
 func mlx_tanh(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_tanh, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_tanh, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_sin calls C's int mlx_sin(mlx_array*, mlx_array, mlx_stream).
 func mlx_sin(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_sin, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_sin, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_cos calls C's int mlx_cos(mlx_array*, mlx_array, mlx_stream).
 func mlx_cos(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_cos, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_cos, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_erf calls C's int mlx_erf(mlx_array*, mlx_array, mlx_stream).
 func mlx_erf(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_erf, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_erf, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_logical_not calls C's int mlx_logical_not(mlx_array*, mlx_array, mlx_stream).
 func mlx_logical_not(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_logical_not, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_logical_not, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_floor calls C's int mlx_floor(mlx_array*, mlx_array, mlx_stream).
 func mlx_floor(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_floor, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_floor, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_ceil calls C's int mlx_ceil(mlx_array*, mlx_array, mlx_stream).
 func mlx_ceil(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_ceil, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_ceil, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_copy calls C's int mlx_copy(mlx_array*, mlx_array, mlx_stream).
 func mlx_copy(res *uintptr, a uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_copy, uintptr(unsafe.Pointer(res)), a, s)
+	r := ccall(sym.mlx_copy, uintptr(unsafe.Pointer(res)), a, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_subtract calls C's int mlx_subtract(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_subtract(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_subtract, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_subtract, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_divide calls C's int mlx_divide(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_divide(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_divide, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_divide, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_floor_divide calls C's int mlx_floor_divide(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_floor_divide(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_floor_divide, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_floor_divide, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_power calls C's int mlx_power(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_power(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_power, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_power, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_maximum calls C's int mlx_maximum(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_maximum(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_maximum, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_maximum, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_minimum calls C's int mlx_minimum(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_minimum(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_minimum, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_minimum, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_remainder calls C's int mlx_remainder(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_remainder(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_remainder, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_remainder, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_equal calls C's int mlx_equal(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_equal(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_equal, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_equal, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_not_equal calls C's int mlx_not_equal(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_not_equal(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_not_equal, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_not_equal, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_greater calls C's int mlx_greater(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_greater(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_greater, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_greater, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_greater_equal calls C's int mlx_greater_equal(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_greater_equal(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_greater_equal, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_greater_equal, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_less calls C's int mlx_less(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_less(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_less, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_less, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_less_equal calls C's int mlx_less_equal(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_less_equal(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_less_equal, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_less_equal, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_logical_and calls C's int mlx_logical_and(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_logical_and(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_logical_and, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_logical_and, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_logical_or calls C's int mlx_logical_or(mlx_array*, mlx_array, mlx_array, mlx_stream).
 func mlx_logical_or(res *uintptr, a uintptr, b uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_logical_or, uintptr(unsafe.Pointer(res)), a, b, s)
+	r := ccall(sym.mlx_logical_or, uintptr(unsafe.Pointer(res)), a, b, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_where calls C's int mlx_where(mlx_array*, mlx_array, mlx_array, mlx_array, mlx_stream).
 func mlx_where(res *uintptr, condition uintptr, x uintptr, y uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_where, uintptr(unsafe.Pointer(res)), condition, x, y, s)
+	r := ccall(sym.mlx_where, uintptr(unsafe.Pointer(res)), condition, x, y, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_clip calls C's int mlx_clip(mlx_array*, mlx_array, mlx_array, mlx_array, mlx_stream).
 func mlx_clip(res *uintptr, a uintptr, a_min uintptr, a_max uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_clip, uintptr(unsafe.Pointer(res)), a, a_min, a_max, s)
+	r := ccall(sym.mlx_clip, uintptr(unsafe.Pointer(res)), a, a_min, a_max, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
@@ -1250,7 +1250,7 @@ func mlx_addmm(res *uintptr, c uintptr, a uintptr, b uintptr, alpha float32, bet
 
 // mlx_mean_axes calls C's int mlx_mean_axes(mlx_array*, mlx_array, const int*, size_t, bool, mlx_stream).
 func mlx_mean_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_mean_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
+	r := ccall(sym.mlx_mean_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -1258,7 +1258,7 @@ func mlx_mean_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintp
 
 // mlx_max_axes calls C's int mlx_max_axes(mlx_array*, mlx_array, const int*, size_t, bool, mlx_stream).
 func mlx_max_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_max_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
+	r := ccall(sym.mlx_max_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -1266,7 +1266,7 @@ func mlx_max_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintpt
 
 // mlx_min_axes calls C's int mlx_min_axes(mlx_array*, mlx_array, const int*, size_t, bool, mlx_stream).
 func mlx_min_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_min_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
+	r := ccall(sym.mlx_min_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -1274,7 +1274,7 @@ func mlx_min_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintpt
 
 // mlx_logsumexp_axes calls C's int mlx_logsumexp_axes(mlx_array*, mlx_array, const int*, size_t, bool, mlx_stream).
 func mlx_logsumexp_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_logsumexp_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
+	r := ccall(sym.mlx_logsumexp_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(keepdims), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -1282,7 +1282,7 @@ func mlx_logsumexp_axes(res *uintptr, a uintptr, axes []int32, keepdims bool, s 
 
 // mlx_softmax_axes calls C's int mlx_softmax_axes(mlx_array*, mlx_array, const int*, size_t, bool, mlx_stream).
 func mlx_softmax_axes(res *uintptr, a uintptr, axes []int32, precise bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_softmax_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(precise), s)
+	r := ccall(sym.mlx_softmax_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), boolWord(precise), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -1290,70 +1290,70 @@ func mlx_softmax_axes(res *uintptr, a uintptr, axes []int32, precise bool, s uin
 
 // mlx_argmax_axis calls C's int mlx_argmax_axis(mlx_array*, mlx_array, int, bool, mlx_stream).
 func mlx_argmax_axis(res *uintptr, a uintptr, axis int32, keepdims bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_argmax_axis, uintptr(unsafe.Pointer(res)), a, uintptr(axis), boolWord(keepdims), s)
+	r := ccall(sym.mlx_argmax_axis, uintptr(unsafe.Pointer(res)), a, uintptr(axis), boolWord(keepdims), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_argmin_axis calls C's int mlx_argmin_axis(mlx_array*, mlx_array, int, bool, mlx_stream).
 func mlx_argmin_axis(res *uintptr, a uintptr, axis int32, keepdims bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_argmin_axis, uintptr(unsafe.Pointer(res)), a, uintptr(axis), boolWord(keepdims), s)
+	r := ccall(sym.mlx_argmin_axis, uintptr(unsafe.Pointer(res)), a, uintptr(axis), boolWord(keepdims), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_cumsum calls C's int mlx_cumsum(mlx_array*, mlx_array, int, bool, bool, mlx_stream).
 func mlx_cumsum(res *uintptr, a uintptr, axis int32, reverse bool, inclusive bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_cumsum, uintptr(unsafe.Pointer(res)), a, uintptr(axis), boolWord(reverse), boolWord(inclusive), s)
+	r := ccall(sym.mlx_cumsum, uintptr(unsafe.Pointer(res)), a, uintptr(axis), boolWord(reverse), boolWord(inclusive), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_argpartition_axis calls C's int mlx_argpartition_axis(mlx_array*, mlx_array, int, int, mlx_stream).
 func mlx_argpartition_axis(res *uintptr, a uintptr, kth int32, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_argpartition_axis, uintptr(unsafe.Pointer(res)), a, uintptr(kth), uintptr(axis), s)
+	r := ccall(sym.mlx_argpartition_axis, uintptr(unsafe.Pointer(res)), a, uintptr(kth), uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_argsort_axis calls C's int mlx_argsort_axis(mlx_array*, mlx_array, int, mlx_stream).
 func mlx_argsort_axis(res *uintptr, a uintptr, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_argsort_axis, uintptr(unsafe.Pointer(res)), a, uintptr(axis), s)
+	r := ccall(sym.mlx_argsort_axis, uintptr(unsafe.Pointer(res)), a, uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_sort_axis calls C's int mlx_sort_axis(mlx_array*, mlx_array, int, mlx_stream).
 func mlx_sort_axis(res *uintptr, a uintptr, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_sort_axis, uintptr(unsafe.Pointer(res)), a, uintptr(axis), s)
+	r := ccall(sym.mlx_sort_axis, uintptr(unsafe.Pointer(res)), a, uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_topk_axis calls C's int mlx_topk_axis(mlx_array*, mlx_array, int, int, mlx_stream).
 func mlx_topk_axis(res *uintptr, a uintptr, k int32, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_topk_axis, uintptr(unsafe.Pointer(res)), a, uintptr(k), uintptr(axis), s)
+	r := ccall(sym.mlx_topk_axis, uintptr(unsafe.Pointer(res)), a, uintptr(k), uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_take_along_axis calls C's int mlx_take_along_axis(mlx_array*, mlx_array, mlx_array, int, mlx_stream).
 func mlx_take_along_axis(res *uintptr, a uintptr, indices uintptr, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_take_along_axis, uintptr(unsafe.Pointer(res)), a, indices, uintptr(axis), s)
+	r := ccall(sym.mlx_take_along_axis, uintptr(unsafe.Pointer(res)), a, indices, uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_put_along_axis calls C's int mlx_put_along_axis(mlx_array*, mlx_array, mlx_array, mlx_array, int, mlx_stream).
 func mlx_put_along_axis(res *uintptr, a uintptr, indices uintptr, values uintptr, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_put_along_axis, uintptr(unsafe.Pointer(res)), a, indices, values, uintptr(axis), s)
+	r := ccall(sym.mlx_put_along_axis, uintptr(unsafe.Pointer(res)), a, indices, values, uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_slice_update calls C's int mlx_slice_update(mlx_array*, mlx_array, mlx_array, const int*, size_t, const int*, size_t, const int*, size_t, mlx_stream).
 func mlx_slice_update(res *uintptr, src uintptr, update uintptr, start []int32, stop []int32, strides []int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_slice_update, uintptr(unsafe.Pointer(res)), src, update, uintptr(unsafe.Pointer(unsafe.SliceData(start))), uintptr(len(start)), uintptr(unsafe.Pointer(unsafe.SliceData(stop))), uintptr(len(stop)), uintptr(unsafe.Pointer(unsafe.SliceData(strides))), uintptr(len(strides)), s)
+	r := ccall(sym.mlx_slice_update, uintptr(unsafe.Pointer(res)), src, update, uintptr(unsafe.Pointer(unsafe.SliceData(start))), uintptr(len(start)), uintptr(unsafe.Pointer(unsafe.SliceData(stop))), uintptr(len(stop)), uintptr(unsafe.Pointer(unsafe.SliceData(strides))), uintptr(len(strides)), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(start)
 	runtime.KeepAlive(stop)
@@ -1363,7 +1363,7 @@ func mlx_slice_update(res *uintptr, src uintptr, update uintptr, start []int32, 
 
 // mlx_expand_dims_axes calls C's int mlx_expand_dims_axes(mlx_array*, mlx_array, const int*, size_t, mlx_stream).
 func mlx_expand_dims_axes(res *uintptr, a uintptr, axes []int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_expand_dims_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), s)
+	r := ccall(sym.mlx_expand_dims_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -1371,7 +1371,7 @@ func mlx_expand_dims_axes(res *uintptr, a uintptr, axes []int32, s uintptr) int3
 
 // mlx_squeeze_axes calls C's int mlx_squeeze_axes(mlx_array*, mlx_array, const int*, size_t, mlx_stream).
 func mlx_squeeze_axes(res *uintptr, a uintptr, axes []int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_squeeze_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), s)
+	r := ccall(sym.mlx_squeeze_axes, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(axes))), uintptr(len(axes)), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(axes)
 	return int32(r)
@@ -1379,7 +1379,7 @@ func mlx_squeeze_axes(res *uintptr, a uintptr, axes []int32, s uintptr) int32 {
 
 // mlx_broadcast_to calls C's int mlx_broadcast_to(mlx_array*, mlx_array, const int*, size_t, mlx_stream).
 func mlx_broadcast_to(res *uintptr, a uintptr, shape []int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_broadcast_to, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), s)
+	r := ccall(sym.mlx_broadcast_to, uintptr(unsafe.Pointer(res)), a, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -1387,21 +1387,21 @@ func mlx_broadcast_to(res *uintptr, a uintptr, shape []int32, s uintptr) int32 {
 
 // mlx_swapaxes calls C's int mlx_swapaxes(mlx_array*, mlx_array, int, int, mlx_stream).
 func mlx_swapaxes(res *uintptr, a uintptr, axis1 int32, axis2 int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_swapaxes, uintptr(unsafe.Pointer(res)), a, uintptr(axis1), uintptr(axis2), s)
+	r := ccall(sym.mlx_swapaxes, uintptr(unsafe.Pointer(res)), a, uintptr(axis1), uintptr(axis2), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_stack_axis calls C's int mlx_stack_axis(mlx_array*, mlx_vector_array, int, mlx_stream).
 func mlx_stack_axis(res *uintptr, arrays uintptr, axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_stack_axis, uintptr(unsafe.Pointer(res)), arrays, uintptr(axis), s)
+	r := ccall(sym.mlx_stack_axis, uintptr(unsafe.Pointer(res)), arrays, uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_flatten calls C's int mlx_flatten(mlx_array*, mlx_array, int, int, mlx_stream).
 func mlx_flatten(res *uintptr, a uintptr, start_axis int32, end_axis int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_flatten, uintptr(unsafe.Pointer(res)), a, uintptr(start_axis), uintptr(end_axis), s)
+	r := ccall(sym.mlx_flatten, uintptr(unsafe.Pointer(res)), a, uintptr(start_axis), uintptr(end_axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
@@ -1415,7 +1415,7 @@ func mlx_arange(res *uintptr, start float64, stop float64, step float64, dtype i
 
 // mlx_full calls C's int mlx_full(mlx_array*, const int*, size_t, mlx_array, mlx_dtype, mlx_stream).
 func mlx_full(res *uintptr, shape []int32, vals uintptr, dtype int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_full, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), vals, uintptr(dtype), s)
+	r := ccall(sym.mlx_full, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), vals, uintptr(dtype), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -1423,7 +1423,7 @@ func mlx_full(res *uintptr, shape []int32, vals uintptr, dtype int32, s uintptr)
 
 // mlx_ones calls C's int mlx_ones(mlx_array*, const int*, size_t, mlx_dtype, mlx_stream).
 func mlx_ones(res *uintptr, shape []int32, dtype int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_ones, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), s)
+	r := ccall(sym.mlx_ones, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -1431,7 +1431,7 @@ func mlx_ones(res *uintptr, shape []int32, dtype int32, s uintptr) int32 {
 
 // mlx_gather_mm calls C's int mlx_gather_mm(mlx_array*, mlx_array, mlx_array, mlx_array, mlx_array, bool, mlx_stream).
 func mlx_gather_mm(res *uintptr, a uintptr, b uintptr, lhs_indices uintptr, rhs_indices uintptr, sorted_indices bool, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_gather_mm, uintptr(unsafe.Pointer(res)), a, b, lhs_indices, rhs_indices, boolWord(sorted_indices), s)
+	r := ccall(sym.mlx_gather_mm, uintptr(unsafe.Pointer(res)), a, b, lhs_indices, rhs_indices, boolWord(sorted_indices), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
@@ -1439,7 +1439,7 @@ func mlx_gather_mm(res *uintptr, a uintptr, b uintptr, lhs_indices uintptr, rhs_
 // mlx_gather_qmm calls C's int mlx_gather_qmm(mlx_array*, mlx_array, mlx_array, mlx_array, mlx_array, mlx_array, mlx_array, bool, mlx_optional_int, mlx_optional_int, const char*, bool, mlx_stream).
 func mlx_gather_qmm(res *uintptr, x uintptr, w uintptr, scales uintptr, biases uintptr, lhs_indices uintptr, rhs_indices uintptr, transpose bool, group_size uint64, bits uint64, mode string, sorted_indices bool, s uintptr) int32 {
 	modeC := cString(mode)
-	r, _, _ := purego.SyscallN(sym.mlx_gather_qmm, uintptr(unsafe.Pointer(res)), x, w, scales, biases, lhs_indices, rhs_indices, boolWord(transpose), uintptr(group_size), uintptr(bits), uintptr(unsafe.Pointer(unsafe.SliceData(modeC))), boolWord(sorted_indices), s)
+	r := ccall(sym.mlx_gather_qmm, uintptr(unsafe.Pointer(res)), x, w, scales, biases, lhs_indices, rhs_indices, boolWord(transpose), uintptr(group_size), uintptr(bits), uintptr(unsafe.Pointer(unsafe.SliceData(modeC))), boolWord(sorted_indices), s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(modeC)
 	return int32(r)
@@ -1477,34 +1477,34 @@ func mlx_fast_scaled_dot_product_attention(res *uintptr, queries uintptr, keys u
 
 // mlx_random_seed calls C's int mlx_random_seed(uint64_t).
 func mlx_random_seed(seed uint64) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_random_seed, uintptr(seed))
+	r := ccall(sym.mlx_random_seed, uintptr(seed))
 	return int32(r)
 }
 
 // mlx_random_key calls C's int mlx_random_key(mlx_array*, uint64_t).
 func mlx_random_key(res *uintptr, seed uint64) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_random_key, uintptr(unsafe.Pointer(res)), uintptr(seed))
+	r := ccall(sym.mlx_random_key, uintptr(unsafe.Pointer(res)), uintptr(seed))
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_random_split_num calls C's int mlx_random_split_num(mlx_array*, mlx_array, int, mlx_stream).
 func mlx_random_split_num(res *uintptr, key uintptr, num int32, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_random_split_num, uintptr(unsafe.Pointer(res)), key, uintptr(num), s)
+	r := ccall(sym.mlx_random_split_num, uintptr(unsafe.Pointer(res)), key, uintptr(num), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_random_categorical calls C's int mlx_random_categorical(mlx_array*, mlx_array, int, mlx_array, mlx_stream).
 func mlx_random_categorical(res *uintptr, logits uintptr, axis int32, key uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_random_categorical, uintptr(unsafe.Pointer(res)), logits, uintptr(axis), key, s)
+	r := ccall(sym.mlx_random_categorical, uintptr(unsafe.Pointer(res)), logits, uintptr(axis), key, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_random_uniform calls C's int mlx_random_uniform(mlx_array*, mlx_array, mlx_array, const int*, size_t, mlx_dtype, mlx_array, mlx_stream).
 func mlx_random_uniform(res *uintptr, low uintptr, high uintptr, shape []int32, dtype int32, key uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_random_uniform, uintptr(unsafe.Pointer(res)), low, high, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), key, s)
+	r := ccall(sym.mlx_random_uniform, uintptr(unsafe.Pointer(res)), low, high, uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), key, s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -1512,7 +1512,7 @@ func mlx_random_uniform(res *uintptr, low uintptr, high uintptr, shape []int32, 
 
 // mlx_random_gumbel calls C's int mlx_random_gumbel(mlx_array*, const int*, size_t, mlx_dtype, mlx_array, mlx_stream).
 func mlx_random_gumbel(res *uintptr, shape []int32, dtype int32, key uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_random_gumbel, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), key, s)
+	r := ccall(sym.mlx_random_gumbel, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), key, s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -1521,7 +1521,7 @@ func mlx_random_gumbel(res *uintptr, shape []int32, dtype int32, key uintptr, s 
 // mlx_load_safetensors calls C's int mlx_load_safetensors(mlx_map_string_to_array*, mlx_map_string_to_string*, const char*, mlx_stream).
 func mlx_load_safetensors(res_0 *uintptr, res_1 *uintptr, file string, s uintptr) int32 {
 	fileC := cString(file)
-	r, _, _ := purego.SyscallN(sym.mlx_load_safetensors, uintptr(unsafe.Pointer(res_0)), uintptr(unsafe.Pointer(res_1)), uintptr(unsafe.Pointer(unsafe.SliceData(fileC))), s)
+	r := ccall(sym.mlx_load_safetensors, uintptr(unsafe.Pointer(res_0)), uintptr(unsafe.Pointer(res_1)), uintptr(unsafe.Pointer(unsafe.SliceData(fileC))), s)
 	runtime.KeepAlive(res_0)
 	runtime.KeepAlive(res_1)
 	runtime.KeepAlive(fileC)
@@ -1531,14 +1531,14 @@ func mlx_load_safetensors(res_0 *uintptr, res_1 *uintptr, file string, s uintptr
 // mlx_save_safetensors calls C's int mlx_save_safetensors(const char*, mlx_map_string_to_array, mlx_map_string_to_string).
 func mlx_save_safetensors(file string, param uintptr, metadata uintptr) int32 {
 	fileC := cString(file)
-	r, _, _ := purego.SyscallN(sym.mlx_save_safetensors, uintptr(unsafe.Pointer(unsafe.SliceData(fileC))), param, metadata)
+	r := ccall(sym.mlx_save_safetensors, uintptr(unsafe.Pointer(unsafe.SliceData(fileC))), param, metadata)
 	runtime.KeepAlive(fileC)
 	return int32(r)
 }
 
 // mlx_distributed_group_new calls C's mlx_distributed_group mlx_distributed_group_new().
 func mlx_distributed_group_new() uintptr {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_group_new)
+	r := ccall(sym.mlx_distributed_group_new)
 	return r
 }
 
@@ -1547,14 +1547,14 @@ func mlx_distributed_group_free(group uintptr) int32 {
 	if sym.mlx_distributed_group_free == 0 {
 		return missingSymbol("mlx_distributed_group_free")
 	}
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_group_free, group)
+	r := ccall(sym.mlx_distributed_group_free, group)
 	return int32(r)
 }
 
 // mlx_distributed_init calls C's int mlx_distributed_init(mlx_distributed_group*, bool, const char*).
 func mlx_distributed_init(res *uintptr, strict bool, bk string) int32 {
 	bkC := cString(bk)
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_init, uintptr(unsafe.Pointer(res)), boolWord(strict), uintptr(unsafe.Pointer(unsafe.SliceData(bkC))))
+	r := ccall(sym.mlx_distributed_init, uintptr(unsafe.Pointer(res)), boolWord(strict), uintptr(unsafe.Pointer(unsafe.SliceData(bkC))))
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(bkC)
 	return int32(r)
@@ -1562,19 +1562,19 @@ func mlx_distributed_init(res *uintptr, strict bool, bk string) int32 {
 
 // mlx_distributed_group_rank calls C's int mlx_distributed_group_rank(mlx_distributed_group).
 func mlx_distributed_group_rank(group uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_group_rank, group)
+	r := ccall(sym.mlx_distributed_group_rank, group)
 	return int32(r)
 }
 
 // mlx_distributed_group_size calls C's int mlx_distributed_group_size(mlx_distributed_group).
 func mlx_distributed_group_size(group uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_group_size, group)
+	r := ccall(sym.mlx_distributed_group_size, group)
 	return int32(r)
 }
 
 // mlx_distributed_group_split calls C's int mlx_distributed_group_split(mlx_distributed_group*, mlx_distributed_group, int, int).
 func mlx_distributed_group_split(res *uintptr, group uintptr, color int32, key int32) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_group_split, uintptr(unsafe.Pointer(res)), group, uintptr(color), uintptr(key))
+	r := ccall(sym.mlx_distributed_group_split, uintptr(unsafe.Pointer(res)), group, uintptr(color), uintptr(key))
 	runtime.KeepAlive(res)
 	return int32(r)
 }
@@ -1582,56 +1582,56 @@ func mlx_distributed_group_split(res *uintptr, group uintptr, color int32, key i
 // mlx_distributed_is_available calls C's bool mlx_distributed_is_available(const char*).
 func mlx_distributed_is_available(bk string) bool {
 	bkC := cString(bk)
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_is_available, uintptr(unsafe.Pointer(unsafe.SliceData(bkC))))
+	r := ccall(sym.mlx_distributed_is_available, uintptr(unsafe.Pointer(unsafe.SliceData(bkC))))
 	runtime.KeepAlive(bkC)
 	return byte(r) != 0
 }
 
 // mlx_distributed_all_sum calls C's int mlx_distributed_all_sum(mlx_array*, mlx_array, mlx_distributed_group, mlx_stream).
 func mlx_distributed_all_sum(res *uintptr, x uintptr, group uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_all_sum, uintptr(unsafe.Pointer(res)), x, group, s)
+	r := ccall(sym.mlx_distributed_all_sum, uintptr(unsafe.Pointer(res)), x, group, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_distributed_all_gather calls C's int mlx_distributed_all_gather(mlx_array*, mlx_array, mlx_distributed_group, mlx_stream).
 func mlx_distributed_all_gather(res *uintptr, x uintptr, group uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_all_gather, uintptr(unsafe.Pointer(res)), x, group, s)
+	r := ccall(sym.mlx_distributed_all_gather, uintptr(unsafe.Pointer(res)), x, group, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_distributed_all_max calls C's int mlx_distributed_all_max(mlx_array*, mlx_array, mlx_distributed_group, mlx_stream).
 func mlx_distributed_all_max(res *uintptr, x uintptr, group uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_all_max, uintptr(unsafe.Pointer(res)), x, group, s)
+	r := ccall(sym.mlx_distributed_all_max, uintptr(unsafe.Pointer(res)), x, group, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_distributed_all_min calls C's int mlx_distributed_all_min(mlx_array*, mlx_array, mlx_distributed_group, mlx_stream).
 func mlx_distributed_all_min(res *uintptr, x uintptr, group uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_all_min, uintptr(unsafe.Pointer(res)), x, group, s)
+	r := ccall(sym.mlx_distributed_all_min, uintptr(unsafe.Pointer(res)), x, group, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_distributed_sum_scatter calls C's int mlx_distributed_sum_scatter(mlx_array*, mlx_array, mlx_distributed_group, mlx_stream).
 func mlx_distributed_sum_scatter(res *uintptr, x uintptr, group uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_sum_scatter, uintptr(unsafe.Pointer(res)), x, group, s)
+	r := ccall(sym.mlx_distributed_sum_scatter, uintptr(unsafe.Pointer(res)), x, group, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_distributed_send calls C's int mlx_distributed_send(mlx_array*, mlx_array, int, mlx_distributed_group, mlx_stream).
 func mlx_distributed_send(res *uintptr, x uintptr, dst int32, group uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_send, uintptr(unsafe.Pointer(res)), x, uintptr(dst), group, s)
+	r := ccall(sym.mlx_distributed_send, uintptr(unsafe.Pointer(res)), x, uintptr(dst), group, s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }
 
 // mlx_distributed_recv calls C's int mlx_distributed_recv(mlx_array*, const int*, size_t, mlx_dtype, int, mlx_distributed_group, mlx_stream).
 func mlx_distributed_recv(res *uintptr, shape []int32, dtype int32, src int32, group uintptr, s uintptr) int32 {
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_recv, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), uintptr(src), group, s)
+	r := ccall(sym.mlx_distributed_recv, uintptr(unsafe.Pointer(res)), uintptr(unsafe.Pointer(unsafe.SliceData(shape))), uintptr(len(shape)), uintptr(dtype), uintptr(src), group, s)
 	runtime.KeepAlive(res)
 	runtime.KeepAlive(shape)
 	return int32(r)
@@ -1643,7 +1643,7 @@ func mlx_distributed_init__v06(strict bool, bk string) uintptr {
 		panic("mlx: " + lib.path + " has no mlx_distributed_init")
 	}
 	bkC := cString(bk)
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_init, boolWord(strict), uintptr(unsafe.Pointer(unsafe.SliceData(bkC))))
+	r := ccall(sym.mlx_distributed_init, boolWord(strict), uintptr(unsafe.Pointer(unsafe.SliceData(bkC))))
 	runtime.KeepAlive(bkC)
 	return r
 }
@@ -1653,6 +1653,6 @@ func mlx_distributed_group_split__v06(group uintptr, color int32, key int32) uin
 	if sym.mlx_distributed_group_split == 0 {
 		panic("mlx: " + lib.path + " has no mlx_distributed_group_split")
 	}
-	r, _, _ := purego.SyscallN(sym.mlx_distributed_group_split, group, uintptr(color), uintptr(key))
+	r := ccall(sym.mlx_distributed_group_split, group, uintptr(color), uintptr(key))
 	return r
 }

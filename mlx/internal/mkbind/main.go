@@ -7,7 +7,8 @@
 // integers as words, slices as pointer + length, strings as NUL-terminated
 // copies, mlx_optional_* as their packed 8-byte form, and keeps every Go
 // pointer alive across the call. Functions whose arguments are all integer
-// class go through purego.SyscallN (no reflection); those taking float or
+// class go through ccall (package mlx's own trampoline where it has one,
+// else purego.SyscallN; no reflection either way); those taking float or
 // double go through a function registered with purego.RegisterFunc, which
 // places floats in their registers. It also emits the symbol table and the
 // binder that fills it, reporting required symbols that are missing.
@@ -210,7 +211,7 @@ func lower(d decl) ([]arg, error) {
 }
 
 // result returns the Go result type ("" for void) and how to convert
-// SyscallN's first result to it.
+// ccall's result to it.
 func result(d decl) (goType, conv string, err error) {
 	t := d.Ret
 	switch {
@@ -353,11 +354,11 @@ func generate(src, headerName string) ([]byte, error) {
 			for _, a := range args {
 				words = append(words, a.words...)
 			}
-			lhs := "r, _, _ :="
+			lhs := "r :="
 			if rt == "" {
 				lhs = ""
 			}
-			p("\t%s purego.SyscallN(%s)\n", lhs, strings.Join(words, ", "))
+			p("\t%s ccall(%s)\n", lhs, strings.Join(words, ", "))
 			keepAlive(p, args)
 			if rt != "" {
 				p("\treturn %s\n", conv)
