@@ -75,7 +75,7 @@ func TestAFreeDuringACallWaitsForItToEnd(t *testing.T) {
 	require.NoError(t, err)
 	with, err := ActiveMemory()
 	require.NoError(t, err)
-	var during uint64
+	var during int64
 	require.NoError(t, Do(func() error {
 		freed := make(chan struct{})
 		go func() { a.Free(); close(freed) }()

@@ -7,8 +7,7 @@
 // integers as words, slices as pointer + length, strings as NUL-terminated
 // copies, mlx_optional_* as their packed 8-byte form, and keeps every Go
 // pointer alive across the call. Functions whose arguments are all integer
-// class go through ccall (package mlx's own trampoline where it has one,
-// else purego.SyscallN; no reflection either way); those taking float or
+// class go through ccall (purego.SyscallN, no reflection); those taking float or
 // double go through a function registered with purego.RegisterFunc, which
 // places floats in their registers. It also emits the symbol table and the
 // binder that fills it, reporting required symbols that are missing.

@@ -1,5 +1,3 @@
-//go:build !linux
-
 package mlx
 
 import "time"

@@ -1,5 +1,3 @@
-//go:build !(linux && amd64)
-
 package mlx
 
 import "github.com/ebitengine/purego"
