@@ -14,8 +14,13 @@ var mlxFree = []string{
 	"./examples/tbnet",
 	"./examples/inspect",
 	"./examples/mkcheckpoint",
+	"./examples/tokenize",
 	"./loader/shard",
 	"./safetensors",
+	"./memguard",
+	"./jaccl/cluster",
+	"./netcfg",
+	"./tokenizer",
 }
 
 func TestCommandsWithoutMLXDoNotLinkIt(t *testing.T) {
