@@ -30,6 +30,9 @@ type (
 	SectionPlan      = shard.SectionPlan
 	ShardError       = shard.ShardError
 	ShardErrors      = shard.ShardErrors
+	StreamLink       = shard.StreamLink
+	StreamPlan       = shard.StreamPlan
+	StreamPrediction = shard.StreamPrediction
 	ShardStamp       = shard.ShardStamp
 	Split            = shard.Split
 	Stage            = shard.Stage
@@ -121,3 +124,8 @@ func Reshard(ctx context.Context, src, dst string, o PlanOptions, progress func(
 
 // ParseStrategy is shard.ParseStrategy.
 func ParseStrategy(s string) (Strategy, error) { return shard.ParseStrategy(s) }
+
+// NewStreamPlan is shard.NewStreamPlan.
+func NewStreamPlan(p *Plan, sources []int, neighboursOnly bool, window int64) (*StreamPlan, error) {
+	return shard.NewStreamPlan(p, sources, neighboursOnly, window)
+}

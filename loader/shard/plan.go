@@ -129,10 +129,9 @@ type Plan struct {
 	// PeakSection is the section during which Peak is reached.
 	PeakSection string        `json:"peak_section"`
 	Sections    []SectionPlan `json:"sections"`
-	// Stream is set, to the load's *loader.StreamPlan, for a load where
-	// some ranks receive their shard over the group (loader.OpenStream); a
-	// source's Peak then counts its window.
-	Stream any `json:"stream,omitempty"`
+	// Stream is set for a load where some ranks receive their shard over
+	// the group (loader.OpenStream); a source's Peak then counts its window.
+	Stream *StreamPlan `json:"stream,omitempty"`
 }
 
 // PlanOptions is the part of loader.Options a plan depends on.
