@@ -134,9 +134,13 @@ func FromSlice[T Element](data []T, shape ...int) (*Array, error) {
 	return a, err
 }
 
-// Scalar returns a 0-dimensional array holding v.
+// Scalar returns a 0-dimensional array holding v, as Python's
+// mx.array(v) does.
 func Scalar[T Element](v T) (*Array, error) {
-	return FromSlice([]T{v}, []int{}...)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&v)), unsafe.Sizeof(v))
+	a, err := NewArrayBytes(b, []int{}, dtypeOf[T]())
+	runtime.KeepAlive(&v)
+	return a, err
 }
 
 // NewArrayBytes returns a new array holding a copy of data, the row-major

@@ -696,3 +696,19 @@ func TestDoRunsABurstOfCallsInOneTripAndOthersWait(t *testing.T) {
 	_, err = mlx.Version()
 	assert.NoError(t, err)
 }
+
+func TestAScalarIsZeroDimensionalAsInPython(t *testing.T) {
+	requireMLX(t)
+	s := ok(mlx.Scalar(float32(2.5)))(t)
+	defer s.Free()
+	assert.Len(t, s.Shape(), 0, "a scalar has no dimensions")
+	assert.Equal(t, mlx.Float32, s.Dtype())
+	assert.Equal(t, []float32{2.5}, floats(t, s))
+	// Added to a vector it broadcasts and leaves the vector's shape.
+	v := arr(t, []float32{1, 2})
+	defer v.Free()
+	sum := ok(mlx.Add(v, s))(t)
+	defer sum.Free()
+	assert.Equal(t, []int{2}, sum.Shape())
+	assert.Equal(t, []float32{3.5, 4.5}, floats(t, sum))
+}
