@@ -155,9 +155,7 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 	}
 
 	want, source := LaunchedSize()
-	// A launcher set the job up: a group of one would run the whole job on
-	// every rank without a word, so init is strict whatever opt says.
-	strict := (opt.Strict || EnvBackend() != "") && want != 1
+	strict := initStrict(opt.Strict, EnvBackend(), want)
 
 	type result struct {
 		g   *mlx.Group
@@ -244,6 +242,14 @@ func Init(ctx context.Context, opt Options) (*Group, error) {
 }
 
 // initTimeout resolves Options.InitTimeout against cluster.InitTimeoutEnv.
+// initStrict decides whether init may return a group of one: not when the
+// caller asked, nor when a launcher set the job up (launched is not empty),
+// where a group of one would run the whole job on every rank without a
+// word; always when the launcher set up exactly one rank (size 1).
+func initStrict(asked bool, launched Backend, size int) bool {
+	return (asked || launched != "") && size != 1
+}
+
 func initTimeout(opt time.Duration) (time.Duration, error) {
 	if opt != 0 {
 		return opt, nil

@@ -523,6 +523,25 @@ func TestInitIgnoresSIGPIPEUnlessAskedToKeepIt(t *testing.T) {
 	assert.Contains(t, out, "SIGPIPE ignored: before false, after false")
 }
 
+func TestInitIsStrictUnderALauncherUnlessItSetUpOneRank(t *testing.T) {
+	tests := []struct {
+		asked    bool
+		launched Backend
+		size     int
+		want     bool
+	}{
+		{false, "", 0, false},
+		{true, "", 0, true},
+		{false, Ring, 2, true},
+		{false, JACCL, 0, true},
+		{false, JACCL, 1, false},
+		{true, Ring, 1, false},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, initStrict(tt.asked, tt.launched, tt.size), "asked %t, launched %q, size %d", tt.asked, tt.launched, tt.size)
+	}
+}
+
 func TestResolveInitBackendNeverSwitchesBackEnds(t *testing.T) {
 	tests := []struct {
 		name                string
