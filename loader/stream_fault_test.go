@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,16 +30,41 @@ func leftAllocated(t *testing.T, out string) map[int]int64 {
 	return left
 }
 
-// ballastStreamCkpt is streamCkpt with an 8 MB tensor every rank keeps
-// whole in each layer: what a source sends a receiver after its first
-// layers then exceeds what the kernel's socket buffers take in, so the
-// source cannot finish while the receiver is not reading.
+// ballastStreamCkpt is streamCkpt with a tensor every rank keeps whole in
+// each layer: what a source sends a receiver after its first layers then
+// exceeds what the kernel's socket buffers can take in (a sender's and a
+// receiver's, which Linux grows up to tcp_wmem's and tcp_rmem's maximum),
+// so the source cannot finish while the receiver is not reading.
 func ballastStreamCkpt() *ckpt {
 	c := streamCkpt()
+	// Three layers after the first must outweigh both buffers.
+	rows := int((socketBuffers()*2/3 + 4095) / 4096)
 	for l := range 4 {
-		c.add("model.layers."+itoa(l)+".ballast.weight", safetensors.BF16, 2048, 2048)
+		c.add("model.layers."+itoa(l)+".ballast.weight", safetensors.BF16, 2048, int64(rows))
 	}
 	return c
+}
+
+// socketBuffers is the most a TCP connection's two ends may buffer: the
+// maxima of tcp_wmem and tcp_rmem where Linux says, else 8 MiB.
+func socketBuffers() int64 {
+	most := func(path string) int64 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0
+		}
+		f := strings.Fields(string(b))
+		if len(f) != 3 {
+			return 0
+		}
+		n, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			return 0
+		}
+		return n
+	}
+	n := most("/proc/sys/net/ipv4/tcp_wmem") + most("/proc/sys/net/ipv4/tcp_rmem")
+	return min(max(n, 8<<20), 256<<20)
 }
 
 func TestAReceiverThatDiesOrStallsEndsItsSourceWithTheRankAndSection(t *testing.T) {
