@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mlxdist/mlxdist/internal/units"
+	"github.com/mlxdist/mlxdist/jaccl"
 	"github.com/mlxdist/mlxdist/memguard"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
@@ -75,6 +76,17 @@ func (m ReadMode) String() string {
 		return "map"
 	}
 	return "auto"
+}
+
+// UsableMemory gathers from every rank of g what its guard still allows
+// (the limit less what it measures in use now), in rank order: the memory
+// a placement by memory (PlaceAuto, Place) shares out.
+func UsableMemory(ctx context.Context, g *jaccl.Group, guard *memguard.Guard) ([]int64, error) {
+	st, err := guard.Status()
+	if err != nil {
+		return nil, err
+	}
+	return jaccl.AllGatherSlice(ctx, g, []int64{guard.Limit() - st.Used})
 }
 
 // DefaultGuard is the memory guard of a rank: MLX's active memory against

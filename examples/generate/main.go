@@ -317,19 +317,9 @@ func generateOnce(ctx context.Context, m *model.Model, ids []int, opts model.Gen
 // placeRanks places the model on g's ranks by the memory each rank's guard
 // allows, gathered from every rank, for a context of n tokens.
 func placeRanks(ctx context.Context, o *options, g *jaccl.Group, guard *memguard.Guard, n int) (*loader.Placement, error) {
-	st, err := guard.Status()
+	mem, err := loader.UsableMemory(ctx, g, guard)
 	if err != nil {
 		return nil, err
-	}
-	mine := make([]float64, g.Size())
-	mine[g.Rank()] = float64(int64(guard.Limit()) - int64(st.Used))
-	all, err := jaccl.AllSumSlice(ctx, g, mine)
-	if err != nil {
-		return nil, err
-	}
-	mem := make([]int64, len(all))
-	for i, v := range all {
-		mem[i] = int64(v)
 	}
 	tp := 0
 	if o.pp > 0 {

@@ -125,19 +125,9 @@ func gbList(mem []int64) string {
 // placeRanks places the checkpoint on g's ranks by the memory each rank's
 // guard allows, gathered from every rank, before any weight is read.
 func placeRanks(ctx context.Context, o *options, g *jaccl.Group, guard *memguard.Guard) (*loader.Placement, error) {
-	st, err := guard.Status()
+	mem, err := loader.UsableMemory(ctx, g, guard)
 	if err != nil {
 		return nil, err
-	}
-	mine := make([]float64, g.Size())
-	mine[g.Rank()] = float64(int64(guard.Limit()) - int64(st.Used))
-	all, err := jaccl.AllSumSlice(ctx, g, mine)
-	if err != nil {
-		return nil, err
-	}
-	mem := make([]int64, len(all))
-	for i, v := range all {
-		mem[i] = int64(v)
 	}
 	d, err := safetensors.OpenDir(o.model)
 	if err != nil {
