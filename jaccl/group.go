@@ -34,10 +34,12 @@ var (
 var ErrClosed = errors.New("jaccl: use of a closed group")
 
 // DefaultTimeout bounds the evaluating helpers of a Group (Eval, Barrier,
-// AllSumSlice, ...) when Options.Timeout is zero. MLX notices a peer that
-// exits within milliseconds; the deadline is for a peer that stops answering
+// AllSumSlice, ...) and the work Watch guards when Options.Timeout is zero.
+// MLX usually notices a peer that exits within milliseconds and fails the
+// collective in flight; the deadline is for a peer that stops answering
 // without closing its sockets (a frozen or powered-off host), which TCP
-// alone would wait on forever.
+// alone would wait on forever, and for a collective MLX's ring back-end
+// starts after it noticed a lost peer, which it never completes.
 const DefaultTimeout = 60 * time.Second
 
 // Options tune Init.
@@ -533,11 +535,44 @@ func (g *Group) Eval(ctx context.Context, arrays ...*mlx.Array) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("jaccl: %w", context.Cause(ctx))
 	}
+	finish := g.watch(ctx, "collective")
+	err := mlx.Eval(arrays...)
+	if werr := finish(); werr != nil {
+		return werr
+	}
+	return g.explainEval(err)
+}
+
+// Watch guards MLX work that runs collectives on the group but is not one
+// Eval call — a decoding step built and read in several calls — with Eval's
+// watchdog: when the group's timeout passes, or ctx is done, before the
+// returned finish is called, the group is marked unusable and
+// Options.OnHang receives the error, as when Eval hangs. finish must be
+// called once the work has returned; it returns the watchdog's error when
+// the watchdog fired first, nil otherwise. A group that is already unusable
+// comes back as an error at once, with a finish that does nothing.
+//
+// MLX's ring back-end, once it has noticed a peer is gone, never completes a
+// collective started after that: Watch is what turns such work into an
+// error instead of a process that waits for ever.
+func (g *Group) Watch(ctx context.Context) (finish func() error, err error) {
+	if err := g.usable(); err != nil {
+		return func() error { return nil }, err
+	}
+	if err := ctx.Err(); err != nil {
+		return func() error { return nil }, fmt.Errorf("jaccl: %w", context.Cause(ctx))
+	}
+	return g.watch(ctx, "MLX work"), nil
+}
+
+// watch starts the watchdogs of one guarded call; what names the call in
+// the abandonment error.
+func (g *Group) watch(ctx context.Context, what string) (finish func() error) {
 	// Timers rather than a goroutine per call: the common case must cost
 	// what mlx.Eval costs (see BenchmarkGroupEvalOverhead). The state decides
-	// the race between a timer and the collective finishing: whichever moves
-	// it from running first wins, so a timer that fires just as the
-	// collective returns can neither break the group nor end the process.
+	// the race between a timer and the work finishing: whichever moves it
+	// from running first wins, so a timer that fires just as the work
+	// returns can neither break the group nor end the process.
 	const (
 		running = iota
 		finished
@@ -551,35 +586,41 @@ func (g *Group) Eval(ctx context.Context, arrays ...*mlx.Array) error {
 		g.broken.CompareAndSwap(nil, &err)
 		g.onHang(err)
 	}
+	var t *time.Timer
 	if g.timeout > 0 {
-		t := time.AfterFunc(g.timeout, func() {
+		t = time.AfterFunc(g.timeout, func() {
 			fire(&BackendError{Backend: g.backend, Kind: ErrCollectiveTimeout,
 				Cause: fmt.Errorf("rank %d of %d: no answer within %v", g.Rank(), g.Size(), g.timeout),
 				Fix:   "look at the other ranks' output and hosts for the one that stopped; this process cannot continue, since MLX is still waiting inside the collective"})
 		})
-		defer t.Stop()
 	}
+	stop := func() bool { return true }
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
-			fire(fmt.Errorf("jaccl: rank %d of %d: collective abandoned while MLX is still inside it: %w", g.Rank(), g.Size(), context.Cause(ctx)))
+		stop = context.AfterFunc(ctx, func() {
+			fire(fmt.Errorf("jaccl: rank %d of %d: %s abandoned while MLX is still inside it: %w", g.Rank(), g.Size(), what, context.Cause(ctx)))
 		})
-		defer stop()
 	}
-	err := mlx.Eval(arrays...)
-	if !state.CompareAndSwap(running, finished) {
+	return func() error {
+		won := state.CompareAndSwap(running, finished)
+		if won && testHookAfterEval != nil {
+			testHookAfterEval()
+		}
+		if t != nil {
+			t.Stop()
+		}
+		stop()
+		if won {
+			return nil
+		}
 		// A timer won: it records why the group broke a moment after.
 		for g.broken.Load() == nil {
 			runtime.Gosched()
 		}
 		return *g.broken.Load()
 	}
-	if testHookAfterEval != nil {
-		testHookAfterEval()
-	}
-	return g.explainEval(err)
 }
 
-// testHookAfterEval runs after a collective has returned and before its
+// testHookAfterEval runs after guarded work has returned and before its
 // watchdogs are stopped, where a test widens the window a late timer can
 // fire in.
 var testHookAfterEval func()

@@ -85,6 +85,40 @@ func groupRankMain(name string) int {
 		}
 		fmt.Println("all_sum finished although a peer died")
 		return 0
+	case "collective-after-lost-peer":
+		// Rank 1 leaves cleanly; rank 0's first collective fails, and its
+		// second, which MLX's ring back-end starts after it has noticed the
+		// lost peer, is guarded by Watch.
+		g, err := Init(ctx, Options{Backend: Ring, Strict: true, Timeout: 2 * time.Second, OnHang: func(err error) {
+			fmt.Println("on hang:", err)
+			os.Exit(3)
+		}})
+		if err != nil {
+			return fail(err)
+		}
+		if g.Rank() == 1 {
+			return 0
+		}
+		_, err = AllSumSlice(ctx, g, make([]float32, 1<<20))
+		fmt.Printf("first collective: %v\n", err)
+		finish, err := g.Watch(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		x, err := mlx.FromSlice([]float32{1, 2})
+		if err != nil {
+			return fail(err)
+		}
+		sum, err := g.AllSum(x)
+		if err != nil {
+			return fail(err)
+		}
+		err = mlx.AsyncEval(sum)
+		if err == nil {
+			_, err = mlx.ToSlice[float32](sum)
+		}
+		fmt.Printf("second collective returned: %v, watchdog: %v\n", err, finish())
+		return 0
 	case "hang-after-init":
 		// Rank 1 stops itself with its sockets open, as a frozen host
 		// would; the others' watchdog must end them.
@@ -460,6 +494,24 @@ func TestTheWatchdogEndsARankWhosePeerHangs(t *testing.T) {
 	assert.Less(t, elapsed, 30*time.Second)
 	assert.Contains(t, out, "[0] ring: rank 0 of 2: no answer within 2s")
 	assert.NotContains(t, out, "all_sum finished although a peer hung")
+}
+
+// TestWatchEndsWorkMLXNeverFinishesAfterAPeerIsLost pins down why Watch
+// exists: once MLX's ring back-end has failed a collective over a lost peer,
+// a collective started afterwards never completes, and only the watchdog
+// ends the rank.
+func TestWatchEndsWorkMLXNeverFinishesAfterAPeerIsLost(t *testing.T) {
+	start := time.Now()
+	out, err := launchRanks(t, "collective-after-lost-peer", 2)
+	elapsed := time.Since(start)
+
+	var re *cluster.RankError
+	require.ErrorAs(t, err, &re, out)
+	assert.Equal(t, 0, re.Rank, out)
+	assert.Less(t, elapsed, 30*time.Second)
+	assert.Regexp(t, `\[0\] first collective: .*connection to a peer was lost`, out)
+	assert.Contains(t, out, "[0] on hang: ring: rank 0 of 2: no answer within 2s", out)
+	assert.NotContains(t, out, "second collective returned", out)
 }
 
 // runInit runs the "init" rank program alone with the given environment on
