@@ -251,19 +251,22 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		}
 		n := min(prefill, len(prompt)-1)
 		chunk := prompt[:n]
-		err := mlx.Do(func() error {
-			logits, _, err := m.forwardLocked(chunk, cache, nil)
+		err := m.guarded(func() error {
+			err := mlx.Do(func() error {
+				logits, _, err := m.forwardLocked(chunk, cache, nil)
+				if err != nil {
+					return err
+				}
+				// Only the cache is wanted: the head never runs.
+				logits.Free()
+				return nil
+			})
 			if err != nil {
 				return err
 			}
-			// Only the cache is wanted: the head never runs.
-			logits.Free()
-			return nil
+			return mlx.Eval(cache.arrays()...)
 		})
 		if err != nil {
-			return err
-		}
-		if err := mlx.Eval(cache.arrays()...); err != nil {
 			return err
 		}
 		if err := mlx.ClearCache(); err != nil {
@@ -277,11 +280,16 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		return err
 	}
 	var next *step
+	// evalFailed is set when evaluating the current step failed: the next
+	// step reads its token, and a failed collective (a peer died) leaves
+	// MLX's ring back-end answering no later one, so waiting for the next
+	// step could block for ever.
+	evalFailed := false
 	defer func() {
 		// Wait for the step in flight before anything else may run a
 		// forward pass, then release it.
-		if next != nil {
-			if werr := mlx.Eval(next.arrays()...); werr != nil && err == nil {
+		if next != nil && !evalFailed {
+			if werr := m.guarded(func() error { return mlx.Eval(next.arrays()...) }); werr != nil && err == nil {
 				err = werr
 			}
 		}
@@ -297,7 +305,8 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 			}
 		}
 		if n == 0 {
-			if err := mlx.Eval(cur.token); err != nil {
+			if err := m.guarded(func() error { return mlx.Eval(cur.token) }); err != nil {
+				evalFailed = true
 				return err
 			}
 			first = time.Now()
@@ -313,6 +322,7 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		}
 		tok, err := g.read(cur)
 		if err != nil {
+			evalFailed = true
 			return err
 		}
 		if cur.halted {
@@ -377,30 +387,32 @@ func (g *Generation) step(in input, cache *Cache) (*step, error) {
 		}
 		feed = func(s *scope) *mlx.Array { return s.ids(in.ids) }
 	}
-	err := mlx.Do(func() error {
-		post := func(s *scope, logits *mlx.Array) []*mlx.Array {
-			sh := logits.Shape()
-			last := s.squeeze(s.slice(logits, []int{0, sh[1] - 1, 0}, []int{sh[0], sh[1], sh[2]}), 1)
-			lp := s.sub(last, s.logsumexp(last, true))
-			tok := s.sample(g.o.Sampling, lp)
-			st.token, st.logprobs = tok, s.squeeze(lp, 0)
-			if r != nil {
-				if r.sum == nil {
-					r.alone(s)
+	err := m.guarded(func() error {
+		return mlx.Do(func() error {
+			post := func(s *scope, logits *mlx.Array) []*mlx.Array {
+				sh := logits.Shape()
+				last := s.squeeze(s.slice(logits, []int{0, sh[1] - 1, 0}, []int{sh[0], sh[1], sh[2]}), 1)
+				lp := s.sub(last, s.logsumexp(last, true))
+				tok := s.sample(g.o.Sampling, lp)
+				st.token, st.logprobs = tok, s.squeeze(lp, 0)
+				if r != nil {
+					if r.sum == nil {
+						r.alone(s)
+					}
+					st.halt = r.sum
 				}
-				st.halt = r.sum
+				return st.arrays()
 			}
-			return st.arrays()
-		}
-		logits, _, err := m.run(func(s *scope) *mlx.Array {
-			s.rider = r
-			return feed(s)
-		}, cache, post)
-		if err != nil {
-			return err
-		}
-		logits.Free()
-		return mlx.AsyncEval(st.arrays()...)
+			logits, _, err := m.run(func(s *scope) *mlx.Array {
+				s.rider = r
+				return feed(s)
+			}, cache, post)
+			if err != nil {
+				return err
+			}
+			logits.Free()
+			return mlx.AsyncEval(st.arrays()...)
+		})
 	})
 	if err != nil {
 		st.free()
@@ -412,42 +424,67 @@ func (g *Generation) step(in input, cache *Cache) (*step, error) {
 // read evaluates a step's token (and log-probabilities) and returns it.
 func (g *Generation) read(st *step) (Token, error) {
 	var t Token
-	err := mlx.Do(func() error {
-		ids, err := mlx.ToSlice[uint32](st.token)
-		if err != nil {
-			return err
-		}
-		if len(ids) != 1 {
-			return fmt.Errorf("model: sampler returned %d tokens, want 1", len(ids))
-		}
-		t.ID = int(ids[0])
-		if st.halt != nil {
-			flag, err := mlx.ToSlice[int32](st.halt)
+	err := g.m.guarded(func() error {
+		return mlx.Do(func() error {
+			ids, err := mlx.ToSlice[uint32](st.token)
 			if err != nil {
 				return err
 			}
-			st.halted = flag[0] != 0
-		}
-		if g.o.Logprobs {
-			t.Logprobs, err = mlx.ToSlice[float32](st.logprobs)
+			if len(ids) != 1 {
+				return fmt.Errorf("model: sampler returned %d tokens, want 1", len(ids))
+			}
+			t.ID = int(ids[0])
+			if st.halt != nil {
+				flag, err := mlx.ToSlice[int32](st.halt)
+				if err != nil {
+					return err
+				}
+				st.halted = flag[0] != 0
+			}
+			if g.o.Logprobs {
+				t.Logprobs, err = mlx.ToSlice[float32](st.logprobs)
+				if err != nil {
+					return err
+				}
+				t.Logprob = t.Logprobs[t.ID]
+				return nil
+			}
+			s := &scope{}
+			defer s.release()
+			one := s.take(st.logprobs, s.i32(t.ID), 0)
+			if s.err != nil {
+				return s.err
+			}
+			v, err := mlx.ToSlice[float32](one)
 			if err != nil {
 				return err
 			}
-			t.Logprob = t.Logprobs[t.ID]
+			t.Logprob = v[0]
 			return nil
-		}
-		s := &scope{}
-		defer s.release()
-		one := s.take(st.logprobs, s.i32(t.ID), 0)
-		if s.err != nil {
-			return s.err
-		}
-		v, err := mlx.ToSlice[float32](one)
-		if err != nil {
-			return err
-		}
-		t.Logprob = v[0]
-		return nil
+		})
 	})
 	return t, err
+}
+
+// guarded runs f, MLX work whose collectives span the model's group, under
+// the group's watchdog (jaccl.Group.Watch): a step that does not finish
+// within the group's timeout marks the group unusable and goes to its hang
+// handler, which by default ends the process. A peer that has died does
+// not always fail the collective in flight: MLX's ring back-end never
+// completes one started after it noticed, and without the watchdog the
+// generation would wait for ever. Cancelling a generation is not a hang,
+// so only the timeout applies.
+func (m *Model) guarded(f func() error) error {
+	if m.group == nil || m.group.Size() < 2 {
+		return f()
+	}
+	finish, err := m.group.Watch(context.Background())
+	if err != nil {
+		return err
+	}
+	err = f()
+	if werr := finish(); werr != nil {
+		return werr
+	}
+	return err
 }
