@@ -42,7 +42,12 @@
 // a full queue, 503 once the group has failed or the server is shutting
 // down. A failed collective (a rank died) ends Run with the error after
 // answering 503 to every waiting request; the group cannot be used again
-// and the process should exit non-zero.
+// and the process should exit non-zero. A peer that dies does not always
+// fail the collective in flight (MLX's ring back-end never finishes one it
+// starts after noticing), so every decoding step runs under the group's
+// watchdog (jaccl.Group.Watch), and a server told to stop ends an answer
+// whose generation gives nothing within Options.StopWait with a 503 error
+// event rather than leaving its client to a dropped connection.
 //
 // A chat is rendered with the model's chat template (tokenizer's
 // ApplyChatTemplate); a model with none gets the turns as "role: content"

@@ -317,19 +317,32 @@ type answer struct {
 }
 
 // next returns the job's next event; false when the client has gone.
+// Once the server is stopping, a generation that gives nothing within
+// Options.StopWait ends the answer with a 503 error.
 func (a *answer) next() (event, bool) {
-	select {
-	case e := <-a.j.events:
-		return e, true
-	case <-a.s.done:
+	stopping := a.s.stopping
+	var stalled <-chan time.Time
+	for {
 		select {
 		case e := <-a.j.events:
 			return e, true
-		default:
-			return event{err: a.s.unavailableError(nil)}, true
+		case <-a.s.done:
+			select {
+			case e := <-a.j.events:
+				return e, true
+			default:
+				return event{err: a.s.unavailableError(nil)}, true
+			}
+		case <-a.r.Context().Done():
+			return event{}, false
+		case <-stopping:
+			stopping = nil
+			t := time.NewTimer(a.s.o.StopWait)
+			defer t.Stop()
+			stalled = t.C
+		case <-stalled:
+			return event{err: unavailable("the server is stopping and the model gave nothing within %v: its group may have lost a rank; retry on another server or later", a.s.o.StopWait)}, true
 		}
-	case <-a.r.Context().Done():
-		return event{}, false
 	}
 }
 

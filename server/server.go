@@ -22,6 +22,10 @@ const (
 	DefaultMaxBodyBytes = 4 << 20
 	DefaultMaxTokens    = 512
 	DefaultHeartbeat    = 5 * time.Second
+	// DefaultStopWait is under the launcher's grace between SIGTERM and
+	// SIGKILL (5 s by default), so a client hears why its answer ended
+	// before rank 0 is killed.
+	DefaultStopWait = time.Second
 	// DefaultMaxContext caps the context of a model whose config allows
 	// more: the KV cache of its whole max_position_embeddings would rarely
 	// fit.
@@ -47,6 +51,13 @@ type Options struct {
 	// Heartbeat is how often an idle rank 0 tells the other ranks it is
 	// alive; it must be shorter than the group's collective timeout.
 	Heartbeat time.Duration
+	// StopWait is how long, once Run's context is done, an answer in
+	// flight waits for its generation's next piece before it ends with a
+	// 503 error. The generation normally stops at its next token; a
+	// launcher stopping the job because a rank died can find MLX waiting
+	// for ever inside a collective, and the client would otherwise see its
+	// connection dropped. 0 means DefaultStopWait.
+	StopWait time.Duration
 	// Guard, when set, refuses at New a MaxContext whose KV cache and
 	// activations (model.PlanInference) would not fit. Requests run one at
 	// a time, so this one plan bounds the server's memory.
@@ -71,6 +82,9 @@ type Server struct {
 	closing  atomic.Bool
 	done     chan struct{}
 	doneOnce sync.Once
+	// stopping is closed when Run's context is done.
+	stopping chan struct{}
+	stopOnce sync.Once
 	failure  atomic.Pointer[error]
 	log      *slog.Logger
 }
@@ -99,6 +113,9 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = DefaultHeartbeat
 	}
+	if o.StopWait == 0 {
+		o.StopWait = DefaultStopWait
+	}
 	switch {
 	case o.MaxQueue < 0:
 		return nil, fmt.Errorf("server: max queue %d is negative", o.MaxQueue)
@@ -108,6 +125,8 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: default max tokens %d is negative", o.DefaultMaxTokens)
 	case o.Heartbeat < 0:
 		return nil, fmt.Errorf("server: heartbeat %v is negative", o.Heartbeat)
+	case o.StopWait < 0:
+		return nil, fmt.Errorf("server: stop wait %v is negative", o.StopWait)
 	case o.MaxContext < 0:
 		return nil, fmt.Errorf("server: max context %d is negative", o.MaxContext)
 	}
@@ -144,7 +163,8 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, o Options) (*Server, error) {
 	}
 	return &Server{
 		m: m, tok: tok, o: o, ls: &lockstep{g: m.Group()}, stopIDs: stop, maxCtx: maxCtx,
-		queue: make(chan *job, o.MaxQueue), created: time.Now().Unix(), done: make(chan struct{}), log: log,
+		queue: make(chan *job, o.MaxQueue), created: time.Now().Unix(), done: make(chan struct{}),
+		stopping: make(chan struct{}), log: log,
 	}, nil
 }
 
@@ -160,7 +180,8 @@ func (s *Server) Leader() bool { return s.ls.leader() }
 // On rank 0 it takes the queued requests one at a time, hands each to
 // every rank and generates it with them; while idle it sends a heartbeat
 // every Options.Heartbeat. When ctx is done it stops the generation in
-// flight (its client gets what was generated, finish_reason "stop"),
+// flight (its client gets what was generated, finish_reason "stop"; or a
+// 503 error event when no token comes within Options.StopWait),
 // answers every queued request 503, tells the other ranks to return, and
 // returns nil; call http.Server.Shutdown first to let requests finish.
 //
@@ -174,6 +195,7 @@ func (s *Server) Leader() bool { return s.ls.leader() }
 // exit non-zero: the group cannot be used again.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.doneOnce.Do(func() { close(s.done) })
+	defer context.AfterFunc(ctx, func() { s.stopOnce.Do(func() { close(s.stopping) }) })()
 	if !s.ls.leader() {
 		return s.follow(ctx)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -325,6 +326,42 @@ func TestRankDeathAnswers503(t *testing.T) {
 	err = <-j.done
 	require.Error(t, err, "the job must fail when a rank dies")
 	j.done <- err
+}
+
+// TestAStoppedServerEndsAStalledStreamWith503 freezes rank 1 in the middle
+// of a streamed answer, so that rank 0 waits inside a collective that will
+// not finish, then stops rank 0 as a launcher would: the client still
+// hears why its answer ended, within the server's stop wait, instead of
+// seeing its connection dropped when rank 0 is killed.
+func TestAStoppedServerEndsAStalledStreamWith503(t *testing.T) {
+	requireRing(t)
+	j := startServer(t)
+	s := openStream(t, context.Background(), j.base, "/v1/completions",
+		`{"prompt": [1, 2, 3], "max_tokens": 200, "temperature": 0, "stream": true}`)
+	defer s.close()
+	_, ok := s.next()
+	require.True(t, ok)
+	j.mu.Lock()
+	pid0, pid1 := j.pids[0], j.pids[1]
+	j.mu.Unlock()
+	require.NotZero(t, pid1)
+	require.NoError(t, syscall.Kill(pid1, syscall.SIGSTOP))
+	// Let the step already computed reach the client: from here on rank 0
+	// is inside a collective rank 1 never joins.
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, syscall.Kill(pid0, syscall.SIGTERM))
+	stopped := time.Now()
+	var last string
+	for {
+		d, ok := s.next()
+		if !ok || d == "[DONE]" {
+			break
+		}
+		last = d
+	}
+	assert.Less(t, time.Since(stopped), 1900*time.Millisecond, "the answer ended before the launcher's grace ran out")
+	assert.Contains(t, last, `"unavailable"`, "the stream's last event")
+	assert.Contains(t, last, "the server is stopping and the model gave nothing within 1s", "the stream's last event")
 }
 
 // TestStopsLeaveTheRanksInStep ends requests every way rank 0 alone can
