@@ -535,39 +535,36 @@ func (g *Group) Eval(ctx context.Context, arrays ...*mlx.Array) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("jaccl: %w", context.Cause(ctx))
 	}
-	finish := g.watch(ctx, "collective")
-	err := mlx.Eval(arrays...)
-	if werr := finish(); werr != nil {
-		return werr
-	}
-	return g.explainEval(err)
+	return g.watch(ctx, "collective")(mlx.Eval(arrays...))
 }
 
 // Watch guards MLX work that runs collectives on the group but is not one
-// Eval call — a decoding step built and read in several calls — with Eval's
-// watchdog: when the group's timeout passes, or ctx is done, before the
+// Eval call — a decoding step built and read in several calls — as Eval is
+// guarded: when the group's timeout passes, or ctx is done, before the
 // returned finish is called, the group is marked unusable and
-// Options.OnHang receives the error, as when Eval hangs. finish must be
-// called once the work has returned; it returns the watchdog's error when
-// the watchdog fired first, nil otherwise. A group that is already unusable
-// comes back as an error at once, with a finish that does nothing.
+// Options.OnHang receives the error. finish must be called once the work
+// has returned, with the work's error; it returns the watchdog's error when
+// the watchdog fired first, else the work's error explained as Eval's are.
+// A lost peer (cluster.ErrPeerLost) marks the group unusable too, so that
+// every later call fails at once with it. A group that is already unusable
+// comes back as an error at once.
 //
 // MLX's ring back-end, once it has noticed a peer is gone, never completes a
-// collective started after that: Watch is what turns such work into an
-// error instead of a process that waits for ever.
-func (g *Group) Watch(ctx context.Context) (finish func() error, err error) {
+// collective started after that: Watch and the broken mark are what turn
+// such work into an error instead of a process that waits for ever.
+func (g *Group) Watch(ctx context.Context) (finish func(error) error, err error) {
 	if err := g.usable(); err != nil {
-		return func() error { return nil }, err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return func() error { return nil }, fmt.Errorf("jaccl: %w", context.Cause(ctx))
+		return nil, fmt.Errorf("jaccl: %w", context.Cause(ctx))
 	}
 	return g.watch(ctx, "MLX work"), nil
 }
 
 // watch starts the watchdogs of one guarded call; what names the call in
 // the abandonment error.
-func (g *Group) watch(ctx context.Context, what string) (finish func() error) {
+func (g *Group) watch(ctx context.Context, what string) (finish func(error) error) {
 	// Timers rather than a goroutine per call: the common case must cost
 	// what mlx.Eval costs (see BenchmarkGroupEvalOverhead). The state decides
 	// the race between a timer and the work finishing: whichever moves it
@@ -600,7 +597,7 @@ func (g *Group) watch(ctx context.Context, what string) (finish func() error) {
 			fire(fmt.Errorf("jaccl: rank %d of %d: %s abandoned while MLX is still inside it: %w", g.Rank(), g.Size(), what, context.Cause(ctx)))
 		})
 	}
-	return func() error {
+	return func(workErr error) error {
 		won := state.CompareAndSwap(running, finished)
 		if won && testHookAfterEval != nil {
 			testHookAfterEval()
@@ -610,7 +607,7 @@ func (g *Group) watch(ctx context.Context, what string) (finish func() error) {
 		}
 		stop()
 		if won {
-			return nil
+			return g.explainEval(workErr)
 		}
 		// A timer won: it records why the group broke a moment after.
 		for g.broken.Load() == nil {
@@ -630,11 +627,18 @@ func defaultOnHang(err error) {
 	os.Exit(1)
 }
 
+// explainEval explains an evaluation's error; a lost peer also marks the
+// group unusable, since MLX's ring back-end never completes a collective
+// started after it noticed one.
 func (g *Group) explainEval(err error) error {
 	if err == nil {
 		return nil
 	}
-	return cluster.Explain(fmt.Errorf("jaccl: rank %d of %d: %w", g.Rank(), g.Size(), err))
+	err = cluster.Explain(fmt.Errorf("jaccl: rank %d of %d: %w", g.Rank(), g.Size(), err))
+	if errors.Is(err, cluster.ErrPeerLost) {
+		g.broken.CompareAndSwap(nil, &err)
+	}
+	return err
 }
 
 // Barrier returns once every rank has reached it: it all-sums a one-element

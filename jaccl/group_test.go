@@ -86,13 +86,10 @@ func groupRankMain(name string) int {
 		fmt.Println("all_sum finished although a peer died")
 		return 0
 	case "collective-after-lost-peer":
-		// Rank 1 leaves cleanly; rank 0's first collective fails, and its
-		// second, which MLX's ring back-end starts after it has noticed the
-		// lost peer, is guarded by Watch.
-		g, err := Init(ctx, Options{Backend: Ring, Strict: true, Timeout: 2 * time.Second, OnHang: func(err error) {
-			fmt.Println("on hang:", err)
-			os.Exit(3)
-		}})
+		// Rank 1 leaves cleanly; rank 0's first collective fails. Its
+		// group then refuses more work at once, while MLX itself, asked
+		// for a second collective behind the group's back, never ends it.
+		g, err := Init(ctx, Options{Backend: Ring, Strict: true})
 		if err != nil {
 			return fail(err)
 		}
@@ -101,23 +98,28 @@ func groupRankMain(name string) int {
 		}
 		_, err = AllSumSlice(ctx, g, make([]float32, 1<<20))
 		fmt.Printf("first collective: %v\n", err)
-		finish, err := g.Watch(ctx)
-		if err != nil {
-			return fail(err)
+		if _, werr := g.Watch(ctx); werr != nil {
+			fmt.Printf("watch refused: %v\n", werr)
 		}
+		fmt.Printf("barrier refused: %v\n", g.Barrier(ctx))
 		x, err := mlx.FromSlice([]float32{1, 2})
 		if err != nil {
 			return fail(err)
 		}
-		sum, err := g.AllSum(x)
+		sum, err := mlx.AllSum(x, g.MLX(), nil)
 		if err != nil {
 			return fail(err)
 		}
-		err = mlx.AsyncEval(sum)
-		if err == nil {
-			_, err = mlx.ToSlice[float32](sum)
+		done := make(chan error, 1)
+		go func() { done <- mlx.Eval(sum) }()
+		select {
+		case err := <-done:
+			fmt.Printf("MLX ended the second collective: %v\n", err)
+		case <-time.After(3 * time.Second):
+			fmt.Println("MLX still inside the second collective after 3s")
 		}
-		fmt.Printf("second collective returned: %v, watchdog: %v\n", err, finish())
+		// MLX's thread is stuck: only exiting ends the process.
+		os.Exit(0)
 		return 0
 	case "hang-after-init":
 		// Rank 1 stops itself with its sockets open, as a frozen host
@@ -129,7 +131,27 @@ func groupRankMain(name string) int {
 		if g.Rank() == 1 {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 		}
-		if _, err := AllSumSlice(ctx, g, []float32{1}); err != nil {
+		if os.Getenv("JACCL_GROUP_VIA_WATCH") != "" {
+			// The same collective as work Watch guards, built and read
+			// in separate calls.
+			finish, err := g.Watch(ctx)
+			if err != nil {
+				return fail(err)
+			}
+			x, err := mlx.FromSlice([]float32{1})
+			if err != nil {
+				return fail(err)
+			}
+			sum, err := g.AllSum(x)
+			if err == nil {
+				if err = mlx.AsyncEval(sum); err == nil {
+					_, err = mlx.ToSlice[float32](sum)
+				}
+			}
+			if err := finish(err); err != nil {
+				return fail(err)
+			}
+		} else if _, err := AllSumSlice(ctx, g, []float32{1}); err != nil {
 			return fail(err)
 		}
 		fmt.Println("all_sum finished although a peer hung")
@@ -484,34 +506,38 @@ func TestARankThatDiesMakesTheJobFailQuickly(t *testing.T) {
 }
 
 func TestTheWatchdogEndsARankWhosePeerHangs(t *testing.T) {
-	start := time.Now()
-	out, err := launchRanks(t, "hang-after-init", 2)
-	elapsed := time.Since(start)
+	for _, via := range []string{"Eval", "Watch"} {
+		t.Run(via, func(t *testing.T) {
+			var env []string
+			if via == "Watch" {
+				env = append(env, "JACCL_GROUP_VIA_WATCH=1")
+			}
+			start := time.Now()
+			out, err := launchRanks(t, "hang-after-init", 2, env...)
+			elapsed := time.Since(start)
 
-	var re *cluster.RankError
-	require.ErrorAs(t, err, &re, out)
-	assert.Equal(t, 0, re.Rank)
-	assert.Less(t, elapsed, 30*time.Second)
-	assert.Contains(t, out, "[0] ring: rank 0 of 2: no answer within 2s")
-	assert.NotContains(t, out, "all_sum finished although a peer hung")
+			var re *cluster.RankError
+			require.ErrorAs(t, err, &re, out)
+			assert.Equal(t, 0, re.Rank)
+			assert.Less(t, elapsed, 30*time.Second)
+			assert.Contains(t, out, "[0] ring: rank 0 of 2: no answer within 2s")
+			assert.NotContains(t, out, "all_sum finished although a peer hung")
+		})
+	}
 }
 
-// TestWatchEndsWorkMLXNeverFinishesAfterAPeerIsLost pins down why Watch
-// exists: once MLX's ring back-end has failed a collective over a lost peer,
-// a collective started afterwards never completes, and only the watchdog
-// ends the rank.
-func TestWatchEndsWorkMLXNeverFinishesAfterAPeerIsLost(t *testing.T) {
-	start := time.Now()
+// TestALostPeerBreaksTheGroup pins down why a lost peer marks the group
+// unusable: once MLX's ring back-end has failed a collective over a lost
+// peer, it never completes a collective started afterwards, so the group
+// must refuse one at once (Watch, Eval and every helper) rather than let it
+// hang until the watchdog.
+func TestALostPeerBreaksTheGroup(t *testing.T) {
 	out, err := launchRanks(t, "collective-after-lost-peer", 2)
-	elapsed := time.Since(start)
-
-	var re *cluster.RankError
-	require.ErrorAs(t, err, &re, out)
-	assert.Equal(t, 0, re.Rank, out)
-	assert.Less(t, elapsed, 30*time.Second)
+	require.NoError(t, err, out)
 	assert.Regexp(t, `\[0\] first collective: .*connection to a peer was lost`, out)
-	assert.Contains(t, out, "[0] on hang: ring: rank 0 of 2: no answer within 2s", out)
-	assert.NotContains(t, out, "second collective returned", out)
+	assert.Regexp(t, `\[0\] watch refused: .*connection to a peer was lost`, out)
+	assert.Regexp(t, `\[0\] barrier refused: .*connection to a peer was lost`, out)
+	assert.Contains(t, out, "[0] MLX still inside the second collective after 3s", out)
 }
 
 // runInit runs the "init" rank program alone with the given environment on

@@ -469,11 +469,12 @@ func (g *Generation) read(st *step) (Token, error) {
 // guarded runs f, MLX work whose collectives span the model's group, under
 // the group's watchdog (jaccl.Group.Watch): a step that does not finish
 // within the group's timeout marks the group unusable and goes to its hang
-// handler, which by default ends the process. A peer that has died does
-// not always fail the collective in flight: MLX's ring back-end never
-// completes one started after it noticed, and without the watchdog the
-// generation would wait for ever. Cancelling a generation is not a hang,
-// so only the timeout applies.
+// handler, which by default ends the process; a step that fails on a lost
+// peer marks it unusable too, and its error is explained
+// (cluster.ErrPeerLost). A peer that has died does not always fail the
+// collective in flight: MLX's ring back-end never completes one started
+// after it noticed, and without the watchdog the generation would wait for
+// ever. Cancelling a generation is not a hang, so only the timeout applies.
 func (m *Model) guarded(f func() error) error {
 	if m.group == nil || m.group.Size() < 2 {
 		return f()
@@ -482,9 +483,5 @@ func (m *Model) guarded(f func() error) error {
 	if err != nil {
 		return err
 	}
-	err = f()
-	if werr := finish(); werr != nil {
-		return werr
-	}
-	return err
+	return finish(f())
 }
