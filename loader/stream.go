@@ -685,8 +685,12 @@ func (s *streamer) freeStreams() {
 // together), and waited for under the group's watchdog. While the stream
 // thread receives part j, the MLX thread checksums part j-1 (and writes it
 // to the cache): the checksums cost the link nothing. At most one receive
-// is queued ahead: queueing more blocks, outside any watchdog, once more
-// than a few wait.
+// is queued ahead. With more, a source that dies leaves the later ones
+// queued for ever (MLX's ring back-end never completes a transfer started
+// after it noticed the lost peer), and MLX's ClearCache, which waits for
+// every CPU stream, would then hang the receiver's clean-up instead of
+// letting it report the failure (tried: TestAFailedSourceEndsItsReceivers
+// and TestAReceiverThatDiesOrStalls fail with four queued ahead).
 func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *Layer) error {
 	src := s.plan.Source(i, s.rank)
 	fail := func(err error) error {

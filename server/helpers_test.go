@@ -273,8 +273,10 @@ func startServer(t *testing.T) *testJob {
 	pr, pw := io.Pipe()
 	j := &testJob{pids: map[int]int{}, done: make(chan error, 1), more: make(chan struct{})}
 	go func() {
+		// The launcher's default grace: a rank 0 whose group hung answers
+		// its clients within the server's stop wait, well inside it.
 		err := cluster.Launch(ctx, cluster.LaunchConfig{
-			Command: []string{os.Args[0]}, N: 2, Grace: 2 * time.Second, Stdout: pw, Stderr: pw,
+			Command: []string{os.Args[0]}, N: 2, Stdout: pw, Stderr: pw,
 			Env: []string{"SERVE_TEST_HELPER=serve", "SERVE_TEST_DIR=" + dir},
 		})
 		pw.CloseWithError(io.EOF)
