@@ -291,7 +291,7 @@ func (l *ShardLoader) Close() error {
 // caller's to free.
 func (l *ShardLoader) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
 	return func(yield func(*Layer, error) bool) {
-		r := &run{l: l, lazy: map[string]map[string]*mlx.Array{}}
+		r := &run{l: l, lazy: map[string]map[string]*mlx.Array{}, listed: map[string]int{}, taken: map[string]string{}}
 		defer r.close()
 		if l.stream != nil {
 			defer l.stream.abandon()
@@ -362,6 +362,11 @@ func (l *ShardLoader) LoadAll(ctx context.Context) (map[string]*mlx.Array, error
 type run struct {
 	l    *ShardLoader
 	lazy map[string]map[string]*mlx.Array
+	// listed is how many tensors MLX's loader listed in each file, and
+	// taken the section each tensor taken from lazy went to: what an
+	// error says when a tensor the plan reads is not there.
+	listed map[string]int
+	taken  map[string]string
 }
 
 func (r *run) close() {

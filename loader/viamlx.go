@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/mlxdist/mlxdist/mlx"
 )
@@ -32,9 +33,10 @@ func (r *run) viaMLX(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 		}
 		a, ok := m[tp.Name]
 		if !ok {
-			return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: errNotInFile}
+			return &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: r.notInFile(tp.Name, tp.File)}
 		}
 		delete(m, tp.Name) // ours now
+		r.taken[tp.Name] = sp.Name
 		full = append(full, a)
 		names = append(names, tp.Name)
 		layer.BytesRead += tp.Bytes
@@ -108,5 +110,16 @@ func (r *run) lazyFile(path string) (map[string]*mlx.Array, error) {
 		return nil, err
 	}
 	r.lazy[path] = m
+	r.listed[path] = len(m)
 	return m, nil
+}
+
+// notInFile says why MLX's arrays of a file lack a tensor the plan reads
+// from it: taken by an earlier section, or not among the names MLX's
+// loader listed.
+func (r *run) notInFile(name, path string) error {
+	if sec, ok := r.taken[name]; ok {
+		return fmt.Errorf("%w: section %s already took it", errNotInFile, sec)
+	}
+	return fmt.Errorf("%w: MLX's loader listed %d tensors in it", errNotInFile, r.listed[path])
 }
