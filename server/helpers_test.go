@@ -253,6 +253,16 @@ func (j *testJob) waitLine(t *testing.T, re *regexp.Regexp) []string {
 	}
 }
 
+// pid is rank's process id.
+func (j *testJob) pid(t *testing.T, rank int) int {
+	t.Helper()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	p := j.pids[rank]
+	require.NotZero(t, p, "rank %d printed no pid", rank)
+	return p
+}
+
 func (j *testJob) output() string {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -424,6 +434,33 @@ func (s *sse) next() (string, bool) {
 }
 
 func (s *sse) close() { s.resp.Body.Close() }
+
+// last reads the stream to its end and returns its last event's data
+// before "[DONE]"; "" when there was none.
+func (s *sse) last() string {
+	var last string
+	for {
+		d, ok := s.next()
+		if !ok || d == "[DONE]" {
+			return last
+		}
+		last = d
+	}
+}
+
+// midStream starts a server job and a long streamed completion, and
+// returns once the first event has arrived.
+func midStream(t *testing.T) (*testJob, *sse) {
+	t.Helper()
+	requireRing(t)
+	j := startServer(t)
+	s := openStream(t, context.Background(), j.base, "/v1/completions",
+		`{"prompt": [1, 2, 3], "max_tokens": 200, "temperature": 0, "stream": true}`)
+	t.Cleanup(s.close)
+	_, ok := s.next()
+	require.True(t, ok)
+	return j, s
+}
 
 // checkInStep finds rank 0's line of the request that ended cancelled and
 // the other rank's line of the same request: both ranks generated the same

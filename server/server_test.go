@@ -252,11 +252,7 @@ func TestServerOverTwoRanks(t *testing.T) {
 		defer s.close()
 		_, ok := s.next()
 		require.True(t, ok)
-		j.mu.Lock()
-		pid := j.pids[0]
-		j.mu.Unlock()
-		require.NotZero(t, pid)
-		require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
+		require.NoError(t, syscall.Kill(j.pid(t, 0), syscall.SIGTERM))
 		var finish string
 		var events int
 		for {
@@ -294,26 +290,9 @@ func withUsage(args map[string]any) map[string]any {
 // the stream ends with an error event, the next request gets 503, and the
 // job exits non-zero instead of hanging.
 func TestRankDeathAnswers503(t *testing.T) {
-	requireRing(t)
-	j := startServer(t)
-	s := openStream(t, context.Background(), j.base, "/v1/completions",
-		`{"prompt": [1, 2, 3], "max_tokens": 200, "temperature": 0, "stream": true}`)
-	defer s.close()
-	_, ok := s.next()
-	require.True(t, ok)
-	j.mu.Lock()
-	pid := j.pids[1]
-	j.mu.Unlock()
-	require.NotZero(t, pid)
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	var last string
-	for {
-		d, ok := s.next()
-		if !ok || d == "[DONE]" {
-			break
-		}
-		last = d
-	}
+	j, s := midStream(t)
+	require.NoError(t, syscall.Kill(j.pid(t, 1), syscall.SIGKILL))
+	last := s.last()
 	assert.Contains(t, last, `"error"`, "the stream's last event")
 	assert.Contains(t, last, `"unavailable"`, "the stream's last event")
 	// Rank 0 may already have exited, refusing the connection; while it
@@ -334,31 +313,14 @@ func TestRankDeathAnswers503(t *testing.T) {
 // hears why its answer ended, within the server's stop wait, instead of
 // seeing its connection dropped when rank 0 is killed.
 func TestAStoppedServerEndsAStalledStreamWith503(t *testing.T) {
-	requireRing(t)
-	j := startServer(t)
-	s := openStream(t, context.Background(), j.base, "/v1/completions",
-		`{"prompt": [1, 2, 3], "max_tokens": 200, "temperature": 0, "stream": true}`)
-	defer s.close()
-	_, ok := s.next()
-	require.True(t, ok)
-	j.mu.Lock()
-	pid0, pid1 := j.pids[0], j.pids[1]
-	j.mu.Unlock()
-	require.NotZero(t, pid1)
-	require.NoError(t, syscall.Kill(pid1, syscall.SIGSTOP))
+	j, s := midStream(t)
+	require.NoError(t, syscall.Kill(j.pid(t, 1), syscall.SIGSTOP))
 	// Let the step already computed reach the client: from here on rank 0
 	// is inside a collective rank 1 never joins.
 	time.Sleep(300 * time.Millisecond)
-	require.NoError(t, syscall.Kill(pid0, syscall.SIGTERM))
+	require.NoError(t, syscall.Kill(j.pid(t, 0), syscall.SIGTERM))
 	stopped := time.Now()
-	var last string
-	for {
-		d, ok := s.next()
-		if !ok || d == "[DONE]" {
-			break
-		}
-		last = d
-	}
+	last := s.last()
 	// Within the stop wait and well before the launcher's default grace
 	// (5 s) would run out; without it the stream ends only when the
 	// group's watchdog ends rank 0, a minute later.
