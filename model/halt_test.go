@@ -1,18 +1,22 @@
 package model
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 )
 
 // haltRun is one rank's record of the halt job.
@@ -108,4 +112,52 @@ func haltRank(ctx context.Context, g *jaccl.Group, m *Model) error {
 		return err
 	}
 	return os.WriteFile(fmt.Sprintf("%s.%d", os.Getenv("MODEL_TEST_OUT"), g.Rank()), b, 0o644)
+}
+
+// TestAGenerationWhosePeerFreezesEndsWithinTheGroupTimeout freezes rank 1
+// in the middle of a generation, its sockets open, as a hung host would:
+// rank 0's next step waits inside a collective that never finishes, and
+// only the group's watchdog over each step ends it (without it the job
+// waits until the launcher's own deadline).
+func TestAGenerationWhosePeerFreezesEndsWithinTheGroupTimeout(t *testing.T) {
+	requireRing(t)
+	dir := checkpoint(t, "llama")
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	err := cluster.Launch(ctx, cluster.LaunchConfig{
+		Command: []string{os.Args[0]}, N: 2, Stdout: &out, Stderr: &out, Grace: 2 * time.Second,
+		Env: []string{"MODEL_TEST_HELPER=freeze", "MODEL_TEST_DIR=" + dir, "MODEL_TEST_GROUP_TIMEOUT=2s",
+			"MODEL_TEST_PROMPTS=" + idsArg(prompts(specs["llama"].Vocab)[2])},
+	})
+	elapsed := time.Since(start)
+	var re *cluster.RankError
+	require.ErrorAs(t, err, &re, out.String())
+	assert.Equal(t, 0, re.Rank, out.String())
+	assert.Less(t, elapsed, time.Minute, out.String())
+	assert.Contains(t, out.String(), "[1] freezing after 4 tokens")
+	assert.Contains(t, out.String(), "[0] ring: rank 0 of 2: no answer within 2s", out.String())
+	assert.NotContains(t, out.String(), "generation finished", out.String())
+}
+
+// freezeRank generates on every rank; rank 1 stops itself after a few
+// tokens.
+func freezeRank(ctx context.Context, g *jaccl.Group, m *Model) error {
+	ids, err := parseIDs(os.Getenv("MODEL_TEST_PROMPTS"))
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, err := range m.Generate(ctx, ids, GenerateOptions{MaxTokens: 10000, Stop: []int{}}).Tokens() {
+		if err != nil {
+			return err
+		}
+		if n++; n == 4 && g.Rank() == 1 {
+			fmt.Println("freezing after 4 tokens")
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		}
+	}
+	fmt.Println("generation finished")
+	return nil
 }

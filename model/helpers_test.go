@@ -262,7 +262,15 @@ func maxDiff(t testing.TB, a, b []float32) (float64, bool) {
 // rankMain is one rank of a launched job.
 func rankMain(job string) error {
 	ctx := context.Background()
-	g, err := jaccl.Init(ctx, jaccl.Options{})
+	var jo jaccl.Options
+	if v := os.Getenv("MODEL_TEST_GROUP_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		jo.Timeout = d
+	}
+	g, err := jaccl.Init(ctx, jo)
 	if err != nil {
 		return err
 	}
@@ -302,6 +310,8 @@ func rankMain(job string) error {
 		return nil
 	case "halt":
 		return haltRank(ctx, g, m)
+	case "freeze":
+		return freezeRank(ctx, g, m)
 	case "generate":
 		ids, err := parseIDs(os.Getenv("MODEL_TEST_PROMPTS"))
 		if err != nil {
