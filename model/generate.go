@@ -280,15 +280,11 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		return err
 	}
 	var next *step
-	// evalFailed is set when evaluating the current step failed: the next
-	// step reads its token, and a failed collective (a peer died) leaves
-	// MLX's ring back-end answering no later one, so waiting for the next
-	// step could block for ever.
-	evalFailed := false
 	defer func() {
 		// Wait for the step in flight before anything else may run a
-		// forward pass, then release it.
-		if next != nil && !evalFailed {
+		// forward pass, then release it. After a lost peer the group
+		// refuses the wait at once: MLX would never finish that step.
+		if next != nil {
 			if werr := m.guarded(func() error { return mlx.Eval(next.arrays()...) }); werr != nil && err == nil {
 				err = werr
 			}
@@ -306,7 +302,6 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		}
 		if n == 0 {
 			if err := m.guarded(func() error { return mlx.Eval(cur.token) }); err != nil {
-				evalFailed = true
 				return err
 			}
 			first = time.Now()
@@ -322,7 +317,6 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		}
 		tok, err := g.read(cur)
 		if err != nil {
-			evalFailed = true
 			return err
 		}
 		if cur.halted {
