@@ -105,4 +105,26 @@ func BenchmarkCopy(b *testing.B) {
 			}
 		}
 	})
+	// A quantized expert's down projection split on its last axis: rows
+	// of 256 packed uint32 words, so 512-byte runs, 65536 of them.
+	q := filepath.Join(b.TempDir(), "q.safetensors")
+	if err := WriteFile(q, []TensorData{{"q", U32, []int64{rows * cols * 2 / 1024, 256}, src}}, nil); err != nil {
+		b.Fatal(err)
+	}
+	fq, err := Open(q)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fq.Close()
+	if _, err := fq.ReadPart("q", 0, 1, 0, whole); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("mmap-lastaxis-half-512B-runs", func(b *testing.B) {
+		b.SetBytes(int64(len(half)))
+		for b.Loop() {
+			if _, err := fq.ReadPart("q", 1, 2, 1, half); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
