@@ -20,8 +20,12 @@
 // stream for nccl. Group.Eval, Barrier and the eager AllSumSlice and
 // AllGatherSlice evaluate under a watchdog (Options.Timeout): MLX cannot be
 // interrupted inside a collective, so a peer that stops answering ends this
-// rank with an error that names it, and the launcher stops the job. A peer
-// that dies is noticed by the back-end itself within milliseconds. Init is
+// rank with an error that names it, and the launcher stops the job;
+// Group.Watch puts the same watchdog over work built and read in several
+// calls. A peer that dies is usually noticed by the back-end itself within
+// milliseconds, and the group then refuses every later call with
+// cluster.ErrPeerLost: MLX's ring back-end never completes a collective
+// started after it noticed a lost peer. Init is
 // bounded the same way (Options.InitTimeout, MLXDIST_INIT_TIMEOUT, 30 s by
 // default): a rank that never arrives — stopped, or stuck before init —
 // ends the ranks waiting for it with an error naming the peers they waited
