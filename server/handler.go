@@ -217,6 +217,9 @@ func (s *Server) newJob(r *http.Request, id string, p *params, prompt []int, pro
 	if p.N != nil && *p.N != 1 {
 		return nil, invalid("n", "n is %d: this server generates one choice per request", *p.N)
 	}
+	if e := p.unsupported(); e != nil {
+		return nil, e
+	}
 	maxTokens, param := p.MaxTokens, "max_tokens"
 	if p.MaxCompletionTokens != nil {
 		maxTokens, param = p.MaxCompletionTokens, "max_completion_tokens"

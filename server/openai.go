@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -82,6 +83,58 @@ type params struct {
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+
+	// Settings this server does not have: their neutral values are
+	// accepted (clients send them by default), any other is refused
+	// rather than silently ignored.
+	PresencePenalty   *float64           `json:"presence_penalty"`
+	FrequencyPenalty  *float64           `json:"frequency_penalty"`
+	RepetitionPenalty *float64           `json:"repetition_penalty"`
+	LogitBias         map[string]float64 `json:"logit_bias"`
+	Logprobs          json.RawMessage    `json:"logprobs"`
+	TopLogprobs       *int               `json:"top_logprobs"`
+	Echo              *bool              `json:"echo"`
+	BestOf            *int               `json:"best_of"`
+	Suffix            *string            `json:"suffix"`
+	Tools             []json.RawMessage  `json:"tools"`
+}
+
+// unsupported refuses a setting this server does not have, unless it has
+// its neutral value.
+func (p *params) unsupported() *APIError {
+	refuse := func(param string, v any, neutral string) *APIError {
+		return &APIError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: param, Code: "unsupported_parameter",
+			Message: fmt.Sprintf("%s %v is not supported by this server: leave it out or send %s", param, v, neutral)}
+	}
+	nonzero := func(v *float64) bool { return v != nil && *v != 0 }
+	switch {
+	case nonzero(p.PresencePenalty):
+		return refuse("presence_penalty", *p.PresencePenalty, "0")
+	case nonzero(p.FrequencyPenalty):
+		return refuse("frequency_penalty", *p.FrequencyPenalty, "0")
+	case nonzero(p.RepetitionPenalty) && *p.RepetitionPenalty != 1:
+		// mlx-lm takes 0 as no penalty, and 1 changes nothing.
+		return refuse("repetition_penalty", *p.RepetitionPenalty, "1")
+	case len(p.LogitBias) > 0:
+		return refuse("logit_bias", "with entries", "{}")
+	case p.TopLogprobs != nil && *p.TopLogprobs != 0:
+		return refuse("top_logprobs", *p.TopLogprobs, "0")
+	case p.Echo != nil && *p.Echo:
+		return refuse("echo", true, "false")
+	case p.BestOf != nil && *p.BestOf != 1:
+		return refuse("best_of", *p.BestOf, "1")
+	case p.Suffix != nil && *p.Suffix != "":
+		return refuse("suffix", strconv.Quote(*p.Suffix), `""`)
+	case len(p.Tools) > 0:
+		return refuse("tools", "with entries", "[]: the chat templates rendered here take no tool definitions")
+	}
+	// logprobs is a boolean for a chat and a count for a completion.
+	switch v := strings.TrimSpace(string(p.Logprobs)); v {
+	case "", "null", "false", "0":
+	default:
+		return refuse("logprobs", v, "false (chat) or 0 (completions)")
+	}
+	return nil
 }
 
 type chatRequest struct {

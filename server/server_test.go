@@ -124,6 +124,19 @@ func TestServerOverTwoRanks(t *testing.T) {
 		}
 	})
 
+	t.Run("the neutral values of settings this server lacks change nothing", func(t *testing.T) {
+		for _, extra := range []string{
+			`"presence_penalty": 0, "frequency_penalty": 0.0, "repetition_penalty": 1, "logit_bias": {}, "logprobs": false, "top_logprobs": 0, "tools": []`,
+			`"repetition_penalty": 0, "logprobs": 0, "echo": false, "best_of": 1, "suffix": ""`,
+		} {
+			status, got := post(t, j.base, "/v1/completions",
+				fmt.Sprintf(`{"prompt": %s, "max_tokens": 24, "temperature": 0, %s}`, idsJSON(orders[0].Prompt), extra))
+			require.Equal(t, http.StatusOK, status, "%v", got)
+			choice := got["choices"].([]any)[0].(map[string]any)
+			assert.Equal(t, want[0].Text, choice["text"], extra)
+		}
+	})
+
 	t.Run("eight concurrent clients all get complete, correct answers", func(t *testing.T) {
 		var calls []map[string]any
 		for i, o := range orders[3:] {
@@ -214,6 +227,17 @@ func TestServerOverTwoRanks(t *testing.T) {
 			{"an empty prompt", "/v1/completions", `{"prompt": ""}`, 400, "prompt", ""},
 			{"five stop sequences", "/v1/completions", `{"prompt": "hi", "stop": ["a","b","c","d","e"]}`, 400, "stop", ""},
 			{"an unknown path", "/v1/embeddings", `{}`, 404, "", "unknown_url"},
+			{"a presence penalty", "/v1/chat/completions", `{"messages": [{"role":"user","content":"hi"}], "presence_penalty": 0.5}`, 400, "presence_penalty", "unsupported_parameter"},
+			{"a frequency penalty", "/v1/completions", `{"prompt": "hi", "frequency_penalty": -0.5}`, 400, "frequency_penalty", "unsupported_parameter"},
+			{"mlx-lm's repetition penalty", "/v1/completions", `{"prompt": "hi", "repetition_penalty": 1.1}`, 400, "repetition_penalty", "unsupported_parameter"},
+			{"a logit bias", "/v1/completions", `{"prompt": "hi", "logit_bias": {"5": 10}}`, 400, "logit_bias", "unsupported_parameter"},
+			{"chat logprobs", "/v1/chat/completions", `{"messages": [{"role":"user","content":"hi"}], "logprobs": true}`, 400, "logprobs", "unsupported_parameter"},
+			{"completion logprobs", "/v1/completions", `{"prompt": "hi", "logprobs": 3}`, 400, "logprobs", "unsupported_parameter"},
+			{"top logprobs", "/v1/chat/completions", `{"messages": [{"role":"user","content":"hi"}], "top_logprobs": 2}`, 400, "top_logprobs", "unsupported_parameter"},
+			{"echo", "/v1/completions", `{"prompt": "hi", "echo": true}`, 400, "echo", "unsupported_parameter"},
+			{"best_of", "/v1/completions", `{"prompt": "hi", "best_of": 3}`, 400, "best_of", "unsupported_parameter"},
+			{"a suffix", "/v1/completions", `{"prompt": "hi", "suffix": "end"}`, 400, "suffix", "unsupported_parameter"},
+			{"tools", "/v1/chat/completions", `{"messages": [{"role":"user","content":"hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}`, 400, "tools", "unsupported_parameter"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				status, got := post(t, j.base, tc.path, tc.body)
