@@ -660,6 +660,14 @@ func PutAlongAxis(a, indices, values *Array, axis int) (*Array, error) {
 	})
 }
 
+// ScatterAddAxis returns a with values added at indices along axis, which
+// has a's rank; an index given twice gets both values, added in order.
+func ScatterAddAxis(a, indices, values *Array, axis int) (*Array, error) {
+	return op("mlx_scatter_add_axis", []*Array{a, indices, values}, func(res *uintptr, in []uintptr, s uintptr) int32 {
+		return mlx_scatter_add_axis(res, in[0], in[1], in[2], int32(axis), s)
+	})
+}
+
 // ---- fast kernels ----
 
 // RMSNorm normalises x over its last axis by its root mean square and

@@ -167,6 +167,13 @@ var opCases = []opCase{
 		}
 		return mlx.PutAlongAxis(in["a"], in["idx"], v, 1)
 	}},
+	{"scatter_add_axis", "a.at[mx.arange(3)[:, None], dup].add(b[:, :2])", func(in map[string]*mlx.Array) (*mlx.Array, error) {
+		v, err := mlx.Slice(in["b"], []int{0, 0}, []int{3, 2}, nil)
+		if err != nil {
+			return nil, err
+		}
+		return mlx.ScatterAddAxis(in["a"], in["dup"], v, 1)
+	}},
 	{"slice_update", "_su(a, b)", func(in map[string]*mlx.Array) (*mlx.Array, error) {
 		u, err := mlx.Slice(in["b"], []int{0, 0}, []int{2, 2}, nil)
 		if err != nil {
@@ -343,6 +350,8 @@ func TestEveryOpMatchesPythonMLXOnTheSameInputs(t *testing.T) {
 	mkInts("ia", []int32{7, -7, 9, 0, 13, -2}, 2, 3)
 	mkInts("ib", []int32{2, 2, -4, 3, 5, 7}, 2, 3)
 	mkInts("idx", []int32{3, 0, 1, 2, 2, 1}, 3, 2)
+	// An index twice in a row, as a token repeated in a penalty's window.
+	mkInts("dup", []int32{1, 1, 3, 0, 0, 0}, 3, 2)
 	mkInts("experts", []int32{0, 0, 1, 2, 3, 3}, 6, 1)
 
 	inPath := filepath.Join(dir, "in.safetensors")

@@ -148,6 +148,7 @@ type symbolTable struct {
 	mlx_topk_axis                          uintptr
 	mlx_take_along_axis                    uintptr
 	mlx_put_along_axis                     uintptr
+	mlx_scatter_add_axis                   uintptr
 	mlx_slice_update                       uintptr
 	mlx_expand_dims_axes                   uintptr
 	mlx_squeeze_axes                       uintptr
@@ -346,6 +347,7 @@ func bindSymbols(h uintptr, sym *symbolTable) (missing []string) {
 	sym.mlx_topk_axis = look("mlx_topk_axis", false)
 	sym.mlx_take_along_axis = look("mlx_take_along_axis", false)
 	sym.mlx_put_along_axis = look("mlx_put_along_axis", false)
+	sym.mlx_scatter_add_axis = look("mlx_scatter_add_axis", false)
 	sym.mlx_slice_update = look("mlx_slice_update", false)
 	sym.mlx_expand_dims_axes = look("mlx_expand_dims_axes", false)
 	sym.mlx_squeeze_axes = look("mlx_squeeze_axes", false)
@@ -1347,6 +1349,13 @@ func mlx_take_along_axis(res *uintptr, a uintptr, indices uintptr, axis int32, s
 // mlx_put_along_axis calls C's int mlx_put_along_axis(mlx_array*, mlx_array, mlx_array, mlx_array, int, mlx_stream).
 func mlx_put_along_axis(res *uintptr, a uintptr, indices uintptr, values uintptr, axis int32, s uintptr) int32 {
 	r := ccall(sym.mlx_put_along_axis, uintptr(unsafe.Pointer(res)), a, indices, values, uintptr(axis), s)
+	runtime.KeepAlive(res)
+	return int32(r)
+}
+
+// mlx_scatter_add_axis calls C's int mlx_scatter_add_axis(mlx_array*, mlx_array, mlx_array, mlx_array, int, mlx_stream).
+func mlx_scatter_add_axis(res *uintptr, a uintptr, indices uintptr, values uintptr, axis int32, s uintptr) int32 {
+	r := ccall(sym.mlx_scatter_add_axis, uintptr(unsafe.Pointer(res)), a, indices, values, uintptr(axis), s)
 	runtime.KeepAlive(res)
 	return int32(r)
 }

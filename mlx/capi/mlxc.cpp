@@ -1122,6 +1122,21 @@ int mlx_put_along_axis(
   });
 }
 
+int mlx_scatter_add_axis(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array indices,
+    const mlx_array values,
+    int axis,
+    const mlx_stream s) {
+  return guarded([&] {
+    put_array(
+        res,
+        mx::scatter_add_axis(
+            arr(a), arr(indices), arr(values), axis, stream(s)));
+  });
+}
+
 int mlx_slice_update(
     mlx_array* res,
     const mlx_array src,

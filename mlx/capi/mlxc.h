@@ -547,6 +547,13 @@ int mlx_put_along_axis(
     const mlx_array values,
     int axis,
     const mlx_stream s);
+int mlx_scatter_add_axis(
+    mlx_array* res,
+    const mlx_array a,
+    const mlx_array indices,
+    const mlx_array values,
+    int axis,
+    const mlx_stream s);
 int mlx_slice_update(
     mlx_array* res,
     const mlx_array src,
