@@ -225,9 +225,9 @@ func (m *deepseek) attention(s *scope, l *dsLayer, x, mask *mlx.Array, c *kvCach
 	if c != nil {
 		latent, kPE = c.update(s, latent, kPE)
 	}
-	scores := s.matmul(s.mul(qPE, s.f32(m.scale)), s.swapaxes(kPE, -1, -2))
-	if mask != nil {
-		scores = s.where(mask, scores, s.f32(-math.MaxFloat32))
+	scores := s.matmul(s.mul(qPE, s.like(m.scale, qPE)), s.swapaxes(kPE, -1, -2))
+	if mask != nil && s.err == nil {
+		scores = s.where(mask, scores, s.lowest(scores.Dtype()))
 	}
 	var k, v *mlx.Array
 	if L == 1 {

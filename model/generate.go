@@ -435,17 +435,23 @@ func (g *Generation) read(st *step) (Token, error) {
 				}
 				st.halted = flag[0] != 0
 			}
+			// Log-probabilities come in the logits' dtype (bfloat16 for
+			// most checkpoints) and are read as float32, exactly.
+			s := &scope{}
+			defer s.release()
 			if g.o.Logprobs {
-				t.Logprobs, err = mlx.ToSlice[float32](st.logprobs)
+				all := s.astype(st.logprobs, mlx.Float32)
+				if s.err != nil {
+					return s.err
+				}
+				t.Logprobs, err = mlx.ToSlice[float32](all)
 				if err != nil {
 					return err
 				}
 				t.Logprob = t.Logprobs[t.ID]
 				return nil
 			}
-			s := &scope{}
-			defer s.release()
-			one := s.take(st.logprobs, s.i32(t.ID), 0)
+			one := s.astype(s.take(st.logprobs, s.i32(t.ID), 0), mlx.Float32)
 			if s.err != nil {
 				return s.err
 			}

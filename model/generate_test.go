@@ -199,17 +199,19 @@ func TestForwardFreesEveryIntermediate(t *testing.T) {
 // filters in the same order, and MLX's random state split in the same order
 // (step n+1's draw is made while step n is read, as generate_step does).
 func TestSeededSamplingDrawsMLXLMsTokens(t *testing.T) {
-	m := loadSpec(t, "llama")
-	dir := checkpoint(t, "llama")
-	prompt := prompts(m.Config.VocabSize)[2]
 	for _, tc := range []struct {
-		name string
-		s    Sampling
+		name, spec string
+		s          Sampling
 	}{
-		{"plain temperature sampling draws mlx-lm's tokens", Sampling{Temp: 1.5}},
-		{"top-p, min-p and top-k sampling draw mlx-lm's tokens", Sampling{Temp: 1.5, TopP: 0.9, MinP: 0.05, TopK: 50}},
+		{"plain temperature sampling draws mlx-lm's tokens", "llama", Sampling{Temp: 1.5}},
+		{"top-p, min-p and top-k sampling draw mlx-lm's tokens", "llama", Sampling{Temp: 1.5, TopP: 0.9, MinP: 0.05, TopK: 50}},
+		// In bfloat16 the filters' scalars must stay bfloat16, as Python's.
+		{"in bfloat16, top-p, min-p and top-k sampling draw mlx-lm's tokens", "llama-bf16", Sampling{Temp: 0.7, TopP: 0.9, MinP: 0.05, TopK: 50}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			m := loadSpec(t, tc.spec)
+			dir := checkpoint(t, tc.spec)
+			prompt := prompts(m.Config.VocabSize)[2]
 			seed := uint64(11)
 			tc.s.Seed = &seed
 			out := filepath.Join(t.TempDir(), "sample.json")

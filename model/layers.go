@@ -222,7 +222,7 @@ type rope struct {
 
 func (s *scope) rope(r *rope, x *mlx.Array, offset int) *mlx.Array {
 	if r.mscale != 1 && r.mscale != 0 {
-		x = s.mul(x, s.f32(r.mscale))
+		x = s.mul(x, s.like(r.mscale, x))
 	}
 	return s.do(func() (*mlx.Array, error) {
 		return mlx.RoPE(x, r.dims, r.traditional, float32(r.base), float32(r.scale), offset, r.freqs)

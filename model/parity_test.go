@@ -27,6 +27,8 @@ func TestLogitsEqualMLXLMsOnOneRank(t *testing.T) {
 		{"qwen3 with q/k norms matches mlx-lm", "qwen3"},
 		{"kimi k2.5 with MLA, YaRN and grouped MoE routing matches mlx-lm", "kimi"},
 		{"kimi k2.5 with mixed 2/4/8-bit quantization matches mlx-lm", "kimi-mixed"},
+		{"kimi k2.5 4-bit in bfloat16 matches mlx-lm", "kimi-bf16"},
+		{"llama in bfloat16 matches mlx-lm", "llama-bf16"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := checkpoint(t, tc.spec)
@@ -58,6 +60,7 @@ func TestTensorParallelLogitsEqualMLXLMs(t *testing.T) {
 		{"llama on two ranks matches mlx-lm's shard()", "llama", 2},
 		{"kimi k2.5 on two ranks matches mlx-lm's shard()", "kimi", 2},
 		{"quantized kimi k2.5 on two ranks matches mlx-lm's shard()", "kimi-mixed", 2},
+		{"4-bit kimi k2.5 in bfloat16 on two ranks matches mlx-lm's shard()", "kimi-bf16", 2},
 		{"qwen3 on three ranks matches mlx-lm's shard()", "qwen3", 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,7 +73,11 @@ func TestTensorParallelLogitsEqualMLXLMs(t *testing.T) {
 				d, same := maxDiff(t, got[i], ref[i])
 				assert.LessOrEqual(t, d, 1e-5, "prompt of %d tokens: max |ours − mlx-lm| at TP=%d = %g", len(p), tc.n, d)
 				d1, _ := maxDiff(t, got[i], one[i])
-				assert.LessOrEqual(t, d1, 1e-4, "prompt of %d tokens: max |ours at TP=%d − mlx-lm at TP=1| = %g", len(p), tc.n, d1)
+				if specs[tc.spec].Dtype == "F32" {
+					// In bfloat16 a sum split over ranks rounds differently
+					// from one rank's, for mlx-lm as for us.
+					assert.LessOrEqual(t, d1, 1e-4, "prompt of %d tokens: max |ours at TP=%d − mlx-lm at TP=1| = %g", len(p), tc.n, d1)
+				}
 				t.Logf("prompt of %2d tokens: vs mlx-lm TP=%d %.3g (bitwise %v), vs mlx-lm TP=1 %.3g", len(p), tc.n, d, same, d1)
 			}
 		})
@@ -139,6 +146,7 @@ func TestGreedyTokensEqualMLXLMs(t *testing.T) {
 		{"kimi k2.5 on one rank generates mlx-lm's tokens", "kimi", 1, nil, 0},
 		{"quantized kimi k2.5 on one rank generates mlx-lm's tokens", "kimi-mixed", 1, nil, 0},
 		{"kimi k2.5 on two ranks generates mlx-lm's tokens", "kimi", 2, nil, 0},
+		{"4-bit kimi k2.5 in bfloat16 on two ranks generates mlx-lm's tokens", "kimi-bf16", 2, nil, 0},
 		{"qwen3 on three ranks generates mlx-lm's tokens", "qwen3", 3, nil, 0},
 		{"kimi k2.5 prefilling 300 tokens in chunks of 100 across a cache step generates mlx-lm's tokens", "kimi", 1, long, 100},
 		{"llama prefilling 300 tokens in chunks of 100 across a cache step generates mlx-lm's tokens", "llama", 1, long, 100},

@@ -55,11 +55,13 @@ func (s *scope) sample(o Sampling, logprobs *mlx.Array) *mlx.Array {
 	if o.TopK > 0 {
 		x = s.topK(x, o.TopK)
 	}
-	x = s.mul(x, s.f32(1/o.Temp))
+	x = s.mul(x, s.like(1/o.Temp, x))
 	return s.do(func() (*mlx.Array, error) { return mlx.RandomCategorical(x, -1, nil) })
 }
 
-func (s *scope) negInf() *mlx.Array { return s.f32(math.Inf(-1)) }
+// negInf is -inf next to logprobs, in its dtype, as Python's -float("inf")
+// and mlx-lm's mx.array(-inf, logprobs.dtype) are.
+func (s *scope) negInf(logprobs *mlx.Array) *mlx.Array { return s.like(math.Inf(-1), logprobs) }
 
 // topP is mlx-lm's apply_top_p.
 func (s *scope) topP(logprobs *mlx.Array, p float64) *mlx.Array {
@@ -69,20 +71,20 @@ func (s *scope) topP(logprobs *mlx.Array, p float64) *mlx.Array {
 	total := s.add(s.lastSlice(above, 0, 1), s.lastSlice(probs, 0, 1))
 	dropped := s.sum(s.greaterEqual(above, s.mul(s.f32(p), total)), true, -1)
 	threshold := s.takeAlong(sorted, dropped, -1)
-	return s.where(s.less(logprobs, threshold), s.negInf(), logprobs)
+	return s.where(s.less(logprobs, threshold), s.negInf(logprobs), logprobs)
 }
 
 // minP is mlx-lm's apply_min_p.
 func (s *scope) minP(logprobs *mlx.Array, p float64, keep int) *mlx.Array {
 	top := s.do(func() (*mlx.Array, error) { return mlx.Max(logprobs, true, -1) })
-	remove := s.less(logprobs, s.add(top, s.f32(math.Log(p))))
+	remove := s.less(logprobs, s.add(top, s.like(math.Log(p), top)))
 	if keep > 1 && s.err == nil {
 		n := logprobs.Shape()[logprobs.Ndim()-1]
 		idx := s.lastSlice(s.argpartition(logprobs, n-keep, -1), n-keep, n)
 		f := s.do(func() (*mlx.Array, error) { return mlx.Scalar(false) })
 		remove = s.putAlong(remove, idx, f, -1)
 	}
-	return s.where(remove, s.negInf(), logprobs)
+	return s.where(remove, s.negInf(logprobs), logprobs)
 }
 
 // topK is mlx-lm's apply_top_k.
@@ -92,5 +94,5 @@ func (s *scope) topK(logprobs *mlx.Array, k int) *mlx.Array {
 	}
 	n := logprobs.Shape()[logprobs.Ndim()-1]
 	idx := s.lastSlice(s.argpartition(s.neg(logprobs), k-1, -1), k, n)
-	return s.putAlong(logprobs, idx, s.negInf(), -1)
+	return s.putAlong(logprobs, idx, s.negInf(logprobs), -1)
 }

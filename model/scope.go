@@ -1,6 +1,8 @@
 package model
 
 import (
+	"math"
+
 	"github.com/mlxdist/mlxdist/mlx"
 )
 
@@ -247,6 +249,34 @@ func (s *scope) zeros(shape []int, dt mlx.Dtype) *mlx.Array {
 // array in MLX.
 func (s *scope) f32(v float64) *mlx.Array {
 	return s.do(func() (*mlx.Array, error) { return mlx.Scalar(float32(v)) })
+}
+
+// like is v as Python MLX makes a Python float next to the array x: a
+// scalar of x's dtype when x is floating (so bfloat16 stays bfloat16),
+// float32 otherwise.
+func (s *scope) like(v float64, x *mlx.Array) *mlx.Array {
+	f := s.f32(v)
+	if s.err != nil || x == nil {
+		return f
+	}
+	switch dt := x.Dtype(); dt {
+	case mlx.Float16, mlx.Bfloat16, mlx.Float64:
+		return s.astype(f, dt)
+	}
+	return f
+}
+
+// lowest is numpy's finfo(dt).min, the most negative finite value of the
+// floating dtype dt, as a scalar of dt.
+func (s *scope) lowest(dt mlx.Dtype) *mlx.Array {
+	switch dt {
+	case mlx.Float16:
+		return s.astype(s.f32(-65504), dt)
+	case mlx.Bfloat16:
+		// 0xff7f: the largest bfloat16 exponent with a full mantissa.
+		return s.astype(s.f32(-3.3895313892515355e38), dt)
+	}
+	return s.f32(-math.MaxFloat32)
 }
 
 func (s *scope) i32(v int) *mlx.Array {
