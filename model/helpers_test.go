@@ -81,6 +81,11 @@ var specs = map[string]ckptgen.Spec{
 		Experts: 8, ActiveExperts: 2, SharedExperts: 1, MoEIntermediate: 128, FirstDense: 1, QLoRARank: 64,
 		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, Dtype: "BF16", Files: 2,
 		Quant: &ckptgen.Quantization{GroupSize: 32, Bits: 4}},
+	"kimi-f16": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
+		Experts: 8, ActiveExperts: 2, SharedExperts: 1, MoEIntermediate: 128, FirstDense: 1, QLoRARank: 64,
+		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, Dtype: "F16", Files: 2,
+		// MLX's CPU gather_mm takes float32 only; quantized experts run.
+		Quant: &ckptgen.Quantization{GroupSize: 32, Bits: 4}},
 	"llama-bf16": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
 		Intermediate: 256, Dtype: "BF16", Files: 1},
 }

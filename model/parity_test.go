@@ -29,6 +29,7 @@ func TestLogitsEqualMLXLMsOnOneRank(t *testing.T) {
 		{"kimi k2.5 with mixed 2/4/8-bit quantization matches mlx-lm", "kimi-mixed"},
 		{"kimi k2.5 4-bit in bfloat16 matches mlx-lm", "kimi-bf16"},
 		{"llama in bfloat16 matches mlx-lm", "llama-bf16"},
+		{"kimi k2.5 4-bit in float16 matches mlx-lm", "kimi-f16"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := checkpoint(t, tc.spec)
