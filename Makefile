@@ -84,6 +84,9 @@ demo: bins
 	@echo "== the plan for the real Kimi K2.5 on 512 GB nodes, next to the seed's measurement =="
 	bin/kimiload --plan-only --describe kimi-k2.5
 	@echo
+	@echo "== load, then answer: the 4-bit bfloat16 checkpoint above, as real ones are, TP=2 =="
+	bin/launch -n 2 -- bin/kimiload --model $(DEMO_CKPT) --prompt "What is 2+2? Answer in one sentence." --max-tokens 8
+	@echo
 	@echo "== load, then answer: a float32 Kimi-layout checkpoint, TP=2, the seed's prompt =="
 	@echo "   (random weights: the ids mean nothing; they equal mlx-lm's on the same checkpoint)"
 	bin/mkcheckpoint --out $(DEMO_CKPT)-f32 --scale 0.03 --layers 4 --experts 16 --files 2 --dtype F32 --unquantized
