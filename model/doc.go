@@ -10,7 +10,9 @@
 // in the same order with the same constants (DeepSeek's attention norms use
 // 1e-6 whatever rms_norm_eps says; the rotary frequencies of llama3 and
 // YaRN scaling are computed with MLX ops as mlx-lm computes them), so that
-// in float32 the logits are mlx-lm's bit for bit. The tests hold this
+// the logits are mlx-lm's bit for bit, in float32 and in the bfloat16 and
+// float16 of real checkpoints (a Python float next to an array is a scalar
+// of the array's dtype in MLX, and so is every scalar here). The tests hold this
 // against mlx-lm itself, run at test time on the same checkpoints. A model
 // reads its config.json as mlx-lm does (ReadConfig: the same fields and
 // defaults, "quantization" with per-module overrides), and quantized
