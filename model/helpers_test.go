@@ -86,6 +86,8 @@ var specs = map[string]ckptgen.Spec{
 		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, Dtype: "F16", Files: 2,
 		// MLX's CPU gather_mm takes float32 only; quantized experts run.
 		Quant: &ckptgen.Quantization{GroupSize: 32, Bits: 4}},
+	"qwen3-bf16": {ModelType: ckptgen.Qwen3Type, Vocab: 1024, Hidden: 192, Layers: 2, Heads: 6, KVHeads: 6, HeadDim: 32,
+		Intermediate: 384, Dtype: "BF16", Files: 1, TieEmbeddings: true},
 	"llama-bf16": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
 		Intermediate: 256, Dtype: "BF16", Files: 1},
 }

@@ -30,6 +30,7 @@ func TestLogitsEqualMLXLMsOnOneRank(t *testing.T) {
 		{"kimi k2.5 4-bit in bfloat16 matches mlx-lm", "kimi-bf16"},
 		{"llama in bfloat16 matches mlx-lm", "llama-bf16"},
 		{"kimi k2.5 4-bit in float16 matches mlx-lm", "kimi-f16"},
+		{"qwen3 in bfloat16 matches mlx-lm", "qwen3-bf16"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := checkpoint(t, tc.spec)

@@ -90,6 +90,7 @@ func TestPipelineLogitsEqualOneRanks(t *testing.T) {
 		{"qwen2 with tied embeddings in two stages", "qwen2", "1,1"},
 		{"kimi k2.5 in two stages", "kimi", "1,1"},
 		{"kimi k2.5 in three stages", "kimi", "1,1,1"},
+		{"4-bit kimi k2.5 in bfloat16 in two stages", "kimi-bf16", "1,1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := checkpoint(t, tc.spec)
