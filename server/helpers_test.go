@@ -86,8 +86,9 @@ func deepCheckpoint(t testing.TB, layers int) string {
 	root, err := os.MkdirTemp("", "server-test-")
 	require.NoError(t, err)
 	dir := filepath.Join(root, "llama")
+	// bfloat16, the dtype real checkpoints have.
 	spec := ckptgen.Spec{ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: layers, Heads: 4, KVHeads: 2,
-		HeadDim: 32, Intermediate: 256, Dtype: "F32", Files: 1}
+		HeadDim: 32, Intermediate: 256, Dtype: "BF16", Files: 1}
 	_, err = ckptgen.Write(context.Background(), dir, spec, &ckptgen.Options{Seed: 11})
 	if err != nil {
 		os.RemoveAll(root)
