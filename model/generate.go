@@ -29,6 +29,9 @@ type GenerateOptions struct {
 	PrefillStep int
 	// Logprobs makes every Token carry the whole log-probability vector.
 	Logprobs bool
+	// Penalties change each step's logits before its log-probabilities,
+	// as mlx-lm's logits processors do; the zero value changes nothing.
+	Penalties Penalties
 	// Cache, when set, is used (and left filled) instead of a fresh cache:
 	// its positions come before the prompt.
 	Cache *Cache
@@ -99,6 +102,9 @@ func (g *Generation) Stats() Stats { return g.stats }
 // step is one decoding step's lazy results, owned by the generation.
 type step struct {
 	token, logprobs *mlx.Array
+	// hist is the tokens the penalties look at after this step's input
+	// (int [n]), nil without penalties.
+	hist *mlx.Array
 	// halt is the ranks' halt flags summed (int32 [1]), on a group; read
 	// sets halted from it. On one rank halted is Halt's answer.
 	halt   *mlx.Array
@@ -107,15 +113,19 @@ type step struct {
 
 // arrays are the step's arrays to evaluate.
 func (st *step) arrays() []*mlx.Array {
-	if st.halt == nil {
-		return []*mlx.Array{st.token, st.logprobs}
+	a := []*mlx.Array{st.token, st.logprobs}
+	if st.halt != nil {
+		a = append(a, st.halt)
 	}
-	return []*mlx.Array{st.token, st.logprobs, st.halt}
+	if st.hist != nil {
+		a = append(a, st.hist)
+	}
+	return a
 }
 
 func (st *step) free() {
 	if st != nil {
-		mlx.FreeAll(st.token, st.logprobs, st.halt)
+		mlx.FreeAll(st.token, st.logprobs, st.halt, st.hist)
 	}
 }
 
@@ -197,6 +207,9 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 		return errors.New("model: empty prompt: give at least one token")
 	}
 	if err := o.Sampling.validate(m.Config.VocabSize); err != nil {
+		return err
+	}
+	if err := o.Penalties.validate(m.Config.VocabSize); err != nil {
 		return err
 	}
 	maxTokens := o.MaxTokens
@@ -295,7 +308,7 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 	var first time.Time
 	for n := 0; ; n++ {
 		if n != maxTokens {
-			next, err = g.step(tokenInput(cur.token), cache)
+			next, err = g.step(tokenInput(cur), cache)
 			if err != nil {
 				return err
 			}
@@ -355,10 +368,12 @@ func (g *Generation) run(yield func(Token, error) bool) (err error) {
 type input struct {
 	ids   []int
 	token *mlx.Array
+	// hist is the previous step's token history, for the penalties.
+	hist *mlx.Array
 }
 
-func idsInput(ids []int) input        { return input{ids: ids} }
-func tokenInput(tok *mlx.Array) input { return input{token: tok} }
+func idsInput(ids []int) input    { return input{ids: ids} }
+func tokenInput(prev *step) input { return input{token: prev.token, hist: prev.hist} }
 
 // step builds one decoding step in one trip to the MLX thread — forward
 // (with the halt flag riding its first all-sum), the last position's
@@ -386,6 +401,10 @@ func (g *Generation) step(in input, cache *Cache) (*step, error) {
 			post := func(s *scope, logits *mlx.Array) []*mlx.Array {
 				sh := logits.Shape()
 				last := s.squeeze(s.slice(logits, []int{0, sh[1] - 1, 0}, []int{sh[0], sh[1], sh[2]}), 1)
+				if p := g.o.Penalties; p.active() {
+					st.hist = g.history(s, in)
+					last = p.apply(s, last, st.hist)
+				}
 				lp := s.sub(last, s.logsumexp(last, true))
 				tok := s.sample(g.o.Sampling, lp)
 				st.token, st.logprobs = tok, s.squeeze(lp, 0)

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -92,5 +93,53 @@ func TestTheSamplerDrawsMLXLMsTokensFromBfloat16Logprobs(t *testing.T) {
 			}
 			assert.Equal(t, want, got, "%d of %d draws equal", same, draws)
 		})
+	}
+}
+
+// Greedy tokens under mlx-lm's logits processors, one at a time and all
+// together: the same tokens, and the same log-probability of each, bit for
+// bit, in float32 and in bfloat16 (whose scalars stay bfloat16).
+func TestPenaltiesGiveMLXLMsTokensAndLogprobs(t *testing.T) {
+	requireMLX(t)
+	const tokens = 24
+	for _, spec := range []string{"llama", "llama-bf16", "kimi-bf16"} {
+		for _, tc := range []struct {
+			name string
+			p    Penalties
+			kw   string
+		}{
+			{"repetition", Penalties{Repetition: 1.3}, `{"repetition_penalty": 1.3}`},
+			{"presence over 8 tokens", Penalties{Presence: 0.7, PresenceContext: 8}, `{"presence_penalty": 0.7, "presence_context_size": 8}`},
+			{"frequency", Penalties{Frequency: 0.4}, `{"frequency_penalty": 0.4}`},
+			{"logit bias", Penalties{LogitBias: map[int]float64{7: 3.5, 300: -1.25, 12: 0.1}},
+				`{"logit_bias": {"7": 3.5, "300": -1.25, "12": 0.1}}`},
+			{"all together", Penalties{LogitBias: map[int]float64{5: 2}, Repetition: 1.1, RepetitionContext: 30, Presence: 0.3, Frequency: 0.2, FrequencyContext: 5},
+				`{"logit_bias": {"5": 2}, "repetition_penalty": 1.1, "repetition_context_size": 30, "presence_penalty": 0.3, "frequency_penalty": 0.2, "frequency_context_size": 5}`},
+		} {
+			t.Run(spec+", "+tc.name, func(t *testing.T) {
+				m := loadSpec(t, spec)
+				dir := checkpoint(t, spec)
+				// A prompt with repeats, so that the penalties have work.
+				prompt := append(prompts(m.Config.VocabSize)[2], prompts(m.Config.VocabSize)[2][:6]...)
+				out := filepath.Join(t.TempDir(), "ref.json")
+				launch(t, 1, []string{testenv.Python(t), referencePath(t), "penalized", dir, out, fmt.Sprint(tokens), idsArg(prompt), tc.kw}, nil)
+				b, err := os.ReadFile(out)
+				require.NoError(t, err)
+				var ref struct {
+					IDs      []int     `json:"ids"`
+					Logprobs []float32 `json:"logprobs"`
+				}
+				require.NoError(t, json.Unmarshal(b, &ref))
+				got, err := collect(t, m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: tokens, Stop: []int{}, Penalties: tc.p}))
+				require.NoError(t, err)
+				ids := make([]int, len(got))
+				lps := make([]float32, len(got))
+				for i, tok := range got {
+					ids[i], lps[i] = tok.ID, tok.Logprob
+				}
+				assert.Equal(t, ref.IDs, ids)
+				assert.Equal(t, ref.Logprobs, lps)
+			})
+		}
 	}
 }

@@ -7,6 +7,10 @@
     reference.py sample DIR OUT N IDS SEED TEMP TOP_P MIN_P TOP_K
                                              N tokens from make_sampler's sampler
                                              after mx.random.seed(SEED)
+    reference.py penalized DIR OUT N IDS JSON
+                                             N greedy tokens with the logits
+                                             processors make_logits_processors
+                                             makes of the JSON object's keywords
 
 IDS is a comma-separated list of token ids (logits takes several prompts).
 Run under a launcher with more than one rank, the model is sharded with its
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import mlx.core as mx
 from mlx_lm.generate import generate_step
-from mlx_lm.sample_utils import make_sampler
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.utils import load_model
 
 
@@ -72,8 +76,26 @@ def main():
         if group.rank() == 0:
             with open(out, "w") as f:
                 json.dump({"ids": tokens}, f)
+    elif cmd == "penalized":
+        n, ids = int(sys.argv[4]), [int(t) for t in sys.argv[5].split(",")]
+        kw = json.loads(sys.argv[6])
+        if "logit_bias" in kw:
+            kw["logit_bias"] = {int(k): v for k, v in kw["logit_bias"].items()}
+        tokens, logprobs = [], []
+        for tok, lp in generate_step(
+            mx.array(ids),
+            model,
+            max_tokens=n,
+            sampler=lambda x: mx.argmax(x, axis=-1),
+            logits_processors=make_logits_processors(**kw),
+        ):
+            tokens.append(int(tok))
+            logprobs.append(lp[int(tok)].astype(mx.float32).item())
+        if group.rank() == 0:
+            with open(out, "w") as f:
+                json.dump({"ids": tokens, "logprobs": logprobs}, f)
     else:
-        raise SystemExit(f"unknown command {cmd!r}: want logits, generate or sample")
+        raise SystemExit(f"unknown command {cmd!r}: want logits, generate, sample or penalized")
 
 
 if __name__ == "__main__":
