@@ -40,10 +40,13 @@
 // JSON {"error": {...}} with its statuses: 400 for bad input, 404 for an
 // unknown model or path, 413 for a body over Options.MaxBodyBytes, 429 for
 // a full queue, 503 once the group has failed or the server is shutting
-// down. Settings this server does not have (presence, frequency and
-// repetition penalties, logit_bias, logprobs, top_logprobs, echo, best_of,
-// suffix, tools) are refused with 400 unsupported_parameter unless they
-// carry their neutral value, rather than silently ignored. A failed collective (a rank died) ends Run with the error after
+// down. mlx-lm's logits processors come with its server's names —
+// repetition_penalty, presence_penalty and frequency_penalty, each with its
+// *_context_size (20 by default), and logit_bias — and reach every rank
+// with the order. Settings this server does not have (logprobs,
+// top_logprobs, echo, best_of, suffix, tools) are refused with 400
+// unsupported_parameter unless they carry their neutral value, rather than
+// silently ignored. A failed collective (a rank died) ends Run with the error after
 // answering 503 to every waiting request; the group cannot be used again
 // and the process should exit non-zero. A peer that dies does not always
 // fail the collective in flight (MLX's ring back-end never finishes one it

@@ -270,11 +270,15 @@ func (s *Server) newJob(r *http.Request, id string, p *params, prompt []int, pro
 		seed = uint64(*p.Seed)
 	}
 	smp.Seed = &seed
+	pen, e := p.penalties(vocab)
+	if e != nil {
+		return nil, e
+	}
 	stops, e := p.stops()
 	if e != nil {
 		return nil, e
 	}
-	return &job{id: id, ctx: r.Context(), prompt: prompt, maxTokens: n, sampling: smp, stops: stops,
+	return &job{id: id, ctx: r.Context(), prompt: prompt, maxTokens: n, sampling: smp, penalties: pen, stops: stops,
 		events: make(chan event, n+4), enqueued: time.Now()}, nil
 }
 

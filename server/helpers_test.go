@@ -151,10 +151,11 @@ func rankMain(job string) error {
 
 // order is one generation of the reference job.
 type order struct {
-	Prompt    []int   `json:"prompt"`
-	MaxTokens int     `json:"max_tokens"`
-	Temp      float64 `json:"temp"`
-	Seed      *uint64 `json:"seed,omitempty"`
+	Prompt    []int           `json:"prompt"`
+	MaxTokens int             `json:"max_tokens"`
+	Temp      float64         `json:"temp"`
+	Seed      *uint64         `json:"seed,omitempty"`
+	Penalties model.Penalties `json:"penalties"`
 }
 
 // referenceRank generates every order with model.Generate over the group,
@@ -167,7 +168,7 @@ func referenceRank(ctx context.Context, g *jaccl.Group, m *model.Model) error {
 	var out [][]int
 	for _, o := range orders {
 		smp := model.Sampling{Temp: o.Temp, Seed: o.Seed}
-		gen := m.Generate(ctx, o.Prompt, model.GenerateOptions{MaxTokens: o.MaxTokens, Sampling: smp, Stop: []int{}})
+		gen := m.Generate(ctx, o.Prompt, model.GenerateOptions{MaxTokens: o.MaxTokens, Sampling: smp, Penalties: o.Penalties, Stop: []int{}})
 		var ids []int
 		for tok, err := range gen.Tokens() {
 			if err != nil {

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/mlxdist/mlxdist/jaccl"
 	"github.com/mlxdist/mlxdist/model"
@@ -19,9 +21,12 @@ const (
 // headerLen is the length of the int32 header rank 0 hands every rank
 // before each exchange: op, prompt length, max tokens, top-k, request
 // number, then the seed and three float64 settings, each as two halves of
-// its bits. An all-sum in which only rank 0 contributes is a broadcast,
-// and integers add up exactly, so the floats arrive bit for bit.
-const headerLen = 13
+// its bits; then the three penalties, each a float64 and its context, and
+// the number of logit biases. An all-sum in which only rank 0 contributes
+// is a broadcast, and integers add up exactly, so the floats arrive bit
+// for bit. The prompt follows, and after it the biases' token ids and
+// their float64 values.
+const headerLen = 23
 
 // order is one request as every rank needs it: what to generate and how.
 type order struct {
@@ -30,6 +35,7 @@ type order struct {
 	prompt    []int
 	maxTokens int
 	sampling  model.Sampling
+	penalties model.Penalties
 }
 
 func (o *order) header() []int32 {
@@ -44,7 +50,51 @@ func (o *order) header() []int32 {
 	put64(7, math.Float64bits(o.sampling.Temp))
 	put64(9, math.Float64bits(o.sampling.TopP))
 	put64(11, math.Float64bits(o.sampling.MinP))
+	pen := o.penalties
+	put64(13, math.Float64bits(pen.Repetition))
+	h[15] = int32(pen.RepetitionContext)
+	put64(16, math.Float64bits(pen.Presence))
+	h[18] = int32(pen.PresenceContext)
+	put64(19, math.Float64bits(pen.Frequency))
+	h[21] = int32(pen.FrequencyContext)
+	h[22] = int32(len(pen.LogitBias))
 	return h
+}
+
+// payload is what follows the header of a generate order: the prompt,
+// then the logit biases' ids in increasing order and their values, each
+// as two halves of its bits.
+func (o *order) payload() []int32 {
+	ids := slices.Sorted(maps.Keys(o.penalties.LogitBias))
+	out := make([]int32, 0, len(o.prompt)+3*len(ids))
+	for _, id := range o.prompt {
+		out = append(out, int32(id))
+	}
+	for _, id := range ids {
+		out = append(out, int32(id))
+	}
+	for _, id := range ids {
+		v := math.Float64bits(o.penalties.LogitBias[id])
+		out = append(out, int32(uint32(v)), int32(uint32(v>>32)))
+	}
+	return out
+}
+
+// readPayload fills o's prompt and biases from the payload its header
+// announced.
+func (o *order) readPayload(xs []int32, biases int) {
+	for i := range o.prompt {
+		o.prompt[i] = int(xs[i])
+	}
+	if biases == 0 {
+		return
+	}
+	xs = xs[len(o.prompt):]
+	o.penalties.LogitBias = make(map[int]float64, biases)
+	for i := range biases {
+		v := uint64(uint32(xs[biases+2*i])) | uint64(uint32(xs[biases+2*i+1]))<<32
+		o.penalties.LogitBias[int(xs[i])] = math.Float64frombits(v)
+	}
 }
 
 func parseHeader(h []int32) (*order, error) {
@@ -61,7 +111,12 @@ func parseHeader(h []int32) (*order, error) {
 		TopP: math.Float64frombits(get64(9)),
 		MinP: math.Float64frombits(get64(11)),
 	}
-	if o.op < opHeartbeat || o.op > opShutdown || h[1] < 0 || h[2] < 0 {
+	o.penalties = model.Penalties{
+		Repetition: math.Float64frombits(get64(13)), RepetitionContext: int(h[15]),
+		Presence: math.Float64frombits(get64(16)), PresenceContext: int(h[18]),
+		Frequency: math.Float64frombits(get64(19)), FrequencyContext: int(h[21]),
+	}
+	if o.op < opHeartbeat || o.op > opShutdown || h[1] < 0 || h[2] < 0 || h[22] < 0 {
 		return nil, fmt.Errorf("server: header %v from rank 0 is not one this version sends: are all ranks the same build?", h)
 	}
 	return o, nil
@@ -99,11 +154,7 @@ func (l *lockstep) sendOrder(ctx context.Context, o *order) error {
 	if o.op != opGenerate || l.alone() {
 		return nil
 	}
-	ids := make([]int32, len(o.prompt))
-	for i, id := range o.prompt {
-		ids[i] = int32(id)
-	}
-	_, err := l.broadcast(ctx, ids)
+	_, err := l.broadcast(ctx, o.payload())
 	return err
 }
 
@@ -119,12 +170,11 @@ func (l *lockstep) recvOrder(ctx context.Context) (*order, error) {
 	if len(o.prompt) == 0 {
 		return nil, fmt.Errorf("server: rank 0 sent an empty prompt")
 	}
-	ids, err := l.broadcast(ctx, make([]int32, len(o.prompt)))
+	biases := int(h[22])
+	xs, err := l.broadcast(ctx, make([]int32, len(o.prompt)+3*biases))
 	if err != nil {
 		return nil, err
 	}
-	for i, id := range ids {
-		o.prompt[i] = int(id)
-	}
+	o.readPayload(xs, biases)
 	return o, nil
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/mlxdist/mlxdist/model"
 )
 
 // APIError is an error as the OpenAI API returns it: an HTTP status and a
@@ -84,19 +86,65 @@ type params struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 
+	// mlx-lm's logits processors (its server's names and defaults).
+	PresencePenalty       *float64           `json:"presence_penalty"`
+	PresenceContextSize   *int               `json:"presence_context_size"`
+	FrequencyPenalty      *float64           `json:"frequency_penalty"`
+	FrequencyContextSize  *int               `json:"frequency_context_size"`
+	RepetitionPenalty     *float64           `json:"repetition_penalty"`
+	RepetitionContextSize *int               `json:"repetition_context_size"`
+	LogitBias             map[string]float64 `json:"logit_bias"`
+
 	// Settings this server does not have: their neutral values are
 	// accepted (clients send them by default), any other is refused
 	// rather than silently ignored.
-	PresencePenalty   *float64           `json:"presence_penalty"`
-	FrequencyPenalty  *float64           `json:"frequency_penalty"`
-	RepetitionPenalty *float64           `json:"repetition_penalty"`
-	LogitBias         map[string]float64 `json:"logit_bias"`
-	Logprobs          json.RawMessage    `json:"logprobs"`
-	TopLogprobs       *int               `json:"top_logprobs"`
-	Echo              *bool              `json:"echo"`
-	BestOf            *int               `json:"best_of"`
-	Suffix            *string            `json:"suffix"`
-	Tools             []json.RawMessage  `json:"tools"`
+	Logprobs    json.RawMessage   `json:"logprobs"`
+	TopLogprobs *int              `json:"top_logprobs"`
+	Echo        *bool             `json:"echo"`
+	BestOf      *int              `json:"best_of"`
+	Suffix      *string           `json:"suffix"`
+	Tools       []json.RawMessage `json:"tools"`
+}
+
+// penalties reads mlx-lm's logits processors' settings, checked as its
+// server checks them, with token ids inside the vocabulary.
+func (p *params) penalties(vocab int) (model.Penalties, *APIError) {
+	var out model.Penalties
+	for _, f := range []struct {
+		name, ctxName string
+		v             *float64
+		n             *int
+		dst           *float64
+		ctx           *int
+	}{
+		{"repetition_penalty", "repetition_context_size", p.RepetitionPenalty, p.RepetitionContextSize, &out.Repetition, &out.RepetitionContext},
+		{"presence_penalty", "presence_context_size", p.PresencePenalty, p.PresenceContextSize, &out.Presence, &out.PresenceContext},
+		{"frequency_penalty", "frequency_context_size", p.FrequencyPenalty, p.FrequencyContextSize, &out.Frequency, &out.FrequencyContext},
+	} {
+		if f.v != nil {
+			*f.dst = *f.v
+		}
+		if f.n != nil {
+			if *f.n <= 0 {
+				return out, invalid(f.ctxName, "%s is %d: give a positive number of tokens", f.ctxName, *f.n)
+			}
+			*f.ctx = *f.n
+		}
+	}
+	if out.Repetition < 0 {
+		return out, invalid("repetition_penalty", "repetition_penalty %v is negative: 0 turns it off", out.Repetition)
+	}
+	if len(p.LogitBias) > 0 {
+		out.LogitBias = make(map[int]float64, len(p.LogitBias))
+		for k, v := range p.LogitBias {
+			id, err := strconv.Atoi(k)
+			if err != nil || id < 0 || id >= vocab {
+				return out, invalid("logit_bias", "logit_bias key %q is not a token id in 0..%d", k, vocab-1)
+			}
+			out.LogitBias[id] = v
+		}
+	}
+	return out, nil
 }
 
 // unsupported refuses a setting this server does not have, unless it has
@@ -106,17 +154,7 @@ func (p *params) unsupported() *APIError {
 		return &APIError{Status: http.StatusBadRequest, Type: "invalid_request_error", Param: param, Code: "unsupported_parameter",
 			Message: fmt.Sprintf("%s %v is not supported by this server: leave it out or send %s", param, v, neutral)}
 	}
-	nonzero := func(v *float64) bool { return v != nil && *v != 0 }
 	switch {
-	case nonzero(p.PresencePenalty):
-		return refuse("presence_penalty", *p.PresencePenalty, "0")
-	case nonzero(p.FrequencyPenalty):
-		return refuse("frequency_penalty", *p.FrequencyPenalty, "0")
-	case nonzero(p.RepetitionPenalty) && *p.RepetitionPenalty != 1:
-		// mlx-lm takes 0 as no penalty, and 1 changes nothing.
-		return refuse("repetition_penalty", *p.RepetitionPenalty, "1")
-	case len(p.LogitBias) > 0:
-		return refuse("logit_bias", "with entries", "{}")
 	case p.TopLogprobs != nil && *p.TopLogprobs != 0:
 		return refuse("top_logprobs", *p.TopLogprobs, "0")
 	case p.Echo != nil && *p.Echo:

@@ -279,6 +279,7 @@ type job struct {
 	prompt    []int
 	maxTokens int
 	sampling  model.Sampling
+	penalties model.Penalties
 	stops     []string
 	// events has room for every event the job can produce, so Run never
 	// waits on a slow client.
@@ -308,7 +309,8 @@ func (s *Server) serve(ctx context.Context, j *job) error {
 		return nil
 	}
 	j.started = time.Now()
-	o := &order{op: opGenerate, seq: int32(s.seq.Add(1)), prompt: j.prompt, maxTokens: j.maxTokens, sampling: j.sampling}
+	o := &order{op: opGenerate, seq: int32(s.seq.Add(1)), prompt: j.prompt, maxTokens: j.maxTokens, sampling: j.sampling,
+		penalties: j.penalties}
 	if err := s.ls.sendOrder(context.Background(), o); err != nil {
 		j.send(event{err: s.unavailableError(err)})
 		return err
@@ -346,7 +348,7 @@ func (s *Server) generate(o *order, r *request) error {
 		halt = func() bool { return stopping }
 	}
 	gen := s.m.Generate(context.Background(), o.prompt, model.GenerateOptions{
-		MaxTokens: o.maxTokens, Sampling: o.sampling, Stop: s.stopIDs, Halt: halt,
+		MaxTokens: o.maxTokens, Sampling: o.sampling, Penalties: o.penalties, Stop: s.stopIDs, Halt: halt,
 	})
 	count := 0
 	for tok, err := range gen.Tokens() {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mlxdist/mlxdist/model"
 	"github.com/mlxdist/mlxdist/tokenizer"
 )
 
@@ -49,6 +50,11 @@ func TestServerOverTwoRanks(t *testing.T) {
 	for i := range 8 {
 		orders = append(orders, order{Prompt: randomIDs(rng, 3+i, 1024), MaxTokens: 6 + i})
 	}
+	// mlx-lm's logits processors, which every rank must apply alike.
+	penalized := len(orders)
+	pen := model.Penalties{Repetition: 1.3, Presence: 0.5, PresenceContext: 8, Frequency: 0.2,
+		LogitBias: map[int]float64{7: 2.5, 300: -1}}
+	orders = append(orders, order{Prompt: append(randomIDs(rng, 5, 1024), 7, 7, 300), MaxTokens: 20, Penalties: pen})
 	ref := reference(t, orders)
 	want := make([]expected, len(ref))
 	for i, ids := range ref {
@@ -124,6 +130,19 @@ func TestServerOverTwoRanks(t *testing.T) {
 		}
 	})
 
+	t.Run("mlx-lm's penalties and logit bias reach every rank", func(t *testing.T) {
+		o := orders[penalized]
+		status, got := post(t, j.base, "/v1/completions",
+			fmt.Sprintf(`{"prompt": %s, "max_tokens": %d, "temperature": 0, "repetition_penalty": 1.3, "presence_penalty": 0.5, `+
+				`"presence_context_size": 8, "frequency_penalty": 0.2, "logit_bias": {"7": 2.5, "300": -1}}`, idsJSON(o.Prompt), o.MaxTokens))
+		require.Equal(t, http.StatusOK, status, "%v", got)
+		choice := got["choices"].([]any)[0].(map[string]any)
+		assert.Equal(t, want[penalized].Text, choice["text"])
+		// The penalties change the answer: the check could fail.
+		plain := reference(t, []order{{Prompt: o.Prompt, MaxTokens: o.MaxTokens}})
+		assert.NotEqual(t, plain[0], ref[penalized], "the penalties changed nothing on this prompt")
+	})
+
 	t.Run("the neutral values of settings this server lacks change nothing", func(t *testing.T) {
 		for _, extra := range []string{
 			`"presence_penalty": 0, "frequency_penalty": 0.0, "repetition_penalty": 1, "logit_bias": {}, "logprobs": false, "top_logprobs": 0, "tools": []`,
@@ -139,7 +158,7 @@ func TestServerOverTwoRanks(t *testing.T) {
 
 	t.Run("eight concurrent clients all get complete, correct answers", func(t *testing.T) {
 		var calls []map[string]any
-		for i, o := range orders[3:] {
+		for i, o := range orders[3:penalized] {
 			calls = append(calls, map[string]any{"kind": "completion", "stream": i%2 == 1,
 				"args": withUsage(map[string]any{"model": testModelName, "prompt": o.Prompt, "max_tokens": o.MaxTokens, "temperature": 0})})
 		}
@@ -227,10 +246,10 @@ func TestServerOverTwoRanks(t *testing.T) {
 			{"an empty prompt", "/v1/completions", `{"prompt": ""}`, 400, "prompt", ""},
 			{"five stop sequences", "/v1/completions", `{"prompt": "hi", "stop": ["a","b","c","d","e"]}`, 400, "stop", ""},
 			{"an unknown path", "/v1/embeddings", `{}`, 404, "", "unknown_url"},
-			{"a presence penalty", "/v1/chat/completions", `{"messages": [{"role":"user","content":"hi"}], "presence_penalty": 0.5}`, 400, "presence_penalty", "unsupported_parameter"},
-			{"a frequency penalty", "/v1/completions", `{"prompt": "hi", "frequency_penalty": -0.5}`, 400, "frequency_penalty", "unsupported_parameter"},
-			{"mlx-lm's repetition penalty", "/v1/completions", `{"prompt": "hi", "repetition_penalty": 1.1}`, 400, "repetition_penalty", "unsupported_parameter"},
-			{"a logit bias", "/v1/completions", `{"prompt": "hi", "logit_bias": {"5": 10}}`, 400, "logit_bias", "unsupported_parameter"},
+			{"a negative repetition penalty", "/v1/completions", `{"prompt": "hi", "repetition_penalty": -1.1}`, 400, "repetition_penalty", ""},
+			{"a penalty context of zero", "/v1/completions", `{"prompt": "hi", "presence_penalty": 0.5, "presence_context_size": 0}`, 400, "presence_context_size", ""},
+			{"a logit bias for no token", "/v1/completions", `{"prompt": "hi", "logit_bias": {"5000": 10}}`, 400, "logit_bias", ""},
+			{"a logit bias keyed by a word", "/v1/completions", `{"prompt": "hi", "logit_bias": {"hello": 10}}`, 400, "logit_bias", ""},
 			{"chat logprobs", "/v1/chat/completions", `{"messages": [{"role":"user","content":"hi"}], "logprobs": true}`, 400, "logprobs", "unsupported_parameter"},
 			{"completion logprobs", "/v1/completions", `{"prompt": "hi", "logprobs": 3}`, 400, "logprobs", "unsupported_parameter"},
 			{"top logprobs", "/v1/chat/completions", `{"messages": [{"role":"user","content":"hi"}], "top_logprobs": 2}`, 400, "top_logprobs", "unsupported_parameter"},

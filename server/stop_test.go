@@ -62,6 +62,10 @@ func TestHeaderCarriesAnOrderBitForBit(t *testing.T) {
 		{"a sampled request with every filter and a seed past int64", order{op: opGenerate, seq: 1 << 30, prompt: make([]int, 1),
 			maxTokens: 1 << 20, sampling: model.Sampling{Temp: 0.7, TopP: 0.9, MinP: 0.05, TopK: 40, Seed: &seed}}},
 		{"a heartbeat", order{op: opHeartbeat, prompt: []int{}, sampling: model.Sampling{Seed: new(uint64)}}},
+		{"a request with every penalty and logit biases", order{op: opGenerate, seq: 9, prompt: []int{5, 1023, 0}, maxTokens: 8,
+			sampling: model.Sampling{Temp: 1, TopP: 1, Seed: &seed},
+			penalties: model.Penalties{Repetition: 1.1, RepetitionContext: 64, Presence: -0.3, Frequency: math.SmallestNonzeroFloat64,
+				FrequencyContext: 3, LogitBias: map[int]float64{1023: -100, 0: 1.0 / 3, 77: math.MaxFloat64}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseHeader(tc.o.header())
@@ -71,6 +75,10 @@ func TestHeaderCarriesAnOrderBitForBit(t *testing.T) {
 			assert.Len(t, got.prompt, len(tc.o.prompt))
 			assert.Equal(t, tc.o.maxTokens, got.maxTokens)
 			assert.Equal(t, tc.o.sampling, got.sampling)
+			// The payload follows, as recvOrder reads it.
+			got.readPayload(tc.o.payload(), len(tc.o.penalties.LogitBias))
+			assert.Equal(t, tc.o.prompt, got.prompt)
+			assert.Equal(t, tc.o.penalties, got.penalties)
 		})
 	}
 }
