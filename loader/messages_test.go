@@ -35,3 +35,13 @@ func TestAPlanThatCannotSplitManyTensorsSaysSoInOneLine(t *testing.T) {
 		assert.Equal(t, 3, e.N)
 	}
 }
+
+func TestATensorMLXDoesNotListSaysWhy(t *testing.T) {
+	r := &run{listed: map[string]int{"/m/a.safetensors": 329}, taken: map[string]string{"w1": "layers.0"}}
+	err := r.notInFile("w1", "/m/a.safetensors")
+	assert.ErrorIs(t, err, errNotInFile)
+	assert.ErrorContains(t, err, "section layers.0 already took it")
+	err = r.notInFile("w2", "/m/a.safetensors")
+	assert.ErrorIs(t, err, errNotInFile)
+	assert.ErrorContains(t, err, "MLX's loader listed 329 tensors in it")
+}
