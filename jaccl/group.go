@@ -529,13 +529,11 @@ func (g *Group) collective(name string, op func(*mlx.Array, *mlx.Group, *mlx.Str
 // and exits with status 1, which makes the launcher stop the other ranks.
 // Should MLX return after all, Eval returns that error too.
 func (g *Group) Eval(ctx context.Context, arrays ...*mlx.Array) error {
-	if err := g.usable(); err != nil {
+	finish, err := g.Watch(ctx)
+	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("jaccl: %w", context.Cause(ctx))
-	}
-	return g.watch(ctx, "collective")(mlx.Eval(arrays...))
+	return finish(mlx.Eval(arrays...))
 }
 
 // Watch guards MLX work that runs collectives on the group but is not one
@@ -559,12 +557,11 @@ func (g *Group) Watch(ctx context.Context) (finish func(error) error, err error)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("jaccl: %w", context.Cause(ctx))
 	}
-	return g.watch(ctx, "MLX work"), nil
+	return g.watch(ctx), nil
 }
 
-// watch starts the watchdogs of one guarded call; what names the call in
-// the abandonment error.
-func (g *Group) watch(ctx context.Context, what string) (finish func(error) error) {
+// watch starts the watchdogs of one guarded call.
+func (g *Group) watch(ctx context.Context) (finish func(error) error) {
 	// Timers rather than a goroutine per call: the common case must cost
 	// what mlx.Eval costs (see BenchmarkGroupEvalOverhead). The state decides
 	// the race between a timer and the work finishing: whichever moves it
@@ -594,7 +591,7 @@ func (g *Group) watch(ctx context.Context, what string) (finish func(error) erro
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() {
-			fire(fmt.Errorf("jaccl: rank %d of %d: %s abandoned while MLX is still inside it: %w", g.Rank(), g.Size(), what, context.Cause(ctx)))
+			fire(fmt.Errorf("jaccl: rank %d of %d: collective abandoned while MLX is still inside it: %w", g.Rank(), g.Size(), context.Cause(ctx)))
 		})
 	}
 	return func(workErr error) error {
