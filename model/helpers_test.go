@@ -75,21 +75,24 @@ var specs = map[string]ckptgen.Spec{
 			"language_model.model.layers.2.self_attn.q_b_proj":       {GroupSize: 64, Bits: 2},
 			"language_model.lm_head":                                 nil,
 		}},
-	// bfloat16, as real checkpoints are: scalars must keep the arrays'
-	// dtype as Python's do.
-	"kimi-bf16": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
-		Experts: 8, ActiveExperts: 2, SharedExperts: 1, MoEIntermediate: 128, FirstDense: 1, QLoRARank: 64,
-		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, Dtype: "BF16", Files: 2,
-		Quant: &ckptgen.Quantization{GroupSize: 32, Bits: 4}},
-	"kimi-f16": {ModelType: ckptgen.KimiK25Type, Vocab: 1024, Hidden: 128, Layers: 3, Heads: 4, Intermediate: 256,
-		Experts: 8, ActiveExperts: 2, SharedExperts: 1, MoEIntermediate: 128, FirstDense: 1, QLoRARank: 64,
-		KVLoRARank: 64, QKNopeHeadDim: 32, QKRopeHeadDim: 16, VHeadDim: 32, NGroup: 4, TopKGroup: 2, Dtype: "F16", Files: 2,
-		// MLX's CPU gather_mm takes float32 only; quantized experts run.
-		Quant: &ckptgen.Quantization{GroupSize: 32, Bits: 4}},
-	"qwen3-bf16": {ModelType: ckptgen.Qwen3Type, Vocab: 1024, Hidden: 192, Layers: 2, Heads: 6, KVHeads: 6, HeadDim: 32,
-		Intermediate: 384, Dtype: "BF16", Files: 1, TieEmbeddings: true},
-	"llama-bf16": {ModelType: ckptgen.LlamaType, Vocab: 1024, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32,
-		Intermediate: 256, Dtype: "BF16", Files: 1},
+}
+
+// The dtypes real checkpoints have, in which scalars must keep the arrays'
+// dtype as Python's do: bfloat16 and float16 variants of the float32
+// specs. The Kimis are kimi-mixed without its overrides (4-bit
+// throughout); MLX's CPU gather_mm takes float32 only, so the float16
+// Kimi's experts must be quantized anyway.
+func init() {
+	for name, v := range map[string]struct{ base, dtype string }{
+		"kimi-bf16":  {"kimi-mixed", "BF16"},
+		"kimi-f16":   {"kimi-mixed", "F16"},
+		"qwen3-bf16": {"qwen3", "BF16"},
+		"llama-bf16": {"llama", "BF16"},
+	} {
+		s := specs[v.base]
+		s.Dtype, s.QuantOverrides = v.dtype, nil
+		specs[name] = s
+	}
 }
 
 var (

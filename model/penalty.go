@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -113,13 +114,7 @@ func (p Penalties) apply(s *scope, logits, hist *mlx.Array) *mlx.Array {
 	if len(p.LogitBias) > 0 && s.err == nil {
 		// logits.at[:, ids].add(values): values float32, cast to the
 		// logits' dtype by the scatter.
-		ids := slices.Sorted(func(yield func(int) bool) {
-			for id := range p.LogitBias {
-				if !yield(id) {
-					return
-				}
-			}
-		})
+		ids := slices.Sorted(maps.Keys(p.LogitBias))
 		vals := make([]float32, len(ids))
 		for i, id := range ids {
 			vals[i] = float32(p.LogitBias[id])
