@@ -691,11 +691,31 @@ func (s *streamer) freeStreams() {
 // every CPU stream, would then hang the receiver's clean-up instead of
 // letting it report the failure (tried: TestAFailedSourceEndsItsReceivers
 // and TestAReceiverThatDiesOrStalls fail with four queued ahead).
-func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *Layer) error {
+func (s *streamer) receive(ctx context.Context, i int, sp *SectionPlan, layer *Layer) (err error) {
 	src := s.plan.Source(i, s.rank)
 	fail := func(err error) error {
 		return &StreamError{Section: sp.Name, Peer: src, Op: "receiving from", Err: err}
 	}
+	// The receives write into memory faulted in ahead, on every core, not
+	// into fresh pages faulted (and zeroed) 4 KiB at a time by the thread
+	// that reads the socket: measured on 16 cores, a 2-rank streamed load
+	// of 4.36 GB took 1.68-1.78 s against 2.39-2.43 s without. Restoring
+	// the cache limit waits for the CPU streams, which is safe here: the
+	// one receive ever queued has finished or failed (a peer that hangs
+	// ends the process instead, see jaccl.Group.Watch).
+	sizes := make([]int64, len(sp.Tensors))
+	for j := range sp.Tensors {
+		sizes[j] = sp.Tensors[j].ShardBytes
+	}
+	restore, err := mlx.PrefaultCache(sizes)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if rerr := restore(); err == nil && rerr != nil {
+			err = fail(rerr)
+		}
+	}()
 	got := make([]uint32, len(sp.Tensors))
 	check := func(j int) error {
 		tp := &sp.Tensors[j]

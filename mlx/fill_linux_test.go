@@ -2,6 +2,7 @@ package mlx
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"testing"
 	"unsafe"
@@ -72,5 +73,92 @@ func BenchmarkPopulate(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// uninitialisedResident allocates n bytes of MLX memory without touching
+// them and returns how many of their pages are resident already.
+func uninitialisedResident(t *testing.T, n int) (resident, pages int) {
+	t.Helper()
+	shape := byteShape(int64(n))
+	a, ptr, err := newUninitializedAnyThread(cInts(shape), shape, Uint8, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Free()
+	// The whole pages of it (MLX's buffers start after a size header).
+	start, end := (ptr+4095)&^4095, (ptr+uintptr(n))&^4095
+	return residentPages(t, unsafe.Slice((*byte)(cPtr(start)), end-start))
+}
+
+func TestPrefaultCacheGivesTheNextAllocationOfASizeFaultedInMemory(t *testing.T) {
+	loadOrSkip(t)
+	if sym._mlx_array_new_uninitialized == 0 {
+		t.Skip("the loaded library has no _mlx_array_new_uninitialized")
+	}
+	// Above MLX's default cache limit (32 MB), so that restoring it must
+	// give the memory back.
+	const n = 40 << 20
+	if err := ClearCache(); err != nil {
+		t.Fatal(err)
+	}
+	// Without it, fresh memory: no page is there before the first write.
+	if r, p := uninitialisedResident(t, n); r > p/8 {
+		t.Fatalf("%d of %d pages of a fresh allocation resident: the check below proves nothing", r, p)
+	}
+	if err := ClearCache(); err != nil {
+		t.Fatal(err)
+	}
+	active0, _ := ActiveMemory()
+	cache0, _ := CacheMemory()
+	restore, err := PrefaultCache([]int64{n, 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	active, _ := ActiveMemory()
+	cache, _ := CacheMemory()
+	if active != active0 || cache-cache0 != n {
+		t.Fatalf("after PrefaultCache: active %d (was %d), cache %d (was %d); want the same active and %d more cache (sizes under 2 MiB ignored)",
+			active, active0, cache, cache0, n)
+	}
+	if r, p := uninitialisedResident(t, n); r != p {
+		t.Fatalf("%d of %d pages resident in the next allocation of the size", r, p)
+	}
+	// Freed into the cache again, and given back by restore.
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	limit, err := SetCacheLimit(32 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SetCacheLimit(limit); err != nil {
+		t.Fatal(err)
+	}
+	cache, _ = CacheMemory()
+	if cache > limit {
+		t.Fatalf("after restore: cache limit %d, %d bytes cached", limit, cache)
+	}
+}
+
+func TestByteShapesFitInt32(t *testing.T) {
+	for _, n := range []int64{1, math.MaxInt32, math.MaxInt32 + 1, 3 << 40, 6 << 30} {
+		s := byteShape(n)
+		if s == nil {
+			t.Fatalf("%d: no shape", n)
+		}
+		prod := int64(1)
+		for _, d := range s {
+			if d > math.MaxInt32 {
+				t.Fatalf("%d: dimension %d of %v over int32", n, d, s)
+			}
+			prod *= int64(d)
+		}
+		if prod != n {
+			t.Fatalf("%d: shape %v holds %d", n, s, prod)
+		}
+	}
+	if s := byteShape(1<<31 + 1); s != nil {
+		t.Fatalf("an odd size over int32 got %v", s)
 	}
 }
