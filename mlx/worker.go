@@ -59,10 +59,16 @@ func (p *ThreadPanic) Unwrap() error {
 //
 // How long to spin adapts, as an adaptive mutex does: a wait that ended
 // while spinning doubles the side's budget (up to maxSpin polls), a wait
-// that had to park anyway halves it (down to minSpin). Short calls in a
-// burst stay on the fast path; long ones (a collective waiting for its
-// peer, a big eval) stop burning a core that MLX's own threads, or another
-// rank's, need.
+// that had to park and lasted longer than a whole maxSpin spin halves it
+// (down to minSpin). Short calls in a burst stay on the fast path; long
+// ones (a big eval, a collective waiting for a peer that is late) stop
+// burning a core that MLX's own threads, or another rank's, need. A parked
+// wait that a whole spin would have covered grows the budget to twice its
+// length instead: without that, once a few slow waits had halved the
+// budget to minSpin, waits of tens of microseconds (a collective on a
+// quiet link) parked for ever, each paying the wake-up the spin exists to
+// save (measured on 16 cores: a 4-byte all-sum and eval per trip took 2.0x
+// Python's).
 const (
 	minSpin    = 16
 	maxSpin    = 4096
@@ -80,13 +86,20 @@ func (b *spinBudget) polls() int {
 	return n
 }
 
-// done records whether the wait ended during the spin.
-func (b *spinBudget) done(spun bool, polls int) {
-	if spun {
-		b.n.Store(int32(min(polls*2, maxSpin)))
-	} else {
-		b.n.Store(int32(max(polls/2, minSpin)))
+// done records a wait that ended during its spin of polls.
+func (b *spinBudget) done(polls int) {
+	b.n.Store(int32(min(polls*2, maxSpin)))
+}
+
+// parked records a wait that spun polls in spun, then parked, and ended
+// waited after it began.
+func (b *spinBudget) parked(polls int, spun, waited time.Duration) {
+	perPoll := max(spun/time.Duration(polls), 1)
+	if covered := int64(waited / perPoll); covered <= maxSpin {
+		b.n.Store(int32(min(max(polls*2, int(2*covered), minSpin), maxSpin)))
+		return
 	}
+	b.n.Store(int32(max(polls/2, minSpin)))
 }
 
 var workerSpin, callerSpin spinBudget
@@ -192,17 +205,20 @@ func run(c *call) {
 // nextCall polls for a call for a while, then parks until one comes.
 func nextCall() *call {
 	n := workerSpin.polls()
+	start := time.Now()
 	for i := 0; i < n; i++ {
 		if c := tryDequeue(); c != nil {
-			workerSpin.done(true, n)
+			workerSpin.done(n)
 			return c
 		}
 		if i%yieldEvery == yieldEvery-1 {
 			osYield()
 		}
 	}
-	workerSpin.done(false, n)
-	return sleepForCall()
+	spun := time.Since(start)
+	c := sleepForCall()
+	workerSpin.parked(n, spun, time.Since(start))
+	return c
 }
 
 // onWorker reports whether the caller is code running inside Do on the MLX
@@ -242,19 +258,21 @@ var stuckAfter = 5 * time.Second
 
 func waitDone(c *call) {
 	n := callerSpin.polls()
+	start := time.Now()
 	for i := 0; i < n; i++ {
 		if pollDone(c) {
-			callerSpin.done(true, n)
+			callerSpin.done(n)
 			return
 		}
 		if i%yieldEvery == yieldEvery-1 {
 			osYield()
 		}
 	}
-	callerSpin.done(false, n)
+	spun := time.Since(start)
 	seen := waits.Load()
 	for {
 		if sleepUntilDone(c, stuckAfter) {
+			callerSpin.parked(n, spun, time.Since(start))
 			return
 		}
 		// Reported once, and only when the thread has spent the whole

@@ -231,3 +231,28 @@ func TestACallQueuedBehindADoThatWaitsForMLXIsNotLogged(t *testing.T) {
 	})
 	assert.NotContains(t, logged, "deadlocked", "a Do busy in MLX is no deadlock: %s", logged)
 }
+
+func TestTheSpinBudgetRecoversForWaitsASpinWouldCover(t *testing.T) {
+	var b spinBudget
+	// Slow waits halve the budget down to its floor.
+	for range 20 {
+		b.parked(b.polls(), time.Duration(b.polls())*50*time.Nanosecond, 10*time.Millisecond)
+	}
+	require.Equal(t, minSpin, b.polls())
+	// A wait of 70 µs at 50 ns a poll: a spin of 1400 polls would have
+	// caught it, so the next spin is twice that.
+	b.parked(minSpin, minSpin*50*time.Nanosecond, 70*time.Microsecond)
+	assert.Equal(t, 2800, b.polls())
+	// Caught while spinning: doubled, up to the ceiling.
+	b.done(b.polls())
+	assert.Equal(t, maxSpin, b.polls())
+	b.done(b.polls())
+	assert.Equal(t, maxSpin, b.polls())
+	// A wait just past a full spin: doubled, not over the ceiling.
+	b.n.Store(3000)
+	b.parked(3000, 3000*50*time.Nanosecond, 151*time.Microsecond)
+	assert.Equal(t, maxSpin, b.polls())
+	// Longer than any spin: halved.
+	b.parked(maxSpin, maxSpin*50*time.Nanosecond, time.Millisecond)
+	assert.Equal(t, maxSpin/2, b.polls())
+}
