@@ -69,10 +69,15 @@ func (p *ThreadPanic) Unwrap() error {
 // quiet link) parked for ever, each paying the wake-up the spin exists to
 // save (measured on 16 cores: a 4-byte all-sum and eval per trip took 2.0x
 // Python's).
+//
+// A spin also ends after maxSpinTime, whatever its budget: each yield can
+// hand the core to another thread for a whole time slice, and on a loaded
+// machine a spin of maxSpin polls then lasted past a third of a second.
 const (
-	minSpin    = 16
-	maxSpin    = 4096
-	yieldEvery = 16
+	minSpin     = 16
+	maxSpin     = 4096
+	yieldEvery  = 16
+	maxSpinTime = 500 * time.Microsecond
 )
 
 // spinBudget is one side's adaptive spin length, in polls.
@@ -213,6 +218,10 @@ func nextCall() *call {
 		}
 		if i%yieldEvery == yieldEvery-1 {
 			osYield()
+			if time.Since(start) > maxSpinTime {
+				n = i + 1
+				break
+			}
 		}
 	}
 	spun := time.Since(start)
@@ -266,6 +275,10 @@ func waitDone(c *call) {
 		}
 		if i%yieldEvery == yieldEvery-1 {
 			osYield()
+			if time.Since(start) > maxSpinTime {
+				n = i + 1
+				break
+			}
 		}
 	}
 	spun := time.Since(start)
