@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"iter"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mlxdist/mlxdist/internal/units"
 	"github.com/mlxdist/mlxdist/jaccl"
+	"github.com/mlxdist/mlxdist/jaccl/cluster"
 	"github.com/mlxdist/mlxdist/memguard"
 	"github.com/mlxdist/mlxdist/mlx"
 	"github.com/mlxdist/mlxdist/safetensors"
@@ -296,12 +297,27 @@ func (l *ShardLoader) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
 		if l.stream != nil {
 			defer l.stream.abandon()
 		}
+		// MLX's loader reads a section's tensors when the section is
+		// evaluated; the disk would sit idle between two evaluations, so
+		// the strategies that use it have the OS read the next section
+		// ahead, into the page cache.
+		var ahead sync.WaitGroup
+		defer ahead.Wait()
+		prefetch := l.plan.Strategy != Direct && l.stream == nil
 		count := len(l.plan.Sections)
 		for i := range l.plan.Sections {
 			sp := &l.plan.Sections[i]
 			if err := ctx.Err(); err != nil {
 				yield(nil, err)
 				return
+			}
+			if prefetch && i+1 < count {
+				ahead.Wait()
+				ahead.Add(1)
+				go func() {
+					defer ahead.Done()
+					l.willNeed(&l.plan.Sections[i+1])
+				}()
 			}
 			start := time.Now()
 			var layer *Layer
@@ -335,6 +351,15 @@ func (l *ShardLoader) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
 			if !yield(layer, nil) {
 				return
 			}
+		}
+	}
+}
+
+// willNeed has the OS read section sp's tensors into the page cache.
+func (l *ShardLoader) willNeed(sp *SectionPlan) {
+	for _, tp := range sp.Tensors {
+		if _, f, ok := l.dir.Tensor(tp.Name); ok {
+			_ = f.WillNeed(tp.Name)
 		}
 	}
 }
