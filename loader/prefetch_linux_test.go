@@ -2,16 +2,15 @@ package loader
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/mlxdist/mlxdist/internal/testenv"
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
@@ -25,17 +24,8 @@ func pageCached(t *testing.T, path string, off, n int64) bool {
 	m, err := unix.Mmap(fd, 0, int(fileSize(t, path)), unix.PROT_READ, unix.MAP_SHARED)
 	require.NoError(t, err)
 	defer unix.Munmap(m)
-	page := int64(os.Getpagesize())
-	lo, hi := (off+page-1)/page*page, (off+n)/page*page
-	vec := make([]byte, (hi-lo)/page)
-	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[lo])), uintptr(hi-lo), uintptr(unsafe.Pointer(unsafe.SliceData(vec))))
-	require.Zero(t, errno)
-	for _, v := range vec {
-		if v&1 == 0 {
-			return false
-		}
-	}
-	return true
+	r, p := testenv.ResidentPages(t, m[off:off+n])
+	return r == p
 }
 
 func TestEvalShardEvalHasTheNextSectionReadAhead(t *testing.T) {
@@ -47,11 +37,7 @@ func TestEvalShardEvalHasTheNextSectionReadAhead(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, files, 1)
 	path := files[0]
-	fd, err := unix.Open(path, unix.O_RDONLY, 0)
-	require.NoError(t, err)
-	require.NoError(t, unix.Fdatasync(fd))
-	require.NoError(t, unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED))
-	unix.Close(fd)
+	testenv.DropFromPageCache(t, path)
 	f, err := safetensors.Open(path)
 	require.NoError(t, err)
 	down := func(layer string) (int64, int64) {

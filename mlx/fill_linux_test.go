@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mlxdist/mlxdist/internal/testenv"
 )
 
 // freshAnon maps n bytes of anonymous memory that no page of has been
@@ -20,20 +22,6 @@ func freshAnon(t testing.TB, n int) []byte {
 	return b
 }
 
-func residentPages(t testing.TB, b []byte) (resident, pages int) {
-	vec := make([]byte, (len(b)+4095)/4096)
-	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), uintptr(unsafe.Pointer(unsafe.SliceData(vec))))
-	if errno != 0 {
-		t.Fatal(errno)
-	}
-	for _, v := range vec {
-		if v&1 != 0 {
-			resident++
-		}
-	}
-	return resident, len(vec)
-}
-
 func TestPopulateFaultsInEveryPageWhateverTheThreads(t *testing.T) {
 	// Sizes that are not a whole number of pieces, and thread counts above
 	// the number of pieces.
@@ -42,11 +30,11 @@ func TestPopulateFaultsInEveryPageWhateverTheThreads(t *testing.T) {
 			t.Run(fmt.Sprintf("%d bytes, %d threads", n, threads), func(t *testing.T) {
 				b := freshAnon(t, n)
 				defer unix.Munmap(b)
-				if r, _ := residentPages(t, b); r != 0 {
+				if r, _ := testenv.ResidentPages(t, b); r != 0 {
 					t.Fatalf("%d pages resident before populate", r)
 				}
 				populate(b, threads)
-				if r, p := residentPages(t, b); r != p {
+				if r, p := testenv.ResidentPages(t, b); r != p {
 					t.Fatalf("%d of %d pages resident after populate", r, p)
 				}
 			})
@@ -86,9 +74,7 @@ func uninitialisedResident(t *testing.T, n int) (resident, pages int) {
 		t.Fatal(err)
 	}
 	defer a.Free()
-	// The whole pages of it (MLX's buffers start after a size header).
-	start, end := (ptr+4095)&^4095, (ptr+uintptr(n))&^4095
-	return residentPages(t, unsafe.Slice((*byte)(cPtr(start)), end-start))
+	return testenv.ResidentPages(t, unsafe.Slice((*byte)(cPtr(ptr)), n))
 }
 
 func TestPrefaultCacheGivesTheNextAllocationOfASizeFaultedInMemory(t *testing.T) {

@@ -1,32 +1,21 @@
 package safetensors
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
+
+	"github.com/mlxdist/mlxdist/internal/testenv"
 )
 
 // cachedPages reports how many pages of the file mapping's [off, off+n)
-// are in the page cache.
+// are in the page cache, of how many.
 func cachedPages(t *testing.T, m []byte, off, n int64) (cached, pages int) {
 	t.Helper()
-	r := pageAlign(m, off, n)
-	require.NotNil(t, r)
-	vec := make([]byte, (len(r)+os.Getpagesize()-1)/os.Getpagesize())
-	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(r))), uintptr(len(r)), uintptr(unsafe.Pointer(unsafe.SliceData(vec))))
-	require.Zero(t, errno)
-	for _, v := range vec {
-		if v&1 != 0 {
-			cached++
-		}
-	}
-	return cached, len(vec)
+	return testenv.ResidentPages(t, m[off:off+n])
 }
 
 func TestWillNeedHasTheOSReadATensorAhead(t *testing.T) {
@@ -39,12 +28,7 @@ func TestWillNeedHasTheOSReadATensorAhead(t *testing.T) {
 		{Name: "a", Dtype: U8, Shape: []int64{int64(len(data))}, Data: data},
 		{Name: "b", Dtype: U8, Shape: []int64{int64(len(data))}, Data: data},
 	}, nil))
-	// Out of the page cache: written back, then dropped.
-	fd, err := unix.Open(path, unix.O_RDONLY, 0)
-	require.NoError(t, err)
-	require.NoError(t, unix.Fdatasync(fd))
-	require.NoError(t, unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED))
-	unix.Close(fd)
+	testenv.DropFromPageCache(t, path)
 
 	f, err := Open(path)
 	require.NoError(t, err)
