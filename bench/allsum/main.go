@@ -6,8 +6,11 @@
 //
 //	go run ./bench/allsum --python .venv/bin/python
 //
-// Go is measured twice: evaluating with mlx.Eval directly, and through
-// Group.Eval, which adds the deadline that turns a hung peer into an error.
+// Go is measured four ways: evaluating with mlx.Eval directly; through
+// Group.Eval, which adds the deadline that turns a hung peer into an error;
+// the same loop inside one mlx.Do (no trip between threads per all-sum);
+// and jaccl.AllSumSlice, one trip per all-sum, from and into Go memory (its
+// bandwidth includes those two copies).
 package main
 
 import (
@@ -106,6 +109,7 @@ func drive(p params, n int, python string, w io.Writer) error {
 		{"go mlx.Eval", append([]string{self, "--rank", "mlx"}, args...)},
 		{"go Group.Eval, loop in Do", append([]string{self, "--rank", "do"}, args...)},
 		{"go Group.Eval", append([]string{self, "--rank", "group"}, args...)},
+		{"go AllSumSlice", append([]string{self, "--rank", "slice"}, args...)},
 	}
 	results := map[string]result{}
 	for _, r := range runs {
@@ -161,7 +165,10 @@ func launch(cmd []string, n int) (result, error) {
 }
 
 // runRank measures as one rank. mode "mlx" evaluates with mlx.Eval, the
-// cost floor of the binding; "group" with Group.Eval and its deadline.
+// cost floor of the binding; "group" with Group.Eval and its deadline (a
+// trip to build the all-sum, one to evaluate it); "do" the same loop inside
+// one mlx.Do; "slice" jaccl.AllSumSlice, one trip that builds, evaluates
+// and reads the all-sum, from and into Go memory.
 func runRank(mode string, p params) error {
 	ctx := context.Background()
 	g, err := jaccl.Init(ctx, jaccl.Options{Backend: jaccl.Ring, Strict: true})
@@ -172,12 +179,17 @@ func runRank(mode string, p params) error {
 	eval := func(a *mlx.Array) error { return mlx.Eval(a) }
 	switch mode {
 	case "mlx":
-	case "group", "do":
+	case "group", "do", "slice":
 		eval = func(a *mlx.Array) error { return g.Eval(ctx, a) }
 	default:
 		return fmt.Errorf("unknown rank mode %q", mode)
 	}
+	slices := map[*mlx.Array][]float32{}
 	step := func(x *mlx.Array) error {
+		if mode == "slice" {
+			_, err := jaccl.AllSumSlice(ctx, g, slices[x])
+			return err
+		}
 		y, err := g.AllSum(x)
 		if err != nil {
 			return err
@@ -219,6 +231,7 @@ func runRank(mode string, p params) error {
 	if err := mlx.Eval(small, big); err != nil {
 		return err
 	}
+	slices[small], slices[big] = []float32{1}, make([]float32, p.MB*1_000_000/4)
 
 	if _, err := timed(small, p.Warmup); err != nil {
 		return err
