@@ -106,6 +106,11 @@ func (f *File) copyPart(p Part, p0, p1 int64, dst []byte, mode ReadMode) (int64,
 	lo, hi := int64(-1), int64(0)
 	var rerr error
 	err := f.Protect(func() error {
+		if first, ok := p.strided(); ok && p.rowPart < gatherMaxRun {
+			lo, hi = f.copyStrided(p, first, p0, p1, dst)
+			read, mapped = p1-p0, p1-p0
+			return nil
+		}
 		p.visit(p0, p1, func(off, length, pos int64) bool {
 			d := dst[pos-p0 : pos-p0+length]
 			if mode == ReadAuto && length >= preadDirect {
@@ -134,6 +139,31 @@ func (f *File) copyPart(p Part, p0, p1 int64, dst []byte, mode ReadMode) (int64,
 		f.Release([]Range{{lo, hi - lo}})
 	}
 	return read, err
+}
+
+// copyStrided copies bytes [p0, p1) of p, a strided part whose first run
+// is at file offset first and whose runs are shorter than gatherMaxRun,
+// from the mapping into dst: the whole runs with copyRows, a piece of a run
+// at either end with copy(). It returns the file span it read from.
+func (f *File) copyStrided(p Part, first, p0, p1 int64, dst []byte) (lo, hi int64) {
+	run := p.rowPart
+	at := func(pos int64) int64 { return first + pos/run*p.row + pos%run }
+	lo, hi = at(p0), at(p1-1)+1
+	pos := p0
+	if in := pos % run; in != 0 { // the end of a run
+		n := min(run-in, p1-pos)
+		copy(dst[:n], f.data[at(pos):at(pos)+n])
+		pos += n
+	}
+	if rows := (p1 - pos) / run; rows > 0 {
+		off := at(pos)
+		copyRows(dst[pos-p0:pos-p0+rows*run], f.data[off:off+(rows-1)*p.row+run], int(rows), int(run), int(p.row))
+		pos += rows * run
+	}
+	if pos < p1 { // the start of a run
+		copy(dst[pos-p0:], f.data[at(pos):at(pos)+p1-pos])
+	}
+	return lo, hi
 }
 
 // advisePart asks the kernel to read ahead what a copy of bytes [p0, p1)

@@ -1,0 +1,83 @@
+package safetensors
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+)
+
+// copyRows against copy() per run, over the run lengths, strides and
+// destination alignments the kernel takes and those it leaves to copy():
+// every byte of each run lands in place, and nothing around dst is
+// touched.
+func TestCopyRowsCopiesEveryRunAndNothingElse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, run := range []int{1, 15, 16, 48, 64, 80, 512, 4096, 4100, gatherMaxRun - 16, gatherMaxRun} {
+		for _, gap := range []int{0, 16, 3, run} {
+			for _, rows := range []int{1, 2, 3, 37, gatherCallBytes/run + 2} {
+				for _, shift := range []int{0, 8, 16} {
+					stride := run + gap
+					src := make([]byte, (rows-1)*stride+run+1)
+					for i := range src {
+						src[i] = byte(rng.Uint32())
+					}
+					want := make([]byte, rows*run)
+					copyRowsGo(want, src, rows, run, stride)
+					buf := make([]byte, shift+rows*run+64)
+					for i := range buf {
+						buf[i] = 0xA5
+					}
+					dst := buf[shift : shift+rows*run]
+					copyRows(dst, src, rows, run, stride)
+					label := fmt.Sprintf("run %d, stride %d, rows %d, dst at %d mod 16", run, stride, rows, uintptr(unsafe.Pointer(&dst[0]))%16)
+					if string(dst) != string(want) {
+						t.Fatalf("%s: the copy differs", label)
+					}
+					for i, b := range append(buf[:shift:shift], buf[shift+rows*run:]...) {
+						require.Equal(t, byte(0xA5), b, "%s: guard byte %d was written", label, i)
+					}
+				}
+			}
+		}
+	}
+}
+
+// Parts whose runs copyRows gathers, read in pieces that start inside a
+// run, at a run, and at odd offsets (so that the kernel and copy() both
+// take part), give numpy-style slices' bytes.
+func TestStridedPartsReadTheirBytesInEveryPiece(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	data := make([]byte, 96*64*4)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	shape := []int64{96, 64}
+	path := filepath.Join(t.TempDir(), "s.safetensors")
+	require.NoError(t, WriteFile(path, []TensorData{{"q", U32, shape, data}}, nil))
+	f, err := Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	ti, _ := f.Tensor("q")
+	for _, s := range []Slice{{16, 48}, {4, 16}, {0, 20}, {60, 64}, {1, 2}} {
+		want := cut(data, shape, 4, 1, []Slice{s})
+		p, err := ti.Part(1, s)
+		require.NoError(t, err)
+		_, strided := p.strided()
+		require.True(t, strided)
+		for _, mode := range []ReadMode{ReadAuto, ReadMmap} {
+			for _, piece := range []int64{1, 7, 16, 100, 4096, p.Size()} {
+				got := make([]byte, p.Size())
+				for off := int64(0); off < p.Size(); off += piece {
+					n, err := f.ReadPartAt(p, got[off:min(p.Size(), off+piece)], off, mode)
+					require.NoError(t, err)
+					require.Equal(t, min(piece, p.Size()-off), n)
+				}
+				require.Equal(t, want, got, "slice %v, mode %d, pieces of %d", s, mode, piece)
+			}
+		}
+	}
+}
