@@ -1,17 +1,28 @@
 package safetensors
 
-import "unsafe"
+import (
+	"unsafe"
 
-// gatherRows is in gather_amd64.s.
+	"golang.org/x/sys/cpu"
+)
+
+// The kernels are in gather_amd64.s.
 //
 //go:noescape
-func gatherRows(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
+func gatherRowsSSE(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
+
+//go:noescape
+func gatherRowsAVX(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
+
+// haveAVX says whether copyRows may use gatherRowsAVX (its 32-byte
+// non-temporal stores also need 32-byte-aligned rows).
+var haveAVX = cpu.X86.HasAVX
 
 // copyRows copies rows runs of run bytes, the first at src[0] and each next
 // stride bytes further, one after the other into dst.
 //
 // Runs shorter than gatherMaxRun that keep dst 16-byte aligned go through
-// gatherRows: non-temporal stores and a software prefetch of the rows
+// gatherRowsAVX or gatherRowsSSE: non-temporal stores and a software prefetch of the rows
 // ahead. Go's copy() of a short run uses ordinary stores, which read each
 // destination line from memory before writing it, and the hardware
 // prefetcher loses the stream at each gap between runs; a rank's half of
@@ -27,13 +38,17 @@ func copyRows(dst, src []byte, rows, run, stride int) {
 		copyRowsGo(dst, src, rows, run, stride)
 		return
 	}
+	kernel := gatherRowsSSE
+	if haveAVX && run%32 == 0 && uintptr(unsafe.Pointer(&dst[0]))%32 == 0 {
+		kernel = gatherRowsAVX
+	}
 	ahead := uintptr(gatherAhead * stride)
 	// A call copies at most gatherCallBytes: an assembly loop cannot be
 	// preempted, and a long one would hold up a garbage collection.
 	per := max(1, gatherCallBytes/run)
 	for r := 0; r < rows; r += per {
 		n := min(per, rows-r)
-		gatherRows(unsafe.Pointer(&dst[r*run]), unsafe.Pointer(&src[r*stride]),
+		kernel(unsafe.Pointer(&dst[r*run]), unsafe.Pointer(&src[r*stride]),
 			uintptr(n), uintptr(run), uintptr(stride), ahead)
 	}
 }

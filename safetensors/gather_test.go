@@ -15,11 +15,15 @@ import (
 // every byte of each run lands in place, and nothing around dst is
 // touched.
 func TestCopyRowsCopiesEveryRunAndNothingElse(t *testing.T) {
+	checkCopyRows(t)
+}
+
+func checkCopyRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, run := range []int{1, 15, 16, 48, 64, 80, 512, 4096, 4100, gatherMaxRun - 16, gatherMaxRun} {
+	for _, run := range []int{1, 15, 16, 32, 48, 64, 80, 96, 160, 512, 4096, 4100, gatherMaxRun - 16, gatherMaxRun} {
 		for _, gap := range []int{0, 16, 3, run} {
 			for _, rows := range []int{1, 2, 3, 37, gatherCallBytes/run + 2} {
-				for _, shift := range []int{0, 8, 16} {
+				for _, shift := range []int{0, 8, 16, 32} {
 					stride := run + gap
 					src := make([]byte, (rows-1)*stride+run+1)
 					for i := range src {
@@ -33,7 +37,7 @@ func TestCopyRowsCopiesEveryRunAndNothingElse(t *testing.T) {
 					}
 					dst := buf[shift : shift+rows*run]
 					copyRows(dst, src, rows, run, stride)
-					label := fmt.Sprintf("run %d, stride %d, rows %d, dst at %d mod 16", run, stride, rows, uintptr(unsafe.Pointer(&dst[0]))%16)
+					label := fmt.Sprintf("run %d, stride %d, rows %d, dst at %d mod 32", run, stride, rows, uintptr(unsafe.Pointer(&dst[0]))%32)
 					if string(dst) != string(want) {
 						t.Fatalf("%s: the copy differs", label)
 					}
