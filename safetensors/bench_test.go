@@ -127,4 +127,21 @@ func BenchmarkCopy(b *testing.B) {
 			}
 		}
 	})
+	// The same two strided copies into memory 8 bytes past a 16-byte
+	// boundary, where MLX's CPU allocator puts an array's data.
+	off8 := make([]byte, len(half)+8)[8:]
+	for _, c := range []struct {
+		name string
+		f    *File
+		t    string
+	}{{"mmap-lastaxis-half-dst8", f, "w"}, {"mmap-lastaxis-half-512B-runs-dst8", fq, "q"}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(off8)))
+			for b.Loop() {
+				if _, err := c.f.ReadPart(c.t, 1, 2, 1, off8); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -1,73 +1,19 @@
 #include "textflag.h"
 
-// func gatherRowsSSE(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
-//
-// Copies rows runs of run bytes, the first at src and each next stride
-// bytes further, one after the other into dst. run is a non-zero multiple
-// of 16 and dst is 16-byte aligned. Stores are non-temporal (the copy is
-// not read again soon, and a store that bypasses the cache does not first
-// read its line from memory); each source line is prefetched ahead bytes
+// Both kernels copy rows runs of run bytes, the first at src and each next
+// stride bytes further, one after the other into dst, in 32-byte AVX loads
+// and stores, two lines a step, each source line prefetched ahead bytes
 // before it is loaded (a prefetch never faults, so it may point past the
-// source).
-TEXT ·gatherRowsSSE(SB), NOSPLIT, $0-48
-	MOVQ	dst+0(FP), DI
-	MOVQ	src+8(FP), SI
-	MOVQ	rows+16(FP), CX
-	MOVQ	run+24(FP), DX
-	MOVQ	stride+32(FP), R8
-	MOVQ	ahead+40(FP), R11
-	TESTQ	CX, CX
-	JZ	done
+// source): the hardware prefetcher loses the stream at each gap between
+// runs.
 
-row:
-	MOVQ	SI, R9
-	MOVQ	DX, R10
-
-lines:
-	CMPQ	R10, $64
-	JB	tail
-	PREFETCHT0	(R9)(R11*1)
-	MOVOU	0(R9), X0
-	MOVOU	16(R9), X1
-	MOVOU	32(R9), X2
-	MOVOU	48(R9), X3
-	MOVNTO	X0, 0(DI)
-	MOVNTO	X1, 16(DI)
-	MOVNTO	X2, 32(DI)
-	MOVNTO	X3, 48(DI)
-	ADDQ	$64, R9
-	ADDQ	$64, DI
-	SUBQ	$64, R10
-	JMP	lines
-
-tail:
-	TESTQ	R10, R10
-	JZ	next
-	MOVOU	0(R9), X0
-	MOVNTO	X0, 0(DI)
-	ADDQ	$16, R9
-	ADDQ	$16, DI
-	SUBQ	$16, R10
-	JMP	tail
-
-next:
-	ADDQ	R8, SI
-	DECQ	CX
-	JNZ	row
-
-done:
-	// Non-temporal stores are weakly ordered: fence them before whatever
-	// the caller stores next (a flag another goroutine reads, say).
-	SFENCE
-	RET
-
-// func gatherRowsAVX(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
+// func gatherRowsNT(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
 //
-// gatherRowsSSE with 32-byte loads and stores, two lines per step (runs of
-// 512 B copied about 1.15x faster than with 16-byte ones). It needs AVX, a
-// run that is a multiple of 32 and a 32-byte-aligned dst (a non-temporal
-// store of 32 bytes faults on any other address).
-TEXT ·gatherRowsAVX(SB), NOSPLIT, $0-48
+// Non-temporal stores: the copy is not read again soon, and a store that
+// bypasses the cache does not first read its line from memory. run is a
+// non-zero multiple of 32 and dst is 32-byte aligned (a non-temporal store
+// faults on any other address).
+TEXT ·gatherRowsNT(SB), NOSPLIT, $0-48
 	MOVQ	dst+0(FP), DI
 	MOVQ	src+8(FP), SI
 	MOVQ	rows+16(FP), CX
@@ -75,15 +21,15 @@ TEXT ·gatherRowsAVX(SB), NOSPLIT, $0-48
 	MOVQ	stride+32(FP), R8
 	MOVQ	ahead+40(FP), R11
 	TESTQ	CX, CX
-	JZ	avxdone
+	JZ	ntdone
 
-avxrow:
+ntrow:
 	MOVQ	SI, R9
 	MOVQ	DX, R10
 
-avxlines:
+ntlines:
 	CMPQ	R10, $128
-	JB	avx32
+	JB	ntblocks
 	PREFETCHT0	(R9)(R11*1)
 	PREFETCHT0	64(R9)(R11*1)
 	VMOVDQU	0(R9), Y0
@@ -97,25 +43,131 @@ avxlines:
 	ADDQ	$128, R9
 	ADDQ	$128, DI
 	SUBQ	$128, R10
-	JMP	avxlines
+	JMP	ntlines
 
-avx32:
+ntblocks:
 	TESTQ	R10, R10
-	JZ	avxnext
+	JZ	ntnext
 	PREFETCHT0	(R9)(R11*1)
 	VMOVDQU	0(R9), Y0
 	VMOVNTDQ	Y0, 0(DI)
 	ADDQ	$32, R9
 	ADDQ	$32, DI
 	SUBQ	$32, R10
-	JMP	avx32
+	JMP	ntblocks
 
-avxnext:
+ntnext:
 	ADDQ	R8, SI
 	DECQ	CX
-	JNZ	avxrow
+	JNZ	ntrow
 
-avxdone:
+ntdone:
+	// Non-temporal stores are weakly ordered: fence them before whatever
+	// the caller stores next (a flag another goroutine reads, say).
+	SFENCE
+	VZEROUPPER
+	RET
+
+// func gatherRowsPF(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
+//
+// Ordinary stores, for any dst: run is at least 32, and a row whose length
+// is not a multiple of 32 ends with a store of its last 32 bytes, over some
+// already copied.
+TEXT ·gatherRowsPF(SB), NOSPLIT, $0-48
+	MOVQ	dst+0(FP), DI
+	MOVQ	src+8(FP), SI
+	MOVQ	rows+16(FP), CX
+	MOVQ	run+24(FP), DX
+	MOVQ	stride+32(FP), R8
+	MOVQ	ahead+40(FP), R11
+	TESTQ	CX, CX
+	JZ	pfdone
+
+pfrow:
+	MOVQ	SI, R9
+	MOVQ	DX, R10
+
+pflines:
+	CMPQ	R10, $128
+	JB	pfblocks
+	PREFETCHT0	(R9)(R11*1)
+	PREFETCHT0	64(R9)(R11*1)
+	VMOVDQU	0(R9), Y0
+	VMOVDQU	32(R9), Y1
+	VMOVDQU	64(R9), Y2
+	VMOVDQU	96(R9), Y3
+	VMOVDQU	Y0, 0(DI)
+	VMOVDQU	Y1, 32(DI)
+	VMOVDQU	Y2, 64(DI)
+	VMOVDQU	Y3, 96(DI)
+	ADDQ	$128, R9
+	ADDQ	$128, DI
+	SUBQ	$128, R10
+	JMP	pflines
+
+pfblocks:
+	CMPQ	R10, $32
+	JB	pftail
+	PREFETCHT0	(R9)(R11*1)
+	VMOVDQU	0(R9), Y0
+	VMOVDQU	Y0, 0(DI)
+	ADDQ	$32, R9
+	ADDQ	$32, DI
+	SUBQ	$32, R10
+	JMP	pfblocks
+
+pftail:
+	TESTQ	R10, R10
+	JZ	pfnext
+	VMOVDQU	-32(R9)(R10*1), Y0
+	VMOVDQU	Y0, -32(DI)(R10*1)
+	ADDQ	R10, DI
+
+pfnext:
+	ADDQ	R8, SI
+	DECQ	CX
+	JNZ	pfrow
+
+pfdone:
+	VZEROUPPER
+	RET
+
+// func streamNT(dst, src unsafe.Pointer, n uintptr)
+//
+// Copies n bytes, a multiple of 32, from src into dst, which is 32-byte
+// aligned, with non-temporal stores.
+TEXT ·streamNT(SB), NOSPLIT, $0-24
+	MOVQ	dst+0(FP), DI
+	MOVQ	src+8(FP), SI
+	MOVQ	n+16(FP), CX
+
+stlines:
+	CMPQ	CX, $128
+	JB	stblocks
+	VMOVDQU	0(SI), Y0
+	VMOVDQU	32(SI), Y1
+	VMOVDQU	64(SI), Y2
+	VMOVDQU	96(SI), Y3
+	VMOVNTDQ	Y0, 0(DI)
+	VMOVNTDQ	Y1, 32(DI)
+	VMOVNTDQ	Y2, 64(DI)
+	VMOVNTDQ	Y3, 96(DI)
+	ADDQ	$128, SI
+	ADDQ	$128, DI
+	SUBQ	$128, CX
+	JMP	stlines
+
+stblocks:
+	TESTQ	CX, CX
+	JZ	stdone
+	VMOVDQU	0(SI), Y0
+	VMOVNTDQ	Y0, 0(DI)
+	ADDQ	$32, SI
+	ADDQ	$32, DI
+	SUBQ	$32, CX
+	JMP	stblocks
+
+stdone:
 	SFENCE
 	VZEROUPPER
 	RET

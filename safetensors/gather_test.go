@@ -20,10 +20,14 @@ func TestCopyRowsCopiesEveryRunAndNothingElse(t *testing.T) {
 
 func checkCopyRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, run := range []int{1, 15, 16, 32, 48, 64, 80, 96, 160, 512, 4096, 4100, gatherMaxRun - 16, gatherMaxRun} {
+	for _, run := range []int{1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 80, 96, 130, 160, 512, 4096, 4100, gatherMaxRun - 16, gatherMaxRun} {
 		for _, gap := range []int{0, 16, 3, run} {
-			for _, rows := range []int{1, 2, 3, 37, gatherCallBytes/run + 2} {
-				for _, shift := range []int{0, 8, 16, 32} {
+			rowCounts := []int{1, 2, 3, 37}
+			if run >= 512 { // past one kernel call's share
+				rowCounts = append(rowCounts, gatherCallBytes/run+2)
+			}
+			for _, rows := range rowCounts {
+				for _, shift := range []int{0, 1, 8, 16, 24, 32} {
 					stride := run + gap
 					src := make([]byte, (rows-1)*stride+run+1)
 					for i := range src {
