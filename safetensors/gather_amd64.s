@@ -7,6 +7,60 @@
 // source): the hardware prefetcher loses the stream at each gap between
 // runs.
 
+// GATHER is the body of both: STORE is the 32-byte store. A row whose
+// length is not a multiple of 32 ends with an ordinary store of its last
+// 32 bytes, over some already copied (only gatherRowsPF takes such rows).
+#define GATHER(STORE) \
+	MOVQ	dst+0(FP), DI; \
+	MOVQ	src+8(FP), SI; \
+	MOVQ	rows+16(FP), CX; \
+	MOVQ	run+24(FP), DX; \
+	MOVQ	stride+32(FP), R8; \
+	MOVQ	ahead+40(FP), R11; \
+	TESTQ	CX, CX; \
+	JZ	done; \
+row: \
+	MOVQ	SI, R9; \
+	MOVQ	DX, R10; \
+lines: \
+	CMPQ	R10, $128; \
+	JB	blocks; \
+	PREFETCHT0	(R9)(R11*1); \
+	PREFETCHT0	64(R9)(R11*1); \
+	VMOVDQU	0(R9), Y0; \
+	VMOVDQU	32(R9), Y1; \
+	VMOVDQU	64(R9), Y2; \
+	VMOVDQU	96(R9), Y3; \
+	STORE	Y0, 0(DI); \
+	STORE	Y1, 32(DI); \
+	STORE	Y2, 64(DI); \
+	STORE	Y3, 96(DI); \
+	ADDQ	$128, R9; \
+	ADDQ	$128, DI; \
+	SUBQ	$128, R10; \
+	JMP	lines; \
+blocks: \
+	CMPQ	R10, $32; \
+	JB	tail; \
+	PREFETCHT0	(R9)(R11*1); \
+	VMOVDQU	0(R9), Y0; \
+	STORE	Y0, 0(DI); \
+	ADDQ	$32, R9; \
+	ADDQ	$32, DI; \
+	SUBQ	$32, R10; \
+	JMP	blocks; \
+tail: \
+	TESTQ	R10, R10; \
+	JZ	next; \
+	VMOVDQU	-32(R9)(R10*1), Y0; \
+	VMOVDQU	Y0, -32(DI)(R10*1); \
+	ADDQ	R10, DI; \
+next: \
+	ADDQ	R8, SI; \
+	DECQ	CX; \
+	JNZ	row; \
+done:
+
 // func gatherRowsNT(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
 //
 // Non-temporal stores: the copy is not read again soon, and a store that
@@ -14,54 +68,7 @@
 // non-zero multiple of 32 and dst is 32-byte aligned (a non-temporal store
 // faults on any other address).
 TEXT ·gatherRowsNT(SB), NOSPLIT, $0-48
-	MOVQ	dst+0(FP), DI
-	MOVQ	src+8(FP), SI
-	MOVQ	rows+16(FP), CX
-	MOVQ	run+24(FP), DX
-	MOVQ	stride+32(FP), R8
-	MOVQ	ahead+40(FP), R11
-	TESTQ	CX, CX
-	JZ	ntdone
-
-ntrow:
-	MOVQ	SI, R9
-	MOVQ	DX, R10
-
-ntlines:
-	CMPQ	R10, $128
-	JB	ntblocks
-	PREFETCHT0	(R9)(R11*1)
-	PREFETCHT0	64(R9)(R11*1)
-	VMOVDQU	0(R9), Y0
-	VMOVDQU	32(R9), Y1
-	VMOVDQU	64(R9), Y2
-	VMOVDQU	96(R9), Y3
-	VMOVNTDQ	Y0, 0(DI)
-	VMOVNTDQ	Y1, 32(DI)
-	VMOVNTDQ	Y2, 64(DI)
-	VMOVNTDQ	Y3, 96(DI)
-	ADDQ	$128, R9
-	ADDQ	$128, DI
-	SUBQ	$128, R10
-	JMP	ntlines
-
-ntblocks:
-	TESTQ	R10, R10
-	JZ	ntnext
-	PREFETCHT0	(R9)(R11*1)
-	VMOVDQU	0(R9), Y0
-	VMOVNTDQ	Y0, 0(DI)
-	ADDQ	$32, R9
-	ADDQ	$32, DI
-	SUBQ	$32, R10
-	JMP	ntblocks
-
-ntnext:
-	ADDQ	R8, SI
-	DECQ	CX
-	JNZ	ntrow
-
-ntdone:
+	GATHER(VMOVNTDQ)
 	// Non-temporal stores are weakly ordered: fence them before whatever
 	// the caller stores next (a flag another goroutine reads, say).
 	SFENCE
@@ -70,65 +77,9 @@ ntdone:
 
 // func gatherRowsPF(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
 //
-// Ordinary stores, for any dst: run is at least 32, and a row whose length
-// is not a multiple of 32 ends with a store of its last 32 bytes, over some
-// already copied.
+// Ordinary stores, for any dst; run is at least 32.
 TEXT ·gatherRowsPF(SB), NOSPLIT, $0-48
-	MOVQ	dst+0(FP), DI
-	MOVQ	src+8(FP), SI
-	MOVQ	rows+16(FP), CX
-	MOVQ	run+24(FP), DX
-	MOVQ	stride+32(FP), R8
-	MOVQ	ahead+40(FP), R11
-	TESTQ	CX, CX
-	JZ	pfdone
-
-pfrow:
-	MOVQ	SI, R9
-	MOVQ	DX, R10
-
-pflines:
-	CMPQ	R10, $128
-	JB	pfblocks
-	PREFETCHT0	(R9)(R11*1)
-	PREFETCHT0	64(R9)(R11*1)
-	VMOVDQU	0(R9), Y0
-	VMOVDQU	32(R9), Y1
-	VMOVDQU	64(R9), Y2
-	VMOVDQU	96(R9), Y3
-	VMOVDQU	Y0, 0(DI)
-	VMOVDQU	Y1, 32(DI)
-	VMOVDQU	Y2, 64(DI)
-	VMOVDQU	Y3, 96(DI)
-	ADDQ	$128, R9
-	ADDQ	$128, DI
-	SUBQ	$128, R10
-	JMP	pflines
-
-pfblocks:
-	CMPQ	R10, $32
-	JB	pftail
-	PREFETCHT0	(R9)(R11*1)
-	VMOVDQU	0(R9), Y0
-	VMOVDQU	Y0, 0(DI)
-	ADDQ	$32, R9
-	ADDQ	$32, DI
-	SUBQ	$32, R10
-	JMP	pfblocks
-
-pftail:
-	TESTQ	R10, R10
-	JZ	pfnext
-	VMOVDQU	-32(R9)(R10*1), Y0
-	VMOVDQU	Y0, -32(DI)(R10*1)
-	ADDQ	R10, DI
-
-pfnext:
-	ADDQ	R8, SI
-	DECQ	CX
-	JNZ	pfrow
-
-pfdone:
+	GATHER(VMOVDQU)
 	VZEROUPPER
 	RET
 
