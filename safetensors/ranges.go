@@ -148,12 +148,9 @@ func (p Part) Contiguous() (Range, bool) {
 
 // strided reports whether the part is one run per row with gaps between
 // them (one slice of an axis after the first, the rows of a tensor split
-// on its last axis, say): run i then lies at file offset first+i*p.row.
-func (p Part) strided() (first int64, ok bool) {
-	if len(p.segs) != 1 || p.rowPart >= p.row || p.rows < 2 {
-		return 0, false
-	}
-	return p.base + p.segs[0].file, true
+// on its last axis, say): run i then lies p.row bytes after run i-1.
+func (p Part) strided() bool {
+	return len(p.segs) == 1 && p.rowPart < p.row && p.rows >= 2
 }
 
 // at returns the file offset of byte pos of the part.

@@ -106,8 +106,8 @@ func (f *File) copyPart(p Part, p0, p1 int64, dst []byte, mode ReadMode) (int64,
 	lo, hi := int64(-1), int64(0)
 	var rerr error
 	err := f.Protect(func() error {
-		if first, ok := p.strided(); ok && p.rowPart < gatherMaxRun {
-			lo, hi = f.copyStrided(p, first, p0, p1, dst)
+		if p.strided() && p.rowPart < gatherMaxRun {
+			lo, hi = f.copyStrided(p, p0, p1, dst)
 			read, mapped = p1-p0, p1-p0
 			return nil
 		}
@@ -141,13 +141,12 @@ func (f *File) copyPart(p Part, p0, p1 int64, dst []byte, mode ReadMode) (int64,
 	return read, err
 }
 
-// copyStrided copies bytes [p0, p1) of p, a strided part whose first run
-// is at file offset first and whose runs are shorter than gatherMaxRun,
-// from the mapping into dst: the whole runs with copyRows, a piece of a run
-// at either end with copy(). It returns the file span it read from.
-func (f *File) copyStrided(p Part, first, p0, p1 int64, dst []byte) (lo, hi int64) {
-	run := p.rowPart
-	at := func(pos int64) int64 { return first + pos/run*p.row + pos%run }
+// copyStrided copies bytes [p0, p1) of p, a strided part whose runs are
+// shorter than gatherMaxRun, from the mapping into dst: the whole runs with
+// copyRows, a piece of a run at either end with copy(). It returns the file
+// span it read from.
+func (f *File) copyStrided(p Part, p0, p1 int64, dst []byte) (lo, hi int64) {
+	run, at := p.rowPart, p.at
 	lo, hi = at(p0), at(p1-1)+1
 	pos := p0
 	if in := pos % run; in != 0 { // the end of a run
