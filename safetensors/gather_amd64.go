@@ -16,6 +16,9 @@ func gatherRowsNT(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
 func gatherRowsPF(dst, src unsafe.Pointer, rows, run, stride, ahead uintptr)
 
 //go:noescape
+func gatherRowsLines(dst, src unsafe.Pointer, rows, run, stride, ahead, head uintptr)
+
+//go:noescape
 func streamNT(dst, src unsafe.Pointer, n uintptr)
 
 // haveAVX says whether copyRows may use the kernels, which need AVX.
@@ -31,7 +34,10 @@ var haveAVX = cpu.X86.HasAVX
 // about a third of the speed of a contiguous copy of the same bytes). The
 // stores are non-temporal, which saves reading each destination line from
 // memory first: straight from the rows (gatherRowsNT) when they keep dst
-// 32-byte aligned, else through copyRowsStaged.
+// 32-byte aligned; for runs of whole lines into dst at any other offset
+// (MLX's CPU allocator puts an array's data 8 bytes past a 16-byte
+// boundary), on the lines inside each row, the line two rows share stored
+// ordinarily (gatherRowsLines); else through copyRowsStaged.
 func copyRows(dst, src []byte, rows, run, stride int) {
 	if rows <= 0 || run <= 0 {
 		return
@@ -43,7 +49,9 @@ func copyRows(dst, src []byte, rows, run, stride int) {
 		return
 	}
 	ahead := uintptr(gatherAhead * stride)
-	if run%32 != 0 || uintptr(unsafe.Pointer(&dst[0]))%32 != 0 {
+	mis := uintptr(unsafe.Pointer(&dst[0])) % 64
+	lines := run%64 == 0 && run >= 128 && mis != 0
+	if !lines && (run%32 != 0 || mis%32 != 0) {
 		copyRowsStaged(dst, src, rows, run, stride, ahead)
 		return
 	}
@@ -52,8 +60,12 @@ func copyRows(dst, src []byte, rows, run, stride int) {
 	per := max(1, gatherCallBytes/run)
 	for r := 0; r < rows; r += per {
 		n := min(per, rows-r)
-		gatherRowsNT(unsafe.Pointer(&dst[r*run]), unsafe.Pointer(&src[r*stride]),
-			uintptr(n), uintptr(run), uintptr(stride), ahead)
+		d, s := unsafe.Pointer(&dst[r*run]), unsafe.Pointer(&src[r*stride])
+		if lines {
+			gatherRowsLines(d, s, uintptr(n), uintptr(run), uintptr(stride), ahead, 64-mis)
+		} else {
+			gatherRowsNT(d, s, uintptr(n), uintptr(run), uintptr(stride), ahead)
+		}
 	}
 }
 
@@ -64,8 +76,7 @@ const stageBytes = 16 << 10
 var stagePool = sync.Pool{New: func() any { return new([stageBytes + 64]byte) }}
 
 // copyRowsStaged is copyRows for rows that do not keep dst 32-byte aligned
-// (MLX's CPU allocator puts an array's data 8 bytes past a 16-byte
-// boundary). Non-temporal stores need aligned addresses, and mixing them
+// and are not whole lines. Non-temporal stores need aligned addresses, and mixing them
 // with ordinary stores on the lines where rows meet cost more than they
 // saved (512-byte rows: 1.0 GB/s against 3.4 for copy() per run). So the
 // rows are gathered, with ordinary stores and the prefetch, into a buffer

@@ -20,14 +20,16 @@ func TestCopyRowsCopiesEveryRunAndNothingElse(t *testing.T) {
 
 func checkCopyRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, run := range []int{1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 80, 96, 130, 160, 512, 4096, 4100, gatherMaxRun - 16, gatherMaxRun} {
+	for _, run := range []int{1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 80, 96, 128, 130, 160, 192, 512, 4096, 4100, gatherMaxRun - 16, gatherMaxRun} {
 		for _, gap := range []int{0, 16, 3, run} {
 			rowCounts := []int{1, 2, 3, 37}
 			if run >= 512 { // past one kernel call's share
 				rowCounts = append(rowCounts, gatherCallBytes/run+2)
 			}
 			for _, rows := range rowCounts {
-				for _, shift := range []int{0, 1, 8, 16, 24, 32} {
+				// Offsets of dst from a 64-byte boundary: every size of
+				// ordinary store at the rows' edges (63 to 1 bytes).
+				for _, shift := range []int{0, 1, 3, 5, 8, 12, 16, 24, 32, 40, 50, 56, 61} {
 					stride := run + gap
 					src := make([]byte, (rows-1)*stride+run+1)
 					for i := range src {
@@ -35,13 +37,14 @@ func checkCopyRows(t *testing.T) {
 					}
 					want := make([]byte, rows*run)
 					copyRowsGo(want, src, rows, run, stride)
-					buf := make([]byte, shift+rows*run+64)
+					buf := make([]byte, 64+shift+rows*run+64)
+					buf = buf[(64-uintptr(unsafe.Pointer(&buf[0]))%64)%64:]
 					for i := range buf {
 						buf[i] = 0xA5
 					}
 					dst := buf[shift : shift+rows*run]
 					copyRows(dst, src, rows, run, stride)
-					label := fmt.Sprintf("run %d, stride %d, rows %d, dst at %d mod 32", run, stride, rows, uintptr(unsafe.Pointer(&dst[0]))%32)
+					label := fmt.Sprintf("run %d, stride %d, rows %d, dst at %d mod 64", run, stride, rows, uintptr(unsafe.Pointer(&dst[0]))%64)
 					if string(dst) != string(want) {
 						t.Fatalf("%s: the copy differs", label)
 					}
