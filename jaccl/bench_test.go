@@ -44,4 +44,14 @@ func BenchmarkGroupEvalOverhead(b *testing.B) {
 			}
 		})
 	}
+	// One trip that builds, evaluates and reads the all-sum, from and into
+	// Go memory (the two above take a trip to build and one to evaluate).
+	b.Run("AllSumSlice", func(b *testing.B) {
+		xs := []float32{1}
+		for b.Loop() {
+			if _, err := AllSumSlice(ctx, g, xs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
