@@ -3,7 +3,9 @@ package loader
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -85,8 +87,13 @@ func TestDirectLoadsEveryDtypeAsMLXsOwnLoaderDoes(t *testing.T) {
 						return
 					}
 					require.NoError(t, err)
-					whole := arrays[name]
-					defer mlx.FreeAll(whole)
+					defer func() {
+						for _, x := range arrays {
+							x.Free()
+						}
+					}()
+					whole, ok := arrays[name]
+					require.True(t, ok, "MLX's loader gave %d tensors for %s: %v", len(arrays), path, slices.Collect(maps.Keys(arrays)))
 					cutA, err := mlx.Slice(whole, []int{0, k * part}, []int{rows, (k + 1) * part}, nil)
 					require.NoError(t, err)
 					defer cutA.Free()
