@@ -76,9 +76,9 @@ const stageBytes = 16 << 10
 var stagePool = sync.Pool{New: func() any { return new([stageBytes + 64]byte) }}
 
 // copyRowsStaged is copyRows for rows that do not keep dst 32-byte aligned
-// and are not whole lines. Non-temporal stores need aligned addresses, and mixing them
-// with ordinary stores on the lines where rows meet cost more than they
-// saved (512-byte rows: 1.0 GB/s against 3.4 for copy() per run). So the
+// and are not whole lines. Non-temporal stores need aligned addresses, and
+// mixing them with ordinary stores on the lines where rows meet cost more
+// than they saved (512-byte rows: 1.0 GB/s against 3.4 for copy() per run). So the
 // rows are gathered, with ordinary stores and the prefetch, into a buffer
 // that stays in the cache, laid out as dst is modulo 32, and the buffer
 // goes to dst as one aligned stream of non-temporal stores; only the bytes
