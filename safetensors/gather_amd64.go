@@ -33,11 +33,12 @@ var haveAVX = cpu.X86.HasAVX
 // rank's half of a tensor split on its last axis in 512-byte runs copied at
 // about a third of the speed of a contiguous copy of the same bytes). The
 // stores are non-temporal, which saves reading each destination line from
-// memory first: straight from the rows (gatherRowsNT) when they keep dst
-// 32-byte aligned; for runs of whole lines into dst at any other offset
-// (MLX's CPU allocator puts an array's data 8 bytes past a 16-byte
-// boundary), on the lines inside each row, the line two rows share stored
-// ordinarily (gatherRowsLines); else through copyRowsStaged.
+// memory first: straight from the rows (gatherRowsNT) when dst is 64-byte
+// aligned, or 32-byte aligned and the rows are not whole lines; for rows of
+// whole lines (runs a multiple of 64, 128 bytes and up) into dst at any
+// other offset (MLX's CPU allocator puts an array's data 8 bytes past a
+// 16-byte boundary), on the lines inside each row, the line two rows share
+// stored ordinarily (gatherRowsLines); else through copyRowsStaged.
 func copyRows(dst, src []byte, rows, run, stride int) {
 	if rows <= 0 || run <= 0 {
 		return
