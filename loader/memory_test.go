@@ -58,17 +58,36 @@ func TestDirectPeaksAtTheShardAndEvalShardEvalAtOneSectionMore(t *testing.T) {
 				off := float64(m.peak-p.Peak) / float64(p.Peak)
 				t.Logf("%s: checkpoint %d, replicated %d, shard %d, read %d; peak measured %d, planned %d (%+.4f%%)",
 					s, p.Checkpoint, p.Replicated, shard, m.read, m.peak, p.Peak, 100*off)
-				assert.InDelta(t, 0, off, 0.05, "plan's peak vs MLX's")
 				switch s {
 				case Direct:
+					// Every array is allocated once at its final size: the
+					// peak is the plan's whatever the order.
+					assert.InDelta(t, 0, off, 0.001, "plan's peak vs MLX's")
 					assert.LessOrEqual(t, float64(m.peak), 1.05*float64(shard), "direct peak / shard")
 					limit := 0.5*float64(p.Checkpoint) + float64(p.Replicated)/2 + 0.05*float64(p.Checkpoint)
 					assert.LessOrEqual(t, float64(m.read), limit, "direct reads about half plus the replicated share")
 				case EvalShardEval:
-					var largest int64
+					// The plan counts a section's full tensors and copies
+					// all held at once, which is what MLX does when its
+					// reads run ahead of the copies (nearly always; one CI
+					// run on 2 busy cores peaked 6 MiB lower, a tensor
+					// freed before the last read). The plan must bound the
+					// peak; the floor is what any order holds: the sections
+					// before, and the largest tensor with its copy.
+					assert.LessOrEqual(t, off, 0.001, "MLX's peak above the plan's")
+					var largest, floor int64
 					for _, sp := range p.Sections {
 						largest = max(largest, sp.Full)
+						before := sp.Resident - sp.Shard
+						for _, tp := range sp.Tensors {
+							held := AllocCPU(tp.Bytes)
+							if !tp.Split.Replicated() {
+								held += AllocCPU(tp.ShardBytes)
+							}
+							floor = max(floor, before+held)
+						}
 					}
+					assert.GreaterOrEqual(t, m.peak, floor, "MLX's peak below what the largest tensor and its copy hold")
 					assert.LessOrEqual(t, float64(m.peak), 1.10*float64(shard+largest))
 					assert.Equal(t, p.Checkpoint, m.read)
 				}
