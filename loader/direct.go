@@ -158,6 +158,12 @@ func fill(f *safetensors.File, tp *TensorPlan, n, k int, mode ReadMode, dst []by
 // Each array is allocated at its final size by MLX and written in place, so
 // nothing but the shard is ever held.
 func (r *run) direct(ctx context.Context, sp *SectionPlan, layer *Layer) error {
+	return r.fillSection(ctx, sp, layer, false)
+}
+
+// fillSection fills the section's arrays as direct describes: the rank's
+// parts, or with whole set every tensor in full.
+func (r *run) fillSection(ctx context.Context, sp *SectionPlan, layer *Layer, whole bool) error {
 	l := r.l
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -181,7 +187,7 @@ func (r *run) direct(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 			for tp := range jobs {
 				res := result{name: tp.Name}
 				tokens <- struct{}{}
-				res.a, res.read, res.err = r.fillOne(ctx, sp, tp, tokens)
+				res.a, res.read, res.err = r.fillOne(ctx, sp, tp, whole, tokens)
 				<-tokens
 				results <- res
 			}
@@ -216,14 +222,14 @@ func (r *run) direct(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 	return first
 }
 
-func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan, helpers chan struct{}) (*mlx.Array, int64, error) {
+func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan, whole bool, helpers chan struct{}) (*mlx.Array, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, context.Cause(ctx)
 	}
 	fail := func(err error) (*mlx.Array, int64, error) {
 		return nil, 0, &LoadError{Section: sp.Name, Tensor: tp.Name, File: tp.File, Err: err}
 	}
-	_, f, ok := r.l.dir.Tensor(tp.Name)
+	info, f, ok := r.l.dir.Tensor(tp.Name)
 	if !ok {
 		return fail(fmt.Errorf("not in the checkpoint"))
 	}
@@ -231,10 +237,13 @@ func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan, help
 	if err != nil {
 		return fail(err)
 	}
-	part := tp.Part
+	part, shape := tp.Part, tp.ShardShape
+	if whole {
+		part, shape = info.Whole(), tp.Shape
+	}
 	if r.l.opts.Read == ReadMap {
 		if rg, ok := part.Contiguous(); ok {
-			a, err := mapPart(f, rg.Offset, rg.Length, intShape(tp.ShardShape), dt)
+			a, err := mapPart(f, rg.Offset, rg.Length, intShape(shape), dt)
 			if err == nil {
 				return a, rg.Length, nil
 			}
@@ -244,7 +253,7 @@ func (r *run) fillOne(ctx context.Context, sp *SectionPlan, tp *TensorPlan, help
 		}
 	}
 	var read int64
-	a, err := mlx.NewArrayFill(intShape(tp.ShardShape), dt, func(dst []byte) error {
+	a, err := mlx.NewArrayFill(intShape(shape), dt, func(dst []byte) error {
 		var err error
 		read, err = fillPart(ctx, f, part, r.l.opts.Read, dst, helpers)
 		runtime.KeepAlive(f)

@@ -23,11 +23,13 @@
 //     size (mlx.NewArrayFill) and filled from exactly the file byte ranges
 //     that hold the rank's part, by a small pool of goroutines. Peak ≈ the
 //     shard; bytes read ≈ the shard plus the replicated tensors.
-//   - EvalShardEval is mlx-lm's and exo's path, with MLX's own loader:
-//     per section the rank's slices of the lazy full tensors are made
-//     contiguous and evaluated in one graph, each full tensor freed once
-//     its copy is made. Peak ≈ shard so far + one full section + its shard.
-//   - ChunkedEval evaluates the whole model section by section, unsharded.
+//   - EvalShardEval is mlx-lm's and exo's path: per section the full
+//     tensors are read, the rank's slices of them made contiguous and
+//     evaluated in one graph, each full tensor freed once its copy is made.
+//     Peak ≈ shard so far + one full section + its shard. The full tensors
+//     are filled by the same workers as Direct's arrays, or, with
+//     ReadMLX, read by MLX's own loader as mlx-lm reads them.
+//   - ChunkedEval loads the whole model section by section, unsharded.
 //
 // # Copying at memory speed
 //

@@ -37,7 +37,11 @@ func consume(l *ShardLoader, ctx context.Context, after func(i int)) (int, error
 
 func TestAFailureMidLoadEndsTheIterationWithItsTypedErrorAndLeavesNoMemory(t *testing.T) {
 	requireMLX(t)
-	strategies := []Strategy{Direct, EvalShardEval, ChunkedEval}
+	type way struct {
+		s    Strategy
+		read ReadMode
+	}
+	ways := []way{{Direct, ReadAuto}, {EvalShardEval, ReadAuto}, {EvalShardEval, ReadMLX}, {ChunkedEval, ReadAuto}, {ChunkedEval, ReadMLX}}
 	cases := []struct {
 		name string
 		// setup returns options and a hook run after the first section.
@@ -85,13 +89,13 @@ func TestAFailureMidLoadEndsTheIterationWithItsTypedErrorAndLeavesNoMemory(t *te
 			}},
 	}
 	for _, c := range cases {
-		for _, s := range strategies {
-			t.Run(c.name+", "+s.String(), func(t *testing.T) {
+		for _, w := range ways {
+			t.Run(c.name+", "+w.s.String()+", read "+w.read.String(), func(t *testing.T) {
 				dir := kimiLike(3).write(t, 2)
 				start, err := mlx.ActiveMemory()
 				require.NoError(t, err)
 				o, hook := c.setup(t, dir)
-				o.Rank, o.WorldSize, o.Strategy, o.Rules = 1, 2, s, DeepSeekV3Rules(4)
+				o.Rank, o.WorldSize, o.Strategy, o.Rules, o.Read = 1, 2, w.s, DeepSeekV3Rules(4), w.read
 				l, err := Open(dir, o)
 				require.NoError(t, err)
 				defer l.Close()
@@ -123,11 +127,12 @@ func TestACorruptFileIsAnErrorOfMLXsLoaderNotACrash(t *testing.T) {
 	start, err := mlx.ActiveMemory()
 	require.NoError(t, err)
 	o := bigGuard(t)
-	o.Rank, o.WorldSize, o.Strategy = 0, 2, EvalShardEval
+	o.Rank, o.WorldSize, o.Strategy, o.Read = 0, 2, EvalShardEval, ReadMLX
 	l, err := Open(dir, o)
 	require.NoError(t, err)
 	defer l.Close()
-	// Same size, so the size check passes: the header is garbage now.
+	// Same size, so the size check passes: the header is garbage now, and
+	// MLX's loader reads it again when the section is loaded.
 	p := filepath.Join(dir, safetensors.ShardFileName(1, 2))
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)

@@ -100,9 +100,11 @@ func TestEveryStrategyGivesEachRankExactlyItsSlicesOfTheFiles(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, strategy := range []Strategy{Direct, EvalShardEval, ChunkedEval} {
-			modes := []ReadMode{ReadMmap}
+			// The strategies that hold whole tensors read them with ours
+			// or with MLX's own loader.
+			modes := []ReadMode{ReadAuto, ReadMLX}
 			if strategy == Direct {
-				modes = append(modes, ReadPread)
+				modes = []ReadMode{ReadMmap, ReadPread}
 			}
 			for _, mode := range modes {
 				t.Run(fmt.Sprintf("%s, %s, %s", c.name, strategy, mode), func(t *testing.T) {
@@ -138,4 +140,17 @@ func TestEveryStrategyGivesEachRankExactlyItsSlicesOfTheFiles(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestMLXsLoaderIsARefusedReadModeForDirect(t *testing.T) {
+	dir := llamaLike(2, 64, 128, 2, 96).write(t, 1)
+	o := bigGuard(t)
+	o.Rank, o.WorldSize, o.Rules, o.Read = 0, 2, LlamaRules(8, 4), ReadMLX
+	_, err := Open(dir, o)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "read mode mlx needs a strategy that reads whole tensors")
+	o.Strategy = EvalShardEval
+	l, err := Open(dir, o)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
 }

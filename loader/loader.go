@@ -20,7 +20,9 @@ import (
 	"github.com/mlxdist/mlxdist/safetensors"
 )
 
-// ReadMode is how the Direct strategy reads a file's bytes.
+// ReadMode is how a load reads a file's bytes: the Direct strategy its
+// parts, EvalShardEval and ChunkedEval whole tensors (into arrays MLX
+// allocates uninitialised, by the same pool of workers).
 //
 // The default, ReadAuto, takes long runs with pread and short ones from
 // the mapping. BenchmarkDirect (wall time and CPU time per byte, warm page
@@ -65,6 +67,12 @@ const (
 	// private and writable: MLX may write into a buffer it owns, and those
 	// writes stay in the process, never reaching the file.
 	ReadMap
+	// ReadMLX has MLX's own safetensors loader read each tensor whole, as
+	// mlx-lm does (one lazy load per tensor, read with pread in 32 MiB
+	// chunks by MLX's small pool of threads when evaluated). Only the
+	// strategies that hold full tensors, EvalShardEval and ChunkedEval,
+	// take it.
+	ReadMLX
 )
 
 func (m ReadMode) String() string {
@@ -75,6 +83,8 @@ func (m ReadMode) String() string {
 		return "mmap"
 	case ReadMap:
 		return "map"
+	case ReadMLX:
+		return "mlx"
 	}
 	return "auto"
 }
@@ -119,11 +129,10 @@ type Options struct {
 	Guard *memguard.Guard
 	// IgnorePlan loads even when the predicted peak does not fit.
 	IgnorePlan bool
-	// Workers is how many tensors the Direct strategy fills at once;
-	// 0 means 4.
+	// Workers is how many tensors are filled at once; 0 means 4.
 	Workers int
-	// Read chooses how the Direct strategy reads: auto (default), pread,
-	// mmap or map.
+	// Read chooses how the files are read: auto (default), pread, mmap,
+	// map, or, for the strategies that hold whole tensors, MLX's own loader.
 	Read ReadMode
 	// Logger receives one Info line per section; nil is silent.
 	Logger *slog.Logger
@@ -233,6 +242,9 @@ func New(d *safetensors.Dir, o Options) (*ShardLoader, error) {
 // newLoader returns a loader running plan over d, which is nil for a rank
 // that receives its shard over the group.
 func newLoader(d *safetensors.Dir, plan *Plan, o Options) (*ShardLoader, error) {
+	if o.Read == ReadMLX && plan.Strategy == Direct {
+		return nil, fmt.Errorf("loader: read mode %s needs a strategy that reads whole tensors (eval-shard-eval or chunked-eval), not %s", o.Read, plan.Strategy)
+	}
 	var err error
 	l := &ShardLoader{dir: d, opts: o, plan: plan, guard: o.Guard, log: o.Logger, sizes: map[string]int64{}}
 	if l.log == nil {
@@ -297,10 +309,10 @@ func (l *ShardLoader) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
 		if l.stream != nil {
 			defer l.stream.abandon()
 		}
-		// MLX's loader reads a section's tensors when the section is
-		// evaluated; the disk would sit idle between two evaluations, so
-		// the strategies that use it have the OS read the next section
-		// ahead, into the page cache.
+		// The strategies that hold whole tensors read a section, then
+		// copy the rank's slices on MLX's thread; the disk would sit idle
+		// while they copy and between two sections, so the OS reads the
+		// next section ahead, into the page cache.
 		var ahead sync.WaitGroup
 		defer ahead.Wait()
 		prefetch := l.plan.Strategy != Direct && l.stream == nil
@@ -436,7 +448,11 @@ func (r *run) section(ctx context.Context, sp *SectionPlan) (*Layer, error) {
 	case Direct:
 		err = r.direct(ctx, sp, layer)
 	default:
-		err = r.viaMLX(ctx, sp, layer)
+		if r.l.opts.Read == ReadMLX {
+			err = r.viaMLX(ctx, sp, layer)
+		} else {
+			err = r.ownFill(ctx, sp, layer)
+		}
 	}
 	if err != nil {
 		layer.Free()

@@ -45,11 +45,16 @@ func TestDirectPeaksAtTheShardAndEvalShardEvalAtOneSectionMore(t *testing.T) {
 	}
 	// hidden 1024, 4 layers of bf16: about 150 MB.
 	dir := llamaLike(9, 1024, 4096, 4, 8192).write(t, 3)
-	for _, s := range []Strategy{Direct, EvalShardEval} {
+	ways := []struct {
+		s    Strategy
+		read ReadMode
+	}{{Direct, ReadAuto}, {EvalShardEval, ReadAuto}, {EvalShardEval, ReadMLX}}
+	for _, w := range ways {
+		s := w.s
 		for rank := range 2 {
-			t.Run(fmt.Sprintf("%s rank %d of 2", s, rank), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s read %s rank %d of 2", s, w.read, rank), func(t *testing.T) {
 				o := bigGuard(t)
-				o.Rank, o.WorldSize, o.Strategy, o.Rules = rank, 2, s, LlamaRules(8, 4)
+				o.Rank, o.WorldSize, o.Strategy, o.Rules, o.Read = rank, 2, s, LlamaRules(8, 4), w.read
 				m := loadMeasured(t, dir, o)
 				p := m.plan
 				shard := p.Resident

@@ -234,7 +234,7 @@ func TestEveryStrategyShardsEveryParameterAsMLXLMShardsIt(t *testing.T) {
 	// MLX's own loader reads it on one rank.
 	whole := make([]map[string]string, len(models))
 	for m, model := range models {
-		_, whole[m] = goDigests(t, model.dir, Options{PlanOptions: PlanOptions{Strategy: ChunkedEval}}, model.sanitize)
+		_, whole[m] = goDigests(t, model.dir, Options{PlanOptions: PlanOptions{Strategy: ChunkedEval}, Read: ReadMLX}, model.sanitize)
 	}
 	require.NotEmpty(t, whole[0], "the Kimi checkpoint has a vision tower")
 	for _, n := range []int{2, 4} {
@@ -253,7 +253,9 @@ func TestEveryStrategyShardsEveryParameterAsMLXLMShardsIt(t *testing.T) {
 					{name: "direct with mmap", o: PlanOptions{Strategy: Direct}, read: ReadMmap},
 					{name: "direct with pread", o: PlanOptions{Strategy: Direct}, read: ReadPread},
 					{name: "eval-shard-eval", o: PlanOptions{Strategy: EvalShardEval}},
+					{name: "eval-shard-eval with MLX's loader", o: PlanOptions{Strategy: EvalShardEval}, read: ReadMLX},
 					{name: "chunked eval", o: PlanOptions{Strategy: ChunkedEval}, whole: true},
+					{name: "chunked eval with MLX's loader", o: PlanOptions{Strategy: ChunkedEval}, read: ReadMLX, whole: true},
 					{name: "direct from the resharded directory", dir: reshardFor(t, model.dir, rank, n)},
 				}
 				for _, c := range cases {

@@ -17,10 +17,8 @@ import (
 // made, so no slice pins a full tensor and none outlives the evaluation.
 func (r *run) viaMLX(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 	full := make([]*mlx.Array, 0, len(sp.Tensors))
-	names := make([]string, 0, len(sp.Tensors))
 	defer func() {
-		// On success every original has been handed over or freed; on an
-		// error this frees what is left.
+		// On an error before shardEval, what was taken so far.
 		mlx.FreeAll(full...)
 	}()
 	for _, tp := range sp.Tensors {
@@ -38,15 +36,43 @@ func (r *run) viaMLX(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 		delete(m, tp.Name) // ours now
 		r.taken[tp.Name] = sp.Name
 		full = append(full, a)
-		names = append(names, tp.Name)
 		layer.BytesRead += tp.Bytes
 	}
+	taken := full
+	full = nil // shardEval frees them
+	return r.shardEval(ctx, sp, layer, taken)
+}
+
+// ownFill loads a section of EvalShardEval or ChunkedEval with the reader
+// Direct uses: every tensor whole, filled in parallel into arrays MLX
+// allocates uninitialised, then sharded and evaluated as viaMLX does.
+func (r *run) ownFill(ctx context.Context, sp *SectionPlan, layer *Layer) error {
+	whole := &Layer{Section: sp.Section, Arrays: make(map[string]*mlx.Array, len(sp.Tensors))}
+	if err := r.fillSection(ctx, sp, whole, true); err != nil {
+		whole.Free()
+		return err
+	}
+	full := make([]*mlx.Array, len(sp.Tensors))
+	for i, tp := range sp.Tensors {
+		full[i] = whole.Arrays[tp.Name]
+	}
+	layer.BytesRead += whole.BytesRead
+	return r.shardEval(ctx, sp, layer, full)
+}
+
+// shardEval takes the section's full tensors (in the order of sp.Tensors;
+// it frees them all, whatever happens) and puts into layer the rank's
+// arrays: for EvalShardEval the contiguous copy of the rank's slices of
+// each split tensor, evaluated in one graph, each full tensor freed as soon
+// as its copy is made.
+func (r *run) shardEval(ctx context.Context, sp *SectionPlan, layer *Layer, full []*mlx.Array) error {
+	defer func() { mlx.FreeAll(full...) }()
 	shard := r.l.plan.Strategy == EvalShardEval && r.l.plan.WorldSize > 1
 	out := make([]*mlx.Array, len(full))
 	for i, tp := range sp.Tensors {
 		if !shard || tp.Split.Replicated() {
 			out[i], full[i] = full[i], nil
-			layer.Arrays[names[i]] = out[i]
+			layer.Arrays[tp.Name] = out[i]
 			continue
 		}
 		c, err := r.slice(full[i], &tp)
@@ -58,7 +84,7 @@ func (r *run) viaMLX(ctx context.Context, sp *SectionPlan, layer *Layer) error {
 		full[i].Free()
 		full[i] = nil
 		out[i] = c
-		layer.Arrays[names[i]] = c
+		layer.Arrays[tp.Name] = c
 	}
 	if err := mlx.Eval(out...); err != nil {
 		return &LoadError{Section: sp.Name, Err: err}

@@ -8,7 +8,7 @@ for each loader side by side, from the median run). GB means 10^9 bytes.
 
 Log names: plain-serial.I.log, plain-parallel.I.log and LOADER-nN.I.log
 for LOADER in fill-limit, direct, direct-resharded, map-resharded,
-eval-shard-eval, mlx-lm, naive, with N ranks. Lines it reads (each may
+eval-shard-eval, eval-shard-eval-mlxread, mlx-lm, naive, with N ranks. Lines it reads (each may
 carry the launcher's "[rank] " prefix):
   PLAIN_JSON {...}      run.sh's timed cat of the shard files
   FILLLIMIT_JSON {...}  one per rank of bench/load/filllimit
@@ -31,6 +31,7 @@ LOADERS = [
     ("direct-resharded", "ours: direct, resharded checkpoint"),
     ("map-resharded", "ours: direct --read map, resharded"),
     ("eval-shard-eval", "ours: eval-shard-eval"),
+    ("eval-shard-eval-mlxread", "ours: eval-shard-eval --read mlx"),
     ("mlx-lm", "mlx-lm sharded_load"),
     ("naive", "naive: shard, then eval all"),
 ]
@@ -66,7 +67,7 @@ def load_run(kind, path):
             return None
         return {"wall_s": max(r["load_s"] for r in rs),
                 "ranks": [{"rank": r["rank"], "load_s": r["load_s"], "bytes_read": r["bytes"]} for r in rs]}
-    if kind in ("direct", "direct-resharded", "map-resharded", "eval-shard-eval"):
+    if kind in ("direct", "direct-resharded", "map-resharded", "eval-shard-eval", "eval-shard-eval-mlxread"):
         for j in json_lines(path, "KIMILOAD_JSON "):
             return {"wall_s": j["wall_s"], "ranks": [rank_row(r) for r in j["per_rank"]]}
         return None

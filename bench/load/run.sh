@@ -2,7 +2,8 @@
 # Side-by-side load benchmark. N local ranks over ring load one generated
 # Kimi K2.5-layout checkpoint with our direct strategy (from the checkpoint,
 # and from each rank's resharded copy, copied and mapped) and
-# eval-shard-eval (examples/kimiload), with mlx-lm's sharded_load and with
+# eval-shard-eval (examples/kimiload; reading with our reader and with
+# MLX's own loader), with mlx-lm's sharded_load and with
 # the naive lazy shard-then-eval load; next to two limits for the same
 # bytes: the plain read of the files (cat) and the fill limit (filllimit:
 # each rank's bytes copied from the page cache into fresh memory by as many
@@ -164,6 +165,7 @@ for n in $ranks_list; do
 	run "direct-resharded-n$n" "$mine" "'$bin/launch' -n $n -- '$bin/kimiload' --model '$ckpt-tp$n/rank{rank}' --strategy direct --workers $workers --json --samples '$s/direct-resharded-n$n.{i}.r{rank}.jsonl' ${BENCH_FLAGS:-}"
 	run "map-resharded-n$n" "$mine" "'$bin/launch' -n $n -- '$bin/kimiload' --model '$ckpt-tp$n/rank{rank}' --strategy direct --read map --workers $workers --json --samples '$s/map-resharded-n$n.{i}.r{rank}.jsonl'"
 	run "eval-shard-eval-n$n" "$all" "'$bin/launch' -n $n -- '$bin/kimiload' --model '$ckpt' --strategy eval-shard-eval --json --samples '$s/eval-shard-eval-n$n.{i}.r{rank}.jsonl'"
+	run "eval-shard-eval-mlxread-n$n" "$all" "'$bin/launch' -n $n -- '$bin/kimiload' --model '$ckpt' --strategy eval-shard-eval --read mlx --json --samples '$s/eval-shard-eval-mlxread-n$n.{i}.r{rank}.jsonl'"
 	run "mlx-lm-n$n" "$all" "'$bin/launch' -n $n -- '$py' '$root/bench/load/mlxlm_rank.py' --model '$ckpt' --mode sharded_load --samples '$s/mlx-lm-n$n.{i}.r{rank}.jsonl'"
 	run "naive-n$n" "$all" "'$bin/launch' -n $n -- '$py' '$root/bench/load/mlxlm_rank.py' --model '$ckpt' --mode naive --samples '$s/naive-n$n.{i}.r{rank}.jsonl'"
 done

@@ -24,14 +24,15 @@ const (
 	// array: a full tensor the rank needs only part of is never read, never
 	// held. Peak ≈ the shard; bytes read ≈ the shard.
 	Direct Strategy = iota
-	// EvalShardEval is mlx-lm's and exo's path: per section, MLX's own
-	// loader materializes the full tensors, the rank's slices are made
-	// contiguous and evaluated, and the originals are freed before the next
-	// section. Peak ≈ the shard so far + one full section + its shard.
+	// EvalShardEval is mlx-lm's and exo's path: per section, the full
+	// tensors are materialized (by the loader's workers, or by MLX's own
+	// loader), the rank's slices are made contiguous and evaluated, and the
+	// originals are freed before the next section. Peak ≈ the shard so far
+	// + one full section + its shard.
 	EvalShardEval
-	// ChunkedEval loads every tensor whole with MLX's own loader, one
-	// section per evaluation, and shards nothing (every rank gets the whole
-	// model): mlx-lm's single-node path.
+	// ChunkedEval loads every tensor whole, one section at a time, and
+	// shards nothing (every rank gets the whole model): mlx-lm's
+	// single-node path.
 	ChunkedEval
 )
 
