@@ -73,10 +73,11 @@ func TestDirectPeaksAtTheShardAndEvalShardEvalAtOneSectionMore(t *testing.T) {
 					assert.LessOrEqual(t, float64(m.read), limit, "direct reads about half plus the replicated share")
 				case EvalShardEval:
 					// The plan counts a section's full tensors and copies
-					// all held at once, which is what MLX does when its
-					// reads run ahead of the copies (nearly always; one CI
-					// run on 2 busy cores peaked 6 MiB lower, a tensor
-					// freed before the last read). The plan must bound the
+					// all held at once, which is what happens when every
+					// full tensor is read before the first copy is made
+					// (nearly always; one CI run on 2 busy cores, with MLX's
+					// loader, peaked 6 MiB lower, a tensor freed before the
+					// last read). The plan must bound the
 					// peak; the floor is what any order holds: the sections
 					// before, and the largest tensor with its copy.
 					assert.LessOrEqual(t, off, 0.001, "MLX's peak above the plan's")

@@ -149,7 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, int) {
 	fs.StringVar(&o.model, "model", "", "checkpoint `DIR`: safetensors shard files and model.safetensors.index.json; {rank} in it is replaced by the rank (a node's own shard from reshard)")
 	strategy := fs.String("strategy", "direct", "how to load: direct, eval-shard-eval or chunked (chunked-eval: every rank loads everything whole)")
 	read := fs.String("read", "auto", "how the files are read: auto (pread long runs, copy short ones from the mapping), pread, mmap, map (back whole parts by the file where MLX can) or mlx (MLX's own loader; eval-shard-eval and chunked only)")
-	fs.IntVar(&o.workers, "workers", 0, "tensors the direct strategy fills at once (0: the loader's default)")
+	fs.IntVar(&o.workers, "workers", 0, "tensors filled at once (0: the loader's default)")
 	fs.BoolVar(&o.verify, "verify", false, "compare every loaded array with the files byte for byte; print PASS or FAIL per rank")
 	fs.BoolVar(&o.planOnly, "plan-only", false, "print the predicted per-node figures and read no weight")
 	fs.StringVar(&o.describe, "describe", "", "with --plan-only: plan a model described without files (kimi-k2.5)")

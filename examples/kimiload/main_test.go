@@ -121,17 +121,23 @@ func TestTwoRanksLoadAndVerifyEveryStrategy(t *testing.T) {
 	setup(t)
 	tests := []struct {
 		name, strategy string
+		read           string // --read, when set
 		// sharded: each rank keeps the replicated tensors and half the rest.
 		sharded  bool
 		maxRatio float64 // peak / shard
 	}{
-		{"direct reads only each rank's half and peaks at the shard", "direct", true, 1.0001},
-		{"eval-shard-eval reads everything and peaks above the shard", "eval-shard-eval", true, 1.2},
-		{"chunked loads the whole model on every rank", "chunked", false, 1.0001},
+		{"direct reads only each rank's half and peaks at the shard", "direct", "", true, 1.0001},
+		{"eval-shard-eval reads everything and peaks above the shard", "eval-shard-eval", "", true, 1.2},
+		{"eval-shard-eval with MLX's loader does the same", "eval-shard-eval", "mlx", true, 1.2},
+		{"chunked loads the whole model on every rank", "chunked", "", false, 1.0001},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := runCmd(t, nil, launchBin, "-n", "2", "--", kimiBin, "--model", ckptDir, "--verify", "--json", "--strategy", tt.strategy)
+			args := []string{"-n", "2", "--", kimiBin, "--model", ckptDir, "--verify", "--json", "--strategy", tt.strategy}
+			if tt.read != "" {
+				args = append(args, "--read", tt.read)
+			}
+			r := runCmd(t, nil, launchBin, args...)
 			require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 			for rank := range 2 {
 				assert.Contains(t, r.stdout, fmt.Sprintf("[%d] [Rank %d/2] verify PASS", rank, rank))
@@ -246,6 +252,8 @@ func TestUsageAndBadInput(t *testing.T) {
 		{"describe knows kimi-k2.5 only", []string{"--plan-only", "--describe", "gpt"}, 2, `--describe "gpt"`},
 		{"a bad TP list is a usage error", []string{"--plan-only", "--describe", "kimi-k2.5", "--tp", "two"}, 2, `--tp "two"`},
 		{"a missing checkpoint is one line and status 1", []string{"--model", filepath.Join(workDir, "nothing-here")}, 1, "kimiload: "},
+		{"an unknown read mode is a usage error", []string{"--model", "x", "--read", "fast"}, 2, `--read "fast"`},
+		{"MLX's loader cannot read a direct load's parts", []string{"--model", ckptDir, "--read", "mlx"}, 1, "read mode mlx needs a strategy that reads whole tensors"},
 		{"a negative timeout is a usage error", []string{"--model", "x", "--timeout", "-1s"}, 2, "--timeout -1s"},
 		{"a prompt is answered by TP only", []string{"--model", "x", "--pp", "2", "--prompt", "hi"}, 2, "examples/generate --pp"},
 		{"--pp and --placement exclude each other", []string{"--plan-only", "--describe", "kimi-k2.5", "--pp", "2", "--placement", "auto"}, 2, "exclude each other"},
