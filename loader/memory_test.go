@@ -13,7 +13,10 @@ import (
 
 type measured struct {
 	peak, resident, read int64
-	plan                 *Plan
+	// ours is what went through our reader (the checkpoint's own count),
+	// as opposed to MLX's loader.
+	ours int64
+	plan *Plan
 }
 
 // loadMeasured loads one rank, keeping every array until the end as a
@@ -35,7 +38,7 @@ func loadMeasured(t *testing.T, dir string, o Options) measured {
 	for _, a := range all {
 		a.Free()
 	}
-	return measured{peak: int64(m.Peak - start), resident: int64(m.Active - start), read: l.BytesRead(), plan: l.Plan()}
+	return measured{peak: int64(m.Peak - start), resident: int64(m.Active - start), read: l.BytesRead(), ours: l.dir.BytesRead(), plan: l.Plan()}
 }
 
 func TestDirectPeaksAtTheShardAndEvalShardEvalAtOneSectionMore(t *testing.T) {
@@ -96,6 +99,11 @@ func TestDirectPeaksAtTheShardAndEvalShardEvalAtOneSectionMore(t *testing.T) {
 					assert.GreaterOrEqual(t, m.peak, floor, "MLX's peak below what the largest tensor and its copy hold")
 					assert.LessOrEqual(t, float64(m.peak), 1.10*float64(shard+largest))
 					assert.Equal(t, p.Checkpoint, m.read)
+					if w.read == ReadMLX {
+						assert.Zero(t, m.ours, "MLX's loader reads the files, not ours")
+					} else {
+						assert.Equal(t, p.Checkpoint, m.ours, "our reader reads every full tensor")
+					}
 				}
 			})
 		}
